@@ -1,0 +1,21 @@
+"""runrecord: a durable, queryable run record for every AI agent run on Temporal."""
+
+from runrecord.activities import Prompt, artifact, call_model, tool
+from runrecord.records import ModelSpec, RunRecord, SideEffect
+from runrecord.worker import RunRecordInterceptor, RunRecordPlugin, turn
+from runrecord.workflows import agent
+
+__all__ = [
+    "ModelSpec",
+    "Prompt",
+    "RunRecord",
+    "RunRecordInterceptor",
+    "RunRecordPlugin",
+    "SideEffect",
+    "agent",
+    "artifact",
+    "call_model",
+    "tool",
+    "turn",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,43 @@
+"""Where runrecord finds its Temporal cluster, records database and local state."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TASK_QUEUE = "runrecord-agents"
+DEFAULT_NAMESPACE = "default"
+
+
+class RunRecordError(Exception):
+    """A user-facing error: the CLI prints its message as one line and exits non-zero."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    temporal_address: str | None
+    namespace: str
+    task_queue: str
+    ui_url: str | None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(os.environ.get("RUNRECORD_HOME") or Path.home() / ".runrecord").expanduser()
+        database_url = os.environ.get("RUNRECORD_DATABASE_URL") or (
+            f"sqlite:///{home / 'records.sqlite3'}"
+        )
+        return cls(
+            home=home,
+            database_url=database_url,
+            temporal_address=os.environ.get("TEMPORAL_ADDRESS") or None,
+            namespace=os.environ.get("TEMPORAL_NAMESPACE") or DEFAULT_NAMESPACE,
+            task_queue=os.environ.get("RUNRECORD_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
+            ui_url=os.environ.get("TEMPORAL_UI_URL") or None,
+        )
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.home / "journal"

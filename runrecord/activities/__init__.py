@@ -1,0 +1,29 @@
+"""Tool declarations, artifacts and model calls: what runs inside activities."""
+
+from runrecord.activities._artifacts import CurrentCall, artifact, current_call
+from runrecord.activities._model import (
+    ModelRequest,
+    Prompt,
+    call_model,
+    price,
+    register_script,
+    set_price,
+)
+from runrecord.activities._tool import ToolSpec, activity_name, tool, tool_spec, undeclared
+
+__all__ = [
+    "CurrentCall",
+    "ModelRequest",
+    "Prompt",
+    "ToolSpec",
+    "activity_name",
+    "artifact",
+    "call_model",
+    "current_call",
+    "price",
+    "register_script",
+    "set_price",
+    "tool",
+    "tool_spec",
+    "undeclared",
+]

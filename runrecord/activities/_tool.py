@@ -1,0 +1,134 @@
+"""``@runrecord.tool``: declare what an ordinary Temporal activity does to the world."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from runrecord.records import SideEffect, ToolRegistryEntry
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ATTR = "__runrecord_tool__"
+_registry: dict[str, ToolSpec] = {}
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    side_effect: SideEffect
+    approval: bool = False
+    compensator: str | None = None
+    idempotent: bool = False
+    irreversible: bool = False
+    schema_hash: str | None = None
+
+    def registry_entry(self) -> ToolRegistryEntry:
+        return ToolRegistryEntry(
+            name=self.name,
+            side_effect=self.side_effect,
+            idempotent=self.idempotent,
+            irreversible=self.irreversible,
+            compensator=self.compensator,
+            approval=self.approval,
+            schema_hash=self.schema_hash,
+        )
+
+
+def activity_name(fn: Callable[..., Any]) -> str:
+    """The name Temporal schedules the activity under (its ``@activity.defn`` name)."""
+    defn = getattr(fn, "__temporal_activity_definition", None)
+    name = getattr(defn, "name", None)
+    return name if isinstance(name, str) and name else fn.__name__
+
+
+def schema_hash(fn: Callable[..., Any]) -> str:
+    """sha256 of the tool's declared argument and return types."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations still deserve a stable hash
+        hints = dict(getattr(fn, "__annotations__", {}))
+    params = [
+        [name, _type_schema(hints.get(name, Any))]
+        for name in inspect.signature(fn).parameters
+    ]
+    doc = {"params": params, "returns": _type_schema(hints.get("return", Any))}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _type_schema(tp: Any) -> Any:
+    schema = getattr(tp, "model_json_schema", None)
+    if callable(schema):
+        try:
+            return schema()
+        except Exception:
+            pass
+    return repr(tp)
+
+
+def tool(
+    side_effect: SideEffect | str,
+    *,
+    approval: bool = False,
+    compensate: Callable[..., Any] | str | None = None,
+    idempotent: bool = False,
+    irreversible: bool = False,
+) -> Callable[[F], F]:
+    """Declare a Temporal activity as a tool with a side-effect class.
+
+    Put it above or below ``@activity.defn``. ``compensate`` names the activity that
+    undoes this one (used by rollback); ``irreversible`` says nothing can undo it.
+    """
+    effect = SideEffect(side_effect)
+    if compensate is not None and irreversible:
+        raise ValueError("a tool cannot be both irreversible and have a compensator")
+
+    def declare(fn: F) -> F:
+        compensator = (
+            compensate
+            if isinstance(compensate, str) or compensate is None
+            else activity_name(compensate)
+        )
+        spec = ToolSpec(
+            name=activity_name(fn),
+            side_effect=effect,
+            approval=approval,
+            compensator=compensator,
+            idempotent=idempotent,
+            irreversible=irreversible,
+            schema_hash=schema_hash(fn),
+        )
+        setattr(fn, _ATTR, spec)
+        _registry[spec.name] = spec
+        return fn
+
+    return declare
+
+
+def tool_spec(fn_or_name: Callable[..., Any] | str) -> ToolSpec | None:
+    """The declaration of a tool, by function or activity name; None if undeclared."""
+    if isinstance(fn_or_name, str):
+        return _registry.get(fn_or_name)
+    spec = getattr(fn_or_name, _ATTR, None)
+    if isinstance(spec, ToolSpec):
+        # @activity.defn may have run after @tool and named the activity differently.
+        name = activity_name(fn_or_name)
+        if name != spec.name:
+            spec = ToolSpec(**{**spec.__dict__, "name": name})
+            _registry[name] = spec
+        return spec
+    return None
+
+
+def undeclared(name: str, fn: Callable[..., Any] | None = None) -> ToolSpec:
+    """An activity declared nowhere: ``unknown``, the most dangerous class."""
+    return ToolSpec(
+        name=name,
+        side_effect=SideEffect.UNKNOWN,
+        schema_hash=schema_hash(fn) if fn is not None else None,
+    )

@@ -1,0 +1,76 @@
+"""The ``runrecord`` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+try:  # typer >= 0.20 vendors click; older typer depends on it
+    from typer import _click as click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    import click  # type: ignore[no-redef]
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+from runrecord._settings import RunRecordError
+from runrecord.cli._db import db_app, schema
+from runrecord.cli._mirror import mirror_app
+from runrecord.cli._run import demo, dev, worker
+from runrecord.cli._show import show
+
+app = typer.Typer(
+    name="runrecord",
+    help=(
+        "Run records for AI agents on Temporal: what each run did, with which tools, "
+        "who approved it, and what changed.\n\n"
+        "Start with `runrecord demo`; run `runrecord dev` for a local stack."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(demo)
+app.command()(dev)
+app.command()(worker)
+app.command()(show)
+app.command()(schema)
+app.add_typer(db_app, name="db")
+app.add_typer(mirror_app, name="mirror")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: errors become one line on stderr and a non-zero exit, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="runrecord", standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as exc:
+        if exc.ctx is not None:
+            click.echo(exc.ctx.get_help())
+        return 2
+    except click_exceptions.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"runrecord: error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        click.echo("runrecord: aborted", err=True)
+        return 130
+    except click_exceptions.ClickException as exc:
+        click.echo(f"runrecord: error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except RunRecordError as exc:
+        click.echo(f"runrecord: error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""``runrecord dev``, ``demo`` and ``worker``: run agents with recording on."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+
+import typer
+from rich.console import Console
+
+from runrecord._settings import RunRecordError, Settings
+from runrecord.cli._show import print_records
+from runrecord.cli._stack import (
+    load_agents,
+    recording_worker,
+    records_engine,
+    temporal_cluster,
+)
+from runrecord.recorder import load_tree
+
+err = Console(stderr=True)
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def dev() -> None:
+    """Run the embedded stack in the foreground: Temporal dev server, worker, mirror.
+
+    The dev server keeps its state in $RUNRECORD_HOME/temporal.sqlite3 (default
+    ~/.runrecord). With TEMPORAL_ADDRESS set, that cluster is used instead.
+    Ctrl-C stops everything.
+    """
+    settings = Settings.from_env()
+
+    async def main() -> None:
+        engine = records_engine(settings)
+        agents = load_agents(None)
+        async with temporal_cluster(settings, start_if_missing=True) as temporal:
+            async with recording_worker(settings, temporal.address, agents, engine=engine):
+                typer.echo(f"Temporal gRPC:    {temporal.address}")
+                typer.echo(f"Temporal UI:      {temporal.ui_url or '(see your cluster)'}")
+                typer.echo(f"Records database: {engine.url.render_as_string(hide_password=True)}")
+                typer.echo(f"Task queue:       {settings.task_queue}")
+                typer.echo("Worker and mirror running. Press Ctrl-C to stop.")
+                await _until_signalled()
+                typer.echo("Stopping ...")
+
+    asyncio.run(main())
+
+
+def demo(
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the finished RunRecords as a JSON array, root run first."
+    ),
+) -> None:
+    """Run the example scenario end to end and show its run record.
+
+    Starts the embedded stack if none is running (and stops what it started),
+    runs the release supervisor agent, which delegates to a deployer sub-agent,
+    then prints the run as a tree with the Temporal UI link.
+    """
+    settings = Settings.from_env()
+
+    async def main() -> None:
+        engine = records_engine(settings)
+        agents = load_agents(None)
+        workspace = agents.prepare_workspace(settings.home / "demo-workspace" / uuid.uuid4().hex[:8])
+        with err.status("Starting the embedded stack ...") as status:
+            async with temporal_cluster(settings, start_if_missing=True) as temporal:
+                queue = f"runrecord-demo-{uuid.uuid4().hex[:8]}"
+                async with recording_worker(
+                    settings, temporal.address, agents, task_queue=queue, mirror=False,
+                    engine=engine,
+                ) as (client, mirror):
+                    run_id = f"release-{uuid.uuid4().hex[:8]}"
+                    status.update(f"Running agent run {run_id} ...")
+                    handle = await client.start_workflow(
+                        agents.ReleaseSupervisor.run,
+                        agents.ReleaseTask(workspace=str(workspace)),
+                        id=run_id,
+                        task_queue=queue,
+                    )
+                    try:
+                        await asyncio.wait_for(handle.result(), timeout=120)
+                    except TimeoutError:
+                        raise RunRecordError(f"run {run_id} did not finish within 120 s") from None
+                    status.update("Mirroring history into the records database ...")
+                    await asyncio.to_thread(mirror.drain_journal)
+                    await mirror.sync_tree(run_id)
+                ui_url = temporal.ui_url
+        with engine.connect() as conn:
+            records = load_tree(conn, run_id)
+        print_records(records, as_json=as_json, ui_url=ui_url)
+
+    asyncio.run(main())
+
+
+def worker(
+    module: str = typer.Option(
+        None, "--module", "-m",
+        help="Python module with WORKFLOWS and ACTIVITIES lists (default: the example agents).",
+    ),
+    task_queue: str = typer.Option(
+        None, "--task-queue", help="Task queue to poll (default $RUNRECORD_TASK_QUEUE)."
+    ),
+    mirror: bool = typer.Option(True, "--mirror/--no-mirror", help="Also run the mirror."),
+) -> None:
+    """Run a recording worker (and the mirror) against TEMPORAL_ADDRESS until Ctrl-C."""
+    settings = Settings.from_env()
+
+    async def main() -> None:
+        engine = records_engine(settings)
+        agents = load_agents(module)
+        async with temporal_cluster(settings, start_if_missing=False) as temporal:
+            async with recording_worker(
+                settings, temporal.address, agents, task_queue=task_queue, mirror=mirror,
+                engine=engine,
+            ):
+                typer.echo(
+                    f"Worker on {temporal.address}, task queue "
+                    f"{task_queue or settings.task_queue}; mirror {'on' if mirror else 'off'}."
+                )
+                await _until_signalled()
+
+    asyncio.run(main())

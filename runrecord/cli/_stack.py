@@ -1,0 +1,162 @@
+"""Putting the pieces together: a Temporal client, a recording worker, the mirror, a dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy import Engine
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from runrecord._settings import RunRecordError, Settings
+from runrecord.recorder import Mirror, open_engine, upgrade
+from runrecord.worker import SEARCH_ATTRIBUTES, DevServer, Journal, RunRecordPlugin, port_open
+
+DEFAULT_ADDRESS = "127.0.0.1:7233"
+DEFAULT_UI = "http://127.0.0.1:8233"
+
+
+def records_engine(settings: Settings) -> Engine:
+    """The records database, migrated to this code's schema (refusing a newer one)."""
+    engine = open_engine(settings.database_url)
+    upgrade(engine)
+    return engine
+
+
+async def connect(
+    address: str, namespace: str, plugins: Sequence[RunRecordPlugin] = (), timeout: float = 10.0
+) -> Client:
+    try:
+        return await asyncio.wait_for(
+            Client.connect(address, namespace=namespace, plugins=list(plugins)), timeout
+        )
+    except (TimeoutError, RuntimeError, RPCError, OSError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else "timed out"
+        raise RunRecordError(f"cannot reach Temporal at {address}: {detail}") from None
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register runrecord's search attributes on a cluster that lacks them."""
+    request = AddSearchAttributesRequest(
+        namespace=client.namespace,
+        search_attributes={
+            key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES
+        },
+    )
+    try:
+        await client.operator_service.add_search_attributes(request)
+    except RPCError as err:
+        if err.status != RPCStatusCode.ALREADY_EXISTS:
+            raise RunRecordError(
+                f"cannot register search attributes on {client.namespace}: {err.message}"
+            ) from None
+
+
+def load_agents(module: str | None) -> ModuleType:
+    """The module with WORKFLOWS and ACTIVITIES lists; the bundled examples by default."""
+    if module is None:
+        examples = Path(os.environ.get("RUNRECORD_EXAMPLES") or _default_examples())
+        if not (examples / "demo_agents.py").is_file():
+            raise RunRecordError(
+                f"example agents not found in {examples}: set RUNRECORD_EXAMPLES to the "
+                "examples/ folder of a runrecord checkout"
+            )
+        if str(examples) not in sys.path:
+            sys.path.insert(0, str(examples))
+        module = "demo_agents"
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as err:
+        raise RunRecordError(f"cannot import agent module {module!r}: {err}") from None
+    for name in ("WORKFLOWS", "ACTIVITIES"):
+        if not isinstance(getattr(loaded, name, None), list):
+            raise RunRecordError(f"agent module {module!r} has no {name} list")
+    return loaded
+
+
+def _default_examples() -> Path:
+    return Path(__file__).resolve().parents[2] / "examples"
+
+
+@dataclass
+class Temporal:
+    address: str
+    ui_url: str | None
+    server: DevServer | None
+
+
+@asynccontextmanager
+async def temporal_cluster(
+    settings: Settings, *, start_if_missing: bool, db_file: Path | None = None
+) -> AsyncIterator[Temporal]:
+    """TEMPORAL_ADDRESS if set; else a dev server already on 7233; else start one."""
+    if settings.temporal_address:
+        yield Temporal(settings.temporal_address, settings.ui_url, None)
+        return
+    if port_open("127.0.0.1", 7233):
+        yield Temporal(DEFAULT_ADDRESS, settings.ui_url or DEFAULT_UI, None)
+        return
+    if not start_if_missing:
+        raise RunRecordError(
+            "no Temporal server at 127.0.0.1:7233: run `runrecord dev` or set TEMPORAL_ADDRESS"
+        )
+    server = DevServer(db_file=db_file or settings.home / "temporal.sqlite3")
+    if port_open("127.0.0.1", server.ui_port):
+        from runrecord.worker import free_port
+
+        server.ui_port = free_port()
+    await asyncio.to_thread(server.start)
+    try:
+        yield Temporal(server.address, server.ui_url, server)
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+@asynccontextmanager
+async def recording_worker(
+    settings: Settings,
+    address: str,
+    agents: ModuleType,
+    *,
+    task_queue: str | None = None,
+    mirror: bool = True,
+    engine: Engine | None = None,
+) -> AsyncIterator[tuple[Client, Mirror]]:
+    """A worker for ``agents`` with recording installed, and the mirror following its runs."""
+    engine = engine or records_engine(settings)
+    journal = Journal(settings.journal_dir)
+    plugin = RunRecordPlugin(journal)
+    client = await connect(address, settings.namespace, [plugin])
+    await ensure_search_attributes(client)
+    follower = Mirror(client, engine, journal_dir=settings.journal_dir)
+    worker = Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=agents.WORKFLOWS,
+        activities=agents.ACTIVITIES,
+    )
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        async with worker:
+            if mirror:
+                tasks.append(asyncio.create_task(follower.run(stop)))
+            yield client, follower
+    finally:
+        stop.set()
+        for task in tasks:
+            await task
+        journal.close()
+        await asyncio.to_thread(follower.drain_journal)

@@ -1,0 +1,122 @@
+"""Opening the records database and keeping its schema at the code's revision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from runrecord._settings import RunRecordError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _display(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<malformed URL>"
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url``, or a RunRecordError naming what is wrong with it."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise RunRecordError(
+            "RUNRECORD_DATABASE_URL is malformed: expected e.g. "
+            "postgresql+psycopg://user@host:5432/db or sqlite:///path/records.sqlite3"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("postgresql", "sqlite"):
+        raise RunRecordError(
+            f"unsupported records database {backend!r}: use postgresql+psycopg:// or sqlite://"
+        )
+    kwargs: dict[str, object] = {"pool_pre_ping": True}
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        kwargs["connect_args"] = {"connect_timeout": 5}
+    elif parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(parsed, **kwargs)  # type: ignore[arg-type]
+    except (ArgumentError, NoSuchModuleError) as err:
+        raise RunRecordError(f"cannot use records database {_display(url)}: {err}") from None
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError as err:
+        raise RunRecordError(
+            f"records database {_display(str(engine.url))} is unreachable: "
+            f"{str(err.orig or err).strip().splitlines()[0]}"
+        ) from None
+
+
+def _check_not_newer(engine: Engine, current: str | None) -> None:
+    if current is None:
+        return
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    try:
+        scripts.get_revision(current)
+    except Exception:
+        raise RunRecordError(
+            f"records database is at schema revision {current}, newer than this runrecord "
+            f"knows (head {head_revision()}): upgrade runrecord"
+        ) from None
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Apply pending migrations; returns (revision before, revision after)."""
+    from alembic import command
+
+    before = current_revision(engine)
+    _check_not_newer(engine, before)
+    config = _alembic_config()
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    except SQLAlchemyError as err:
+        raise RunRecordError(f"schema upgrade failed: {str(err).splitlines()[0]}") from None
+    return before, head_revision()
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse to read or write a database whose schema this code does not match."""
+    current = current_revision(engine)
+    _check_not_newer(engine, current)
+    if current != head_revision():
+        raise RunRecordError(
+            "records database schema is not current: run `runrecord db upgrade`"
+        )

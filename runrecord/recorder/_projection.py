@@ -1,0 +1,371 @@
+"""Temporal history → run record: the one parser of history events.
+
+``RunProjection`` folds events one at a time. Applying an event it has already
+seen (same event id) changes nothing, so a stream may be replayed or resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.enums.v1 import EventType, TimeoutType
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import HistoryEvent
+
+from runrecord.records import (
+    HEADER_KEY,
+    MEMO_KEY,
+    ApprovalState,
+    CallHeader,
+    FinalStatus,
+    ModelCall,
+    ModelResult,
+    Ref,
+    RetryState,
+    RunContext,
+    RunMemo,
+    RunRecord,
+    SideEffect,
+    Timeouts,
+    ToolCall,
+    ToolCallStatus,
+)
+
+_MEDIA_TYPES = {b"json/plain": "application/json", b"binary/null": "application/x-null"}
+
+
+def _time(ts: Timestamp) -> datetime | None:
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def _ms(d: Duration) -> int | None:
+    total = d.seconds * 1000 + d.nanos // 1_000_000
+    return total or None
+
+
+def _json(payload: Payload) -> Any:
+    if payload.metadata.get("encoding") != b"json/plain":
+        return None
+    try:
+        return json.loads(payload.data)
+    except ValueError:
+        return None
+
+
+def _refs(payloads: Payloads) -> list[Ref]:
+    return [
+        Ref(
+            sha256=hashlib.sha256(p.data).hexdigest(),
+            size=len(p.data),
+            media_type=_MEDIA_TYPES.get(p.metadata.get("encoding", b""), "application/octet-stream"),
+        )
+        for p in payloads.payloads
+    ]
+
+
+def _failure_text(failure: Failure) -> str | None:
+    if not failure.message and not failure.HasField("cause"):
+        return None
+    text = failure.message or "failure"
+    kind = failure.application_failure_info.type if failure.HasField(
+        "application_failure_info"
+    ) else ""
+    if kind:
+        text = f"{kind}: {text}"
+    if failure.HasField("cause") and failure.cause.message:
+        text += f" (cause: {failure.cause.message})"
+    return text[:2000]
+
+
+def _timeout_type(failure: Failure) -> str | None:
+    while True:
+        if failure.HasField("timeout_failure_info"):
+            name = TimeoutType.Name(failure.timeout_failure_info.timeout_type)
+            return name.removeprefix("TIMEOUT_TYPE_").lower()
+        if not failure.HasField("cause"):
+            return None
+        failure = failure.cause
+
+
+class RunProjection:
+    """The run record of one workflow id, built from its history events."""
+
+    def __init__(self, run_id: str, namespace: str = "default") -> None:
+        self.run_id = run_id
+        self.namespace = namespace
+        self.workflow_type = ""
+        self.task_queue: str | None = None
+        self.temporal_run_ids: list[str] = []
+        self.memo = RunMemo()
+        self.context = RunContext()
+        self.final_status = FinalStatus.RUNNING
+        self.failure: str | None = None
+        self.started_at: datetime | None = None
+        self.ended_at: datetime | None = None
+        self.calls: dict[str, ToolCall] = {}
+        self.model_calls: dict[str, ModelCall] = {}
+        self.child_run_ids: list[str] = []
+        self.last_event_id = 0
+        self._by_scheduled: dict[int, str] = {}
+        self._scheduled_event: dict[str, int] = {}
+        self._parent_from_history: str | None = None
+        self._root_from_history: str | None = None
+
+    def apply_all(self, events: list[HistoryEvent], temporal_run_id: str | None = None) -> None:
+        for event in events:
+            self.apply(event, temporal_run_id)
+
+    def apply(self, event: HistoryEvent, temporal_run_id: str | None = None) -> None:
+        if event.event_id <= self.last_event_id:
+            return
+        self.last_event_id = event.event_id
+        handler = _HANDLERS.get(event.event_type)
+        if handler is not None:
+            handler(self, event, temporal_run_id)
+
+    # --- workflow-level events
+
+    def _started(self, event: HistoryEvent, temporal_run_id: str | None) -> None:
+        attrs = event.workflow_execution_started_event_attributes
+        self.workflow_type = attrs.workflow_type.name
+        self.task_queue = attrs.task_queue.name or None
+        self.started_at = _time(event.event_time)
+        run_id = temporal_run_id or attrs.original_execution_run_id
+        if run_id and run_id not in self.temporal_run_ids:
+            self.temporal_run_ids.append(run_id)
+        if attrs.HasField("parent_workflow_execution"):
+            self._parent_from_history = attrs.parent_workflow_execution.workflow_id or None
+        if attrs.HasField("root_workflow_execution"):
+            self._root_from_history = attrs.root_workflow_execution.workflow_id or None
+        header = attrs.header.fields.get(HEADER_KEY)
+        if header is not None:
+            value = _json(header)
+            if isinstance(value, dict):
+                try:
+                    self.context = RunContext.model_validate(value)
+                except ValueError:
+                    pass
+        memo = attrs.memo.fields.get(MEMO_KEY)
+        if memo is not None:
+            self._set_memo(memo)
+
+    def _properties_modified(self, event: HistoryEvent, _: str | None) -> None:
+        memo = event.workflow_properties_modified_event_attributes.upserted_memo.fields.get(
+            MEMO_KEY
+        )
+        if memo is not None:
+            self._set_memo(memo)
+
+    def _set_memo(self, payload: Payload) -> None:
+        value = _json(payload)
+        if isinstance(value, dict):
+            try:
+                self.memo = RunMemo.model_validate(value)
+            except ValueError:
+                pass
+
+    def _continued(self, event: HistoryEvent, _: str | None) -> None:
+        new_run = event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+        if new_run and new_run not in self.temporal_run_ids:
+            self.temporal_run_ids.append(new_run)
+
+    def _child_initiated(self, event: HistoryEvent, _: str | None) -> None:
+        child = event.start_child_workflow_execution_initiated_event_attributes.workflow_id
+        if child and child not in self.child_run_ids:
+            self.child_run_ids.append(child)
+
+    # --- activity events
+
+    def _scheduled(self, event: HistoryEvent, temporal_run_id: str | None) -> None:
+        attrs = event.activity_task_scheduled_event_attributes
+        header_payload = attrs.header.fields.get(HEADER_KEY)
+        header = None
+        if header_payload is not None:
+            value = _json(header_payload)
+            try:
+                header = CallHeader.model_validate(value) if isinstance(value, dict) else None
+            except ValueError:
+                header = None
+        call_id = header.tool_call_id if header else f"a{attrs.activity_id}"
+        policy = attrs.retry_policy
+        call = ToolCall(
+            tool_call_id=call_id,
+            tool=header.tool if header else attrs.activity_type.name,
+            side_effect=header.side_effect if header else SideEffect.UNKNOWN,
+            idempotent=header.idempotent if header else False,
+            irreversible=header.irreversible if header else False,
+            compensator=header.compensator if header else None,
+            schema_hash=header.schema_hash if header else None,
+            approval_state=header.approval.state if header else ApprovalState.NOT_REQUIRED,
+            approval=header.approval if header else None,
+            input_refs=_refs(attrs.input),
+            status=ToolCallStatus.SCHEDULED,
+            retry_state=RetryState(maximum_attempts=policy.maximum_attempts or None),
+            timeouts=Timeouts(
+                schedule_to_close_ms=_ms(attrs.schedule_to_close_timeout),
+                start_to_close_ms=_ms(attrs.start_to_close_timeout),
+                heartbeat_ms=_ms(attrs.heartbeat_timeout),
+            ),
+            activity_id=attrs.activity_id,
+            temporal_run_id=temporal_run_id,
+            scheduled_at=_time(event.event_time),
+        )
+        self.calls[call_id] = call
+        self._by_scheduled[event.event_id] = call_id
+        self._scheduled_event[call_id] = event.event_id
+
+    def _call(self, scheduled_event_id: int) -> ToolCall | None:
+        call_id = self._by_scheduled.get(scheduled_event_id)
+        return self.calls.get(call_id) if call_id else None
+
+    def _activity_started(self, event: HistoryEvent, _: str | None) -> None:
+        attrs = event.activity_task_started_event_attributes
+        call = self._call(attrs.scheduled_event_id)
+        if call is None:
+            return
+        call.status = ToolCallStatus.RUNNING
+        call.started_at = _time(event.event_time)
+        call.worker_identity = attrs.identity or None
+        call.retry_state.attempts = max(call.retry_state.attempts, attrs.attempt)
+        if attrs.HasField("last_failure"):
+            call.retry_state.last_failure = _failure_text(attrs.last_failure)
+
+    def _activity_closed(
+        self, call: ToolCall | None, event: HistoryEvent, status: ToolCallStatus
+    ) -> ToolCall | None:
+        if call is None:
+            return None
+        call.status = status
+        call.ended_at = _time(event.event_time)
+        if call.retry_state.attempts == 0:
+            call.retry_state.attempts = 1
+        if call.scheduled_at and call.ended_at:
+            call.duration_ms = int((call.ended_at - call.scheduled_at).total_seconds() * 1000)
+        return call
+
+    def _completed(self, event: HistoryEvent, _: str | None) -> None:
+        attrs = event.activity_task_completed_event_attributes
+        call = self._activity_closed(
+            self._call(attrs.scheduled_event_id), event, ToolCallStatus.SUCCEEDED
+        )
+        if call is None:
+            return
+        call.output_refs = _refs(attrs.result)
+        if call.side_effect == SideEffect.MODEL and attrs.result.payloads:
+            value = _json(attrs.result.payloads[0])
+            try:
+                result = ModelResult.model_validate(value) if isinstance(value, dict) else None
+            except ValueError:
+                result = None
+            if result is not None:
+                call.cost = result.cost
+                self.model_calls[call.tool_call_id] = ModelCall(
+                    tool_call_id=call.tool_call_id,
+                    provider=result.provider,
+                    model=result.model,
+                    prompt_version=result.prompt_version,
+                    input_tokens=result.input_tokens,
+                    output_tokens=result.output_tokens,
+                    cost=result.cost,
+                    latency_ms=result.latency_ms,
+                )
+
+    def _failed(self, event: HistoryEvent, _: str | None) -> None:
+        attrs = event.activity_task_failed_event_attributes
+        call = self._activity_closed(
+            self._call(attrs.scheduled_event_id), event, ToolCallStatus.FAILED
+        )
+        if call is not None:
+            call.retry_state.last_failure = _failure_text(attrs.failure)
+
+    def _timed_out(self, event: HistoryEvent, _: str | None) -> None:
+        attrs = event.activity_task_timed_out_event_attributes
+        call = self._activity_closed(
+            self._call(attrs.scheduled_event_id), event, ToolCallStatus.TIMED_OUT
+        )
+        if call is not None:
+            call.retry_state.timeout_type = _timeout_type(attrs.failure)
+            call.retry_state.last_failure = _failure_text(attrs.failure)
+
+    def _canceled(self, event: HistoryEvent, _: str | None) -> None:
+        attrs = event.activity_task_canceled_event_attributes
+        self._activity_closed(self._call(attrs.scheduled_event_id), event, ToolCallStatus.CANCELLED)
+
+    # --- the result
+
+    def scheduled_event_id(self, tool_call_id: str) -> int:
+        return self._scheduled_event.get(tool_call_id, 0)
+
+    def record(self) -> RunRecord:
+        memo = self.memo
+        parent = self.context.parent_run_id or memo.parent_run_id or self._parent_from_history
+        root = (
+            self.context.root_run_id
+            or memo.root_run_id
+            or self._root_from_history
+            or (self.run_id if parent is None else None)
+        )
+        model_calls = list(self.model_calls.values())
+        return RunRecord(
+            run_id=self.run_id,
+            temporal_run_ids=list(self.temporal_run_ids),
+            namespace=self.namespace,
+            workflow_type=self.workflow_type,
+            task_queue=self.task_queue,
+            turn_id=self.context.turn_id or memo.turn_id,
+            agent_id=memo.agent_id or self.workflow_type or None,
+            agent_version=memo.agent_version,
+            model=memo.model,
+            prompt_version=memo.prompt_version
+            or next((m.prompt_version for m in model_calls if m.prompt_version), None),
+            tool_registry=list(memo.tool_registry),
+            tool_calls=list(self.calls.values()),
+            model_calls=model_calls,
+            final_status=self.final_status,
+            failure=self.failure,
+            parent_run_id=parent,
+            root_run_id=root,
+            depth=self.context.depth or memo.depth,
+            child_run_ids=list(self.child_run_ids),
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+        )
+
+
+def _closed(status: FinalStatus) -> Any:
+    def handle(self: RunProjection, event: HistoryEvent, _: str | None) -> None:
+        self.final_status = status
+        self.ended_at = _time(event.event_time)
+        if status is FinalStatus.FAILED:
+            self.failure = _failure_text(event.workflow_execution_failed_event_attributes.failure)
+        elif status is FinalStatus.TERMINATED:
+            self.failure = event.workflow_execution_terminated_event_attributes.reason or None
+
+    return handle
+
+
+_HANDLERS: dict[int, Any] = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: RunProjection._started,
+    EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED: RunProjection._properties_modified,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: _closed(FinalStatus.SUCCEEDED),
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: _closed(FinalStatus.FAILED),
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: _closed(FinalStatus.CANCELLED),
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: _closed(FinalStatus.TERMINATED),
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: _closed(FinalStatus.TIMED_OUT),
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: RunProjection._continued,
+    EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: RunProjection._child_initiated,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: RunProjection._scheduled,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED: RunProjection._activity_started,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: RunProjection._completed,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: RunProjection._failed,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: RunProjection._timed_out,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: RunProjection._canceled,
+}

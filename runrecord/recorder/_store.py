@@ -1,0 +1,382 @@
+"""Writing projections and journal entries to the records database, and reading run records.
+
+Every write is an upsert keyed by the record's natural key, so applying the same
+projection or journal line twice leaves the database as applying it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from runrecord.records import (
+    Artifact,
+    Attempt,
+    AttemptOutcome,
+    Cost,
+    FinalStatus,
+    JournalEntry,
+    ModelCall,
+    ModelSpec,
+    Ref,
+    RetryState,
+    RunRecord,
+    Timeouts,
+    ToolCall,
+    ToolCallStatus,
+    ToolRegistryEntry,
+)
+from runrecord.recorder._projection import RunProjection
+from runrecord.recorder._tables import (
+    ArtifactRow,
+    AttemptRow,
+    JournalCursorRow,
+    ModelCallRow,
+    RunRow,
+    ToolCallRow,
+)
+
+_TERMINAL_CALL = {
+    ToolCallStatus.SUCCEEDED: AttemptOutcome.SUCCEEDED,
+    ToolCallStatus.FAILED: AttemptOutcome.FAILED,
+    ToolCallStatus.TIMED_OUT: AttemptOutcome.TIMED_OUT,
+    ToolCallStatus.CANCELLED: AttemptOutcome.CANCELLED,
+}
+
+
+def _table(model: type) -> Table:
+    return model.__table__  # type: ignore[attr-defined, no-any-return]
+
+
+def upsert(
+    conn: Connection,
+    model: type,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    *,
+    update: bool = True,
+) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE (or NOTHING), on PostgreSQL and SQLite alike."""
+    if not rows:
+        return
+    table = _table(model)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(list(rows))
+    if update:
+        columns = [c for c in rows[0] if c not in keys]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    conn.execute(stmt)
+
+
+def save_projection(conn: Connection, projection: RunProjection) -> None:
+    record = projection.record()
+    now = datetime.now(UTC)
+    upsert(
+        conn,
+        RunRow,
+        [
+            {
+                "run_id": record.run_id,
+                "namespace": record.namespace,
+                "workflow_type": record.workflow_type,
+                "task_queue": record.task_queue,
+                "agent_id": record.agent_id,
+                "agent_version": record.agent_version,
+                "turn_id": record.turn_id,
+                "model": record.model.to_json_dict() if record.model else None,
+                "prompt_version": record.prompt_version,
+                "tool_registry": [t.to_json_dict() for t in record.tool_registry],
+                "final_status": record.final_status,
+                "failure": record.failure,
+                "parent_run_id": record.parent_run_id,
+                "root_run_id": record.root_run_id,
+                "depth": record.depth,
+                "temporal_run_ids": record.temporal_run_ids,
+                "child_run_ids": record.child_run_ids,
+                "started_at": record.started_at,
+                "ended_at": record.ended_at,
+                "last_event_id": projection.last_event_id,
+                "updated_at": now,
+            }
+        ],
+        ["run_id"],
+    )
+    upsert(
+        conn,
+        ToolCallRow,
+        [_call_row(record.run_id, c, projection.scheduled_event_id(c.tool_call_id))
+         for c in record.tool_calls],
+        ["run_id", "tool_call_id"],
+    )
+    upsert(
+        conn,
+        ModelCallRow,
+        [
+            {"run_id": record.run_id, **m.model_dump(mode="json", exclude={"tool_call_id"}),
+             "tool_call_id": m.tool_call_id}
+            for m in record.model_calls
+        ],
+        ["run_id", "tool_call_id"],
+    )
+
+
+def _call_row(run_id: str, c: ToolCall, scheduled_event_id: int) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "tool_call_id": c.tool_call_id,
+        "temporal_run_id": c.temporal_run_id,
+        "activity_id": c.activity_id,
+        "scheduled_event_id": scheduled_event_id,
+        "tool": c.tool,
+        "side_effect": c.side_effect,
+        "idempotent": c.idempotent,
+        "irreversible": c.irreversible,
+        "compensator": c.compensator,
+        "schema_hash": c.schema_hash,
+        "approval_state": c.approval_state,
+        "approval": c.approval.to_json_dict() if c.approval else None,
+        "status": c.status,
+        "input_refs": [r.to_json_dict() for r in c.input_refs],
+        "output_refs": [r.to_json_dict() for r in c.output_refs],
+        "timeouts": c.timeouts.to_json_dict(),
+        "retry_policy": (
+            {"maximumAttempts": c.retry_state.maximum_attempts}
+            if c.retry_state.maximum_attempts
+            else None
+        ),
+        "attempts": c.retry_state.attempts,
+        "last_failure": c.retry_state.last_failure,
+        "timeout_type": c.retry_state.timeout_type,
+        "scheduled_at": c.scheduled_at,
+        "started_at": c.started_at,
+        "ended_at": c.ended_at,
+        "duration_ms": c.duration_ms,
+        "worker_identity": c.worker_identity,
+        "cost": c.cost,
+    }
+
+
+def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
+    """Apply journal entries; a running-attempt line never overwrites a finished one."""
+    count = 0
+    for entry in entries:
+        count += 1
+        if entry.attempt is not None:
+            a = entry.attempt
+            key = {"run_id": entry.run_id, "tool_call_id": entry.tool_call_id, "attempt": a.attempt}
+            row = {
+                **key,
+                "started_at": a.started_at,
+                "ended_at": a.ended_at,
+                "outcome": a.outcome,
+                "error": a.error,
+                "worker_identity": a.worker_identity,
+            }
+            finished = a.outcome != AttemptOutcome.RUNNING
+            upsert(conn, AttemptRow, [row], list(key), update=finished)
+        if entry.artifact is not None:
+            upsert(
+                conn,
+                ArtifactRow,
+                [entry.artifact.model_dump(mode="python")],
+                ["artifact_id"],
+                update=False,
+            )
+    return count
+
+
+def journal_offset(conn: Connection, file: str) -> int:
+    value = conn.execute(
+        select(JournalCursorRow.offset).where(JournalCursorRow.file == file)
+    ).scalar()
+    return int(value or 0)
+
+
+def set_journal_offset(conn: Connection, file: str, offset: int) -> None:
+    upsert(
+        conn,
+        JournalCursorRow,
+        [{"file": file, "offset": offset, "updated_at": datetime.now(UTC)}],
+        ["file"],
+    )
+
+
+# --- reading
+
+
+def _attempts(call: ToolCall, journaled: list[AttemptRow]) -> RetryState:
+    """Merge the journal's attempts with what history says of the final one."""
+    state = call.retry_state.model_copy(deep=True)
+    by_number = {a.attempt: a for a in journaled}
+    last = max([*by_number, state.attempts, 0])
+    history: list[Attempt] = []
+    for n in range(1, last + 1):
+        row = by_number.get(n)
+        if row is None:
+            if n == last and call.status in _TERMINAL_CALL:
+                outcome = _TERMINAL_CALL[ToolCallStatus(call.status)]
+                history.append(
+                    Attempt(attempt=n, started_at=call.started_at, ended_at=call.ended_at,
+                            outcome=outcome, error=None if n == 1 else state.last_failure,
+                            worker_identity=call.worker_identity)
+                )
+            continue
+        outcome = AttemptOutcome(row.outcome)
+        if outcome == AttemptOutcome.RUNNING:
+            if n < last:
+                outcome = AttemptOutcome.LOST  # a later attempt started: this one never reported
+            elif call.status in _TERMINAL_CALL:
+                outcome = _TERMINAL_CALL[ToolCallStatus(call.status)]
+        history.append(
+            Attempt(
+                attempt=n,
+                started_at=row.started_at,
+                ended_at=row.ended_at,
+                outcome=outcome,
+                error=row.error,
+                worker_identity=row.worker_identity,
+            )
+        )
+    state.history = history
+    state.attempts = max(state.attempts, last)
+    return state
+
+
+def load_run(conn: Connection, run_id: str) -> RunRecord | None:
+    session = Session(bind=conn)
+    run = session.execute(select(RunRow).where(RunRow.run_id == run_id)).scalars().first()
+    if run is None:
+        return None
+    calls = session.execute(
+        select(ToolCallRow)
+        .where(ToolCallRow.run_id == run_id)
+        .order_by(ToolCallRow.scheduled_event_id)
+    ).scalars().all()
+    attempts: dict[str, list[AttemptRow]] = {}
+    for a in session.execute(select(AttemptRow).where(AttemptRow.run_id == run_id)).scalars():
+        attempts.setdefault(a.tool_call_id, []).append(a)
+    models = session.execute(
+        select(ModelCallRow).where(ModelCallRow.run_id == run_id)
+    ).scalars().all()
+    artifacts = session.execute(
+        select(ArtifactRow)
+        .where(ArtifactRow.run_id == run_id)
+        .order_by(ArtifactRow.created_at, ArtifactRow.artifact_id)
+    ).scalars().all()
+    tool_calls = []
+    for row in calls:
+        call = ToolCall(
+            tool_call_id=row.tool_call_id,
+            tool=row.tool,
+            side_effect=row.side_effect,  # type: ignore[arg-type]
+            idempotent=row.idempotent,
+            irreversible=row.irreversible,
+            compensator=row.compensator,
+            schema_hash=row.schema_hash,
+            approval_state=row.approval_state,  # type: ignore[arg-type]
+            approval=row.approval,  # type: ignore[arg-type]
+            input_refs=[Ref.model_validate(r) for r in row.input_refs],
+            output_refs=[Ref.model_validate(r) for r in row.output_refs],
+            status=row.status,  # type: ignore[arg-type]
+            retry_state=RetryState(
+                attempts=row.attempts,
+                last_failure=row.last_failure,
+                timeout_type=row.timeout_type,
+                maximum_attempts=(row.retry_policy or {}).get("maximumAttempts"),
+            ),
+            timeouts=Timeouts.model_validate(row.timeouts or {}),
+            activity_id=row.activity_id,
+            temporal_run_id=row.temporal_run_id,
+            scheduled_at=row.scheduled_at,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            duration_ms=row.duration_ms,
+            worker_identity=row.worker_identity,
+            cost=row.cost,
+        )
+        call.retry_state = _attempts(call, attempts.get(row.tool_call_id, []))
+        tool_calls.append(call)
+    own = round(sum(c.cost for c in tool_calls), 8)
+    return RunRecord(
+        run_id=run.run_id,
+        temporal_run_ids=list(run.temporal_run_ids or []),
+        namespace=run.namespace,
+        workflow_type=run.workflow_type,
+        task_queue=run.task_queue,
+        turn_id=run.turn_id,
+        agent_id=run.agent_id,
+        agent_version=run.agent_version,
+        model=ModelSpec.model_validate(run.model) if run.model else None,
+        prompt_version=run.prompt_version,
+        tool_registry=[ToolRegistryEntry.model_validate(t) for t in run.tool_registry or []],
+        tool_calls=tool_calls,
+        model_calls=[
+            ModelCall(
+                tool_call_id=m.tool_call_id,
+                provider=m.provider,
+                model=m.model,
+                prompt_version=m.prompt_version,
+                input_tokens=m.input_tokens,
+                output_tokens=m.output_tokens,
+                cost=m.cost,
+                latency_ms=m.latency_ms,
+            )
+            for m in models
+        ],
+        artifacts=[
+            Artifact(
+                artifact_id=a.artifact_id,
+                kind=a.kind,
+                uri=a.uri,
+                sha256=a.sha256,
+                size=a.size,
+                tool_call_id=a.tool_call_id,
+                attempt=a.attempt,
+                run_id=a.run_id,
+                agent_id=a.agent_id,
+                turn_id=a.turn_id,
+                created_at=a.created_at,
+            )
+            for a in artifacts
+        ],
+        final_status=FinalStatus(run.final_status),
+        failure=run.failure,
+        parent_run_id=run.parent_run_id,
+        root_run_id=run.root_run_id,
+        depth=run.depth,
+        child_run_ids=list(run.child_run_ids or []),
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        cost=Cost(own=own, total=own),
+    )
+
+
+def load_tree(conn: Connection, run_id: str) -> list[RunRecord]:
+    """The run and every sub-agent run under it, root first, with costs rolled up."""
+    root = load_run(conn, run_id)
+    if root is None:
+        return []
+    ordered = [root]
+    i = 0
+    while i < len(ordered):
+        for child_id in ordered[i].child_run_ids:
+            child = load_run(conn, child_id)
+            if child is not None:
+                ordered.append(child)
+        i += 1
+    by_id = {r.run_id: r for r in ordered}
+    for record in reversed(ordered):
+        total = record.cost.own + sum(
+            by_id[c].cost.total for c in record.child_run_ids if c in by_id
+        )
+        record.cost = Cost(own=record.cost.own, total=round(total, 8))
+    return ordered

@@ -1,0 +1,140 @@
+"""The records database schema, read in one file; changed only by migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RunRow(Base):
+    """One agent run (a workflow id), as projected from Temporal history."""
+
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(255), default="default")
+    workflow_type: Mapped[str] = mapped_column(String(255))
+    task_queue: Mapped[str | None] = mapped_column(String(255))
+    agent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    agent_version: Mapped[str | None] = mapped_column(String(255))
+    turn_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    model: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    prompt_version: Mapped[str | None] = mapped_column(String(255))
+    tool_registry: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    final_status: Mapped[str] = mapped_column(String(32), index=True)
+    failure: Mapped[str | None] = mapped_column(Text)
+    parent_run_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    root_run_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    temporal_run_ids: Mapped[list[str]] = mapped_column(Json, default=list)
+    child_run_ids: Mapped[list[str]] = mapped_column(Json, default=list)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ToolCallRow(Base):
+    """One scheduled activity of a run, as projected from history."""
+
+    __tablename__ = "tool_calls"
+
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tool_call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    temporal_run_id: Mapped[str | None] = mapped_column(String(64))
+    activity_id: Mapped[str | None] = mapped_column(String(255))
+    scheduled_event_id: Mapped[int] = mapped_column(BigInteger)
+    tool: Mapped[str] = mapped_column(String(255), index=True)
+    side_effect: Mapped[str] = mapped_column(String(16), index=True)
+    idempotent: Mapped[bool] = mapped_column(default=False)
+    irreversible: Mapped[bool] = mapped_column(default=False)
+    compensator: Mapped[str | None] = mapped_column(String(255))
+    schema_hash: Mapped[str | None] = mapped_column(String(64))
+    approval_state: Mapped[str] = mapped_column(String(16), index=True)
+    approval: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    status: Mapped[str] = mapped_column(String(16))
+    input_refs: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    output_refs: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    timeouts: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure: Mapped[str | None] = mapped_column(Text)
+    timeout_type: Mapped[str | None] = mapped_column(String(32))
+    scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    worker_identity: Mapped[str | None] = mapped_column(String(255))
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class AttemptRow(Base):
+    """One attempt of a tool call, from the activity-side journal (history keeps only the last)."""
+
+    __tablename__ = "tool_call_attempts"
+
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tool_call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    worker_identity: Mapped[str | None] = mapped_column(String(255))
+
+
+class ModelCallRow(Base):
+    """A tool call with side effect ``model``: provider, model, prompt version, tokens, cost."""
+
+    __tablename__ = "model_calls"
+
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tool_call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(255), index=True)
+    prompt_version: Mapped[str | None] = mapped_column(String(255))
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class ArtifactRow(Base):
+    """Something a tool call produced, declared with ``runrecord.artifact``."""
+
+    __tablename__ = "artifacts"
+
+    artifact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(255), index=True)
+    tool_call_id: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    uri: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    agent_id: Mapped[str | None] = mapped_column(String(255))
+    turn_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JournalCursorRow(Base):
+    """How far each journal file has been applied; moved in the same transaction as its rows."""
+
+    __tablename__ = "journal_cursors"
+
+    file: Mapped[str] = mapped_column(String(512), primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+Index("ix_tool_calls_run_event", ToolCallRow.run_id, ToolCallRow.scheduled_event_id)

@@ -1,0 +1,317 @@
+"""The record contract: what a run record says, as pydantic models.
+
+JSON uses camelCase names (``runId``, ``toolCalls`` ...); Python uses snake_case.
+Every other part of runrecord produces or consumes these models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+SCHEMA_VERSION = 1
+
+
+class SideEffect(StrEnum):
+    """What a tool call may do to the world. ``unknown`` is an undeclared activity."""
+
+    READ = "read"
+    WRITE = "write"
+    DELETE = "delete"
+    EXEC = "exec"
+    NETWORK = "network"
+    DEPLOY = "deploy"
+    PAYMENT = "payment"
+    MODEL = "model"
+    UNKNOWN = "unknown"
+
+
+class ApprovalState(StrEnum):
+    NOT_REQUIRED = "not_required"
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+
+
+class ToolCallStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    COMPENSATED = "compensated"
+
+
+class FinalStatus(StrEnum):
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ESCALATED = "escalated"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_INCOMPLETE = "rollback_incomplete"
+    CANCELLED = "cancelled"
+    TERMINATED = "terminated"
+    TIMED_OUT = "timed_out"
+
+
+class AttemptOutcome(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+
+class Record(BaseModel):
+    """Base for every record model: camelCase JSON, snake_case Python."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, use_enum_values=True, extra="forbid"
+    )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Ref(Record):
+    """A payload kept by reference: its hash and size, never its raw content."""
+
+    sha256: str
+    size: int
+    media_type: str = "application/json"
+
+
+class ModelSpec(Record):
+    """Which model decided: provider, model id and its configuration."""
+
+    provider: str
+    name: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolRegistryEntry(Record):
+    """A tool available to the run when it started."""
+
+    name: str
+    side_effect: SideEffect
+    idempotent: bool = False
+    irreversible: bool = False
+    compensator: str | None = None
+    approval: bool = False
+    schema_hash: str | None = None
+    server: str | None = None
+
+
+class Approval(Record):
+    state: ApprovalState
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+    rule: str | None = None
+
+
+class Attempt(Record):
+    attempt: int
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    outcome: AttemptOutcome
+    error: str | None = None
+    worker_identity: str | None = None
+
+
+class RetryState(Record):
+    attempts: int = 0
+    history: list[Attempt] = Field(default_factory=list)
+    last_failure: str | None = None
+    timeout_type: str | None = None
+    maximum_attempts: int | None = None
+
+
+class Timeouts(Record):
+    schedule_to_close_ms: int | None = None
+    start_to_close_ms: int | None = None
+    heartbeat_ms: int | None = None
+
+
+class ToolCall(Record):
+    """One activity the run scheduled, with everything known about it."""
+
+    tool_call_id: str
+    tool: str
+    side_effect: SideEffect
+    idempotent: bool = False
+    irreversible: bool = False
+    compensator: str | None = None
+    schema_hash: str | None = None
+    approval_state: ApprovalState = ApprovalState.NOT_REQUIRED
+    approval: Approval | None = None
+    input_refs: list[Ref] = Field(default_factory=list)
+    output_refs: list[Ref] = Field(default_factory=list)
+    status: ToolCallStatus
+    retry_state: RetryState = Field(default_factory=RetryState)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    activity_id: str | None = None
+    temporal_run_id: str | None = None
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: int | None = None
+    worker_identity: str | None = None
+    cost: float = 0.0
+
+
+class ModelCall(Record):
+    """A tool call whose side effect is ``model``: who decided, at what price."""
+
+    tool_call_id: str
+    provider: str
+    model: str
+    prompt_version: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    latency_ms: int | None = None
+
+
+class Artifact(Record):
+    """Something a tool call produced: a file, URL, PR, message, dataset ..."""
+
+    artifact_id: str
+    kind: str
+    uri: str
+    sha256: str | None = None
+    size: int | None = None
+    tool_call_id: str
+    attempt: int
+    run_id: str
+    agent_id: str | None = None
+    turn_id: str | None = None
+    created_at: datetime | None = None
+
+
+class Cost(Record):
+    own: float = 0.0
+    total: float = 0.0
+    currency: str = "USD"
+
+
+class RunRecord(Record):
+    """Everything a run did, under which configuration, and how it ended."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    temporal_run_ids: list[str] = Field(default_factory=list)
+    namespace: str = "default"
+    workflow_type: str
+    task_queue: str | None = None
+    turn_id: str | None = None
+    agent_id: str | None = None
+    agent_version: str | None = None
+    model: ModelSpec | None = None
+    prompt_version: str | None = None
+    tool_registry: list[ToolRegistryEntry] = Field(default_factory=list)
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    model_calls: list[ModelCall] = Field(default_factory=list)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    final_status: FinalStatus
+    failure: str | None = None
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
+    depth: int = 0
+    child_run_ids: list[str] = Field(default_factory=list)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    cost: Cost = Field(default_factory=Cost)
+    temporal_ui_url: str | None = None
+
+
+def run_record_json_schema() -> dict[str, Any]:
+    """The JSON Schema of RunRecord, as ``runrecord schema`` prints it."""
+    return RunRecord.model_json_schema(by_alias=True)
+
+
+# What the recording interceptor writes into Temporal history (headers and memo).
+# The mirror reads these back; they are part of the contract, like the records above.
+
+HEADER_KEY = "runrecord"
+MEMO_KEY = "runrecord"
+
+
+class RunContext(Record):
+    """Propagated from the starter to a run and from a run to its sub-agents."""
+
+    turn_id: str | None = None
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
+    depth: int = 0
+
+
+class RunMemo(Record):
+    """Set by the run at start: who the agent is and what it had available."""
+
+    agent_id: str | None = None
+    agent_version: str | None = None
+    turn_id: str | None = None
+    model: ModelSpec | None = None
+    prompt_version: str | None = None
+    tool_registry: list[ToolRegistryEntry] = Field(default_factory=list)
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
+    depth: int = 0
+
+
+class CallHeader(Record):
+    """Carried by every scheduled activity (persisted in ActivityTaskScheduled.header)."""
+
+    tool_call_id: str
+    tool: str
+    side_effect: SideEffect
+    idempotent: bool = False
+    irreversible: bool = False
+    compensator: str | None = None
+    schema_hash: str | None = None
+    approval: Approval = Field(
+        default_factory=lambda: Approval(state=ApprovalState.NOT_REQUIRED)
+    )
+    run_id: str
+    agent_id: str | None = None
+    turn_id: str | None = None
+    local: bool = False
+
+
+class ModelResult(Record):
+    """What a model-call activity returns; the mirror reads it back from history."""
+
+    provider: str
+    model: str
+    prompt_version: str | None = None
+    content: str = ""
+    tool: str | None = None
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    delegate: str | None = None
+    done: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    latency_ms: int | None = None
+
+
+class JournalEntry(Record):
+    """What the activity side records that history cannot hold: attempts and artifacts."""
+
+    kind: str  # "attempt" or "artifact"
+    run_id: str
+    tool_call_id: str
+    attempt: Attempt | None = None
+    artifact: Artifact | None = None

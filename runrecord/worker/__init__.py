@@ -1,0 +1,30 @@
+"""Interceptors, the worker/plugin factory and the embedded dev server launcher."""
+
+from runrecord.worker._devserver import DevServer, free_port, port_open, temporal_binary
+from runrecord.worker._interceptor import (
+    SEARCH_ATTRIBUTES,
+    RunRecordInterceptor,
+    current_turn,
+    decode_header,
+    encode_header,
+    turn,
+)
+from runrecord.worker._journal import Journal, journal_files, read_from
+from runrecord.worker._plugin import RunRecordPlugin
+
+__all__ = [
+    "SEARCH_ATTRIBUTES",
+    "DevServer",
+    "Journal",
+    "RunRecordInterceptor",
+    "RunRecordPlugin",
+    "current_turn",
+    "decode_header",
+    "encode_header",
+    "free_port",
+    "journal_files",
+    "port_open",
+    "read_from",
+    "temporal_binary",
+    "turn",
+]

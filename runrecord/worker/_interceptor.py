@@ -1,0 +1,347 @@
+"""The recording interceptor: one object for client and worker, one header key.
+
+Workflow side: every scheduled activity, local activity, child workflow and
+continue-as-new carries a ``runrecord`` header, so what the run did is in Temporal
+history (the mirror reads it back). Nothing is written from inside the workflow, so
+replay records nothing twice.
+
+Activity side: every attempt (start, end, outcome, error) and every artifact goes
+to the journal, because history keeps only an activity's final attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
+
+import temporalio.activity
+import temporalio.api.common.v1
+import temporalio.client
+import temporalio.converter
+import temporalio.worker
+import temporalio.workflow
+from pydantic import BaseModel
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+from runrecord.activities._artifacts import CurrentCall, current_call
+from runrecord.activities._tool import ToolSpec, tool_spec, undeclared
+from runrecord.records import (
+    HEADER_KEY,
+    MEMO_KEY,
+    Approval,
+    ApprovalState,
+    Attempt,
+    AttemptOutcome,
+    CallHeader,
+    JournalEntry,
+    RunContext,
+    RunMemo,
+)
+from runrecord.workflows._agent import agent_spec
+
+AGENT_ATTR = SearchAttributeKey.for_keyword("RunRecordAgent")
+TURN_ATTR = SearchAttributeKey.for_keyword("RunRecordTurn")
+STATUS_ATTR = SearchAttributeKey.for_keyword("RunRecordStatus")
+SEARCH_ATTRIBUTES = (AGENT_ATTR, TURN_ATTR, STATUS_ATTR)
+"""Search attributes every namespace that runs agents must have registered."""
+
+_M = TypeVar("_M", bound=BaseModel)
+_converter = temporalio.converter.default().payload_converter
+
+
+def encode_header(model: BaseModel) -> temporalio.api.common.v1.Payload:
+    return _converter.to_payload(model.model_dump(mode="json", by_alias=True))
+
+
+def decode_header(
+    headers: Mapping[str, temporalio.api.common.v1.Payload], model: type[_M]
+) -> _M | None:
+    payload = headers.get(HEADER_KEY)
+    if payload is None:
+        return None
+    try:
+        return model.model_validate(_converter.from_payload(payload))
+    except Exception:
+        return None
+
+
+def _error_text(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}"
+    return text if len(text) <= 2000 else text[:1997] + "..."
+
+
+class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Interceptor):
+    """Records agent runs. Install it on the client (or through ``RunRecordPlugin``)."""
+
+    def __init__(
+        self,
+        record: Callable[[JournalEntry], None] | None = None,
+        *,
+        tools: Iterable[ToolSpec] = (),
+        identity: str | None = None,
+    ) -> None:
+        self.record = record
+        self.identity = identity or f"{os.getpid()}@{socket.gethostname()}"
+        self.tools: dict[str, ToolSpec] = {spec.name: spec for spec in tools}
+        outer = self
+
+        class _BoundWorkflowInbound(_WorkflowInbound):
+            interceptor = outer
+
+        self._workflow_class = _BoundWorkflowInbound
+
+    def add_tools(self, activities: Iterable[Callable[..., Any]]) -> None:
+        for fn in activities:
+            spec = tool_spec(fn)
+            if spec is not None:
+                self.tools[spec.name] = spec
+
+    def spec_for(self, name: str) -> ToolSpec:
+        return self.tools.get(name) or tool_spec(name) or undeclared(name)
+
+    def intercept_client(
+        self, next: temporalio.client.OutboundInterceptor
+    ) -> temporalio.client.OutboundInterceptor:
+        return _ClientOutbound(next)
+
+    def intercept_activity(
+        self, next: temporalio.worker.ActivityInboundInterceptor
+    ) -> temporalio.worker.ActivityInboundInterceptor:
+        return _ActivityInbound(next, self)
+
+    def workflow_interceptor_class(
+        self, input: temporalio.worker.WorkflowInterceptorClassInput
+    ) -> type[temporalio.worker.WorkflowInboundInterceptor]:
+        return self._workflow_class
+
+
+class _ClientOutbound(temporalio.client.OutboundInterceptor):
+    async def start_workflow(
+        self, input: temporalio.client.StartWorkflowInput
+    ) -> temporalio.client.WorkflowHandle[Any, Any]:
+        if HEADER_KEY not in input.headers:
+            context = RunContext(turn_id=current_turn() or str(uuid.uuid4()))
+            input.headers = {**input.headers, HEADER_KEY: encode_header(context)}
+        return await super().start_workflow(input)
+
+
+class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
+    interceptor: RunRecordInterceptor
+
+    def init(self, outbound: temporalio.worker.WorkflowOutboundInterceptor) -> None:
+        self.run_id = ""
+        self.agent_id: str | None = None
+        self.context = RunContext()
+        self._seq = 0
+        super().init(_WorkflowOutbound(outbound, self))
+
+    async def execute_workflow(self, input: temporalio.worker.ExecuteWorkflowInput) -> Any:
+        info = temporalio.workflow.info()
+        context = decode_header(input.headers, RunContext) or RunContext()
+        if not context.turn_id:
+            context.turn_id = str(temporalio.workflow.uuid4())
+        if context.root_run_id is None:
+            context.root_run_id = info.workflow_id
+        self.run_id, self.context = info.workflow_id, context
+        spec = agent_spec(input.type)
+        self.agent_id = spec.agent_id if spec else info.workflow_type
+        memo = RunMemo(
+            agent_id=self.agent_id,
+            agent_version=spec.version if spec else None,
+            turn_id=context.turn_id,
+            model=spec.model if spec else None,
+            prompt_version=spec.prompt.prompt_version if spec and spec.prompt else None,
+            tool_registry=[
+                t.registry_entry()
+                for t in sorted(self.interceptor.tools.values(), key=lambda t: t.name)
+            ],
+            parent_run_id=context.parent_run_id,
+            root_run_id=context.root_run_id,
+            depth=context.depth,
+        )
+        temporalio.workflow.upsert_memo({MEMO_KEY: memo.model_dump(mode="json", by_alias=True)})
+        self._set_status("running", first=True)
+        try:
+            result = await super().execute_workflow(input)
+        except temporalio.workflow.ContinueAsNewError:
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._set_status("failed")
+            raise
+        self._set_status("succeeded")
+        return result
+
+    def _set_status(self, status: str, *, first: bool = False) -> None:
+        pairs: list[SearchAttributePair[Any]] = [STATUS_ATTR.value_set(status)]
+        if first:
+            pairs += [
+                AGENT_ATTR.value_set(self.agent_id or ""),
+                TURN_ATTR.value_set(self.context.turn_id or ""),
+            ]
+        try:
+            temporalio.workflow.upsert_search_attributes(pairs)
+        except Exception:
+            # An unregistered attribute must not break the agent; the memo still records it.
+            temporalio.workflow.logger.warning("runrecord search attributes not registered")
+
+    def next_call(self, activity: str, *, local: bool) -> CallHeader:
+        self._seq += 1
+        spec = self.interceptor.spec_for(activity)
+        approval = (
+            Approval(state=ApprovalState.APPROVED, decided_by="policy:auto-allow", rule="auto-allow")
+            if spec.approval
+            else Approval(state=ApprovalState.NOT_REQUIRED)
+        )
+        return CallHeader(
+            tool_call_id=str(self._seq),
+            tool=spec.name,
+            side_effect=spec.side_effect,
+            idempotent=spec.idempotent,
+            irreversible=spec.irreversible,
+            compensator=spec.compensator,
+            schema_hash=spec.schema_hash,
+            approval=approval,
+            run_id=self.run_id,
+            agent_id=self.agent_id,
+            turn_id=self.context.turn_id,
+            local=local,
+        )
+
+    def child_context(self) -> RunContext:
+        return RunContext(
+            turn_id=self.context.turn_id,
+            parent_run_id=self.run_id,
+            root_run_id=self.context.root_run_id or self.run_id,
+            depth=self.context.depth + 1,
+        )
+
+
+class _WorkflowOutbound(temporalio.worker.WorkflowOutboundInterceptor):
+    def __init__(
+        self, next: temporalio.worker.WorkflowOutboundInterceptor, root: _WorkflowInbound
+    ) -> None:
+        super().__init__(next)
+        self._root = root
+
+    def start_activity(
+        self, input: temporalio.worker.StartActivityInput
+    ) -> temporalio.workflow.ActivityHandle[Any]:
+        header = self._root.next_call(input.activity, local=False)
+        input.headers = {**input.headers, HEADER_KEY: encode_header(header)}
+        return super().start_activity(input)
+
+    def start_local_activity(
+        self, input: temporalio.worker.StartLocalActivityInput
+    ) -> temporalio.workflow.ActivityHandle[Any]:
+        header = self._root.next_call(input.activity, local=True)
+        input.headers = {**input.headers, HEADER_KEY: encode_header(header)}
+        return super().start_local_activity(input)
+
+    async def start_child_workflow(
+        self, input: temporalio.worker.StartChildWorkflowInput
+    ) -> temporalio.workflow.ChildWorkflowHandle[Any, Any]:
+        input.headers = {**input.headers, HEADER_KEY: encode_header(self._root.child_context())}
+        return await super().start_child_workflow(input)
+
+    def continue_as_new(self, input: temporalio.worker.ContinueAsNewInput) -> NoReturn:
+        input.headers = {**input.headers, HEADER_KEY: encode_header(self._root.context)}
+        super().continue_as_new(input)
+
+
+class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
+    def __init__(
+        self, next: temporalio.worker.ActivityInboundInterceptor, root: RunRecordInterceptor
+    ) -> None:
+        super().__init__(next)
+        self._root = root
+
+    async def execute_activity(self, input: temporalio.worker.ExecuteActivityInput) -> Any:
+        record = self._root.record
+        info = temporalio.activity.info()
+        header = decode_header(input.headers, CallHeader)
+        if record is None or header is None:
+            # Not scheduled by a recorded run (e.g. a standalone activity): nothing to link to.
+            return await super().execute_activity(input)
+        started = datetime.now(UTC)
+        attempt = Attempt(
+            attempt=info.attempt,
+            started_at=started,
+            outcome=AttemptOutcome.RUNNING,
+            worker_identity=self._root.identity,
+        )
+        self._write(record, header, attempt)
+        token = current_call.set(CurrentCall(header, info.attempt, record))
+        try:
+            result = await super().execute_activity(input)
+        except asyncio.CancelledError as err:
+            self._finish(record, header, attempt, AttemptOutcome.CANCELLED, err)
+            raise
+        except BaseException as err:
+            self._finish(record, header, attempt, AttemptOutcome.FAILED, err)
+            raise
+        finally:
+            current_call.reset(token)
+        self._finish(record, header, attempt, AttemptOutcome.SUCCEEDED, None)
+        return result
+
+    def _finish(
+        self,
+        record: Callable[[JournalEntry], None],
+        header: CallHeader,
+        attempt: Attempt,
+        outcome: AttemptOutcome,
+        err: BaseException | None,
+    ) -> None:
+        done = attempt.model_copy(
+            update={
+                "ended_at": datetime.now(UTC),
+                "outcome": outcome,
+                "error": _error_text(err) if err is not None else None,
+            }
+        )
+        self._write(record, header, done)
+
+    @staticmethod
+    def _write(record: Callable[[JournalEntry], None], header: CallHeader, attempt: Attempt) -> None:
+        record(
+            JournalEntry(
+                kind="attempt",
+                run_id=header.run_id,
+                tool_call_id=header.tool_call_id,
+                attempt=attempt,
+            )
+        )
+
+
+_turn_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "runrecord_turn", default=None
+)
+
+
+def current_turn() -> str | None:
+    """The user turn that runs started from this context belong to (see ``turn``)."""
+    return _turn_var.get()
+
+
+class turn:  # noqa: N801 - a context manager: ``with runrecord.turn("t-1"): ...``
+    """Runs started inside this block belong to the user turn ``turn_id``."""
+
+    def __init__(self, turn_id: str) -> None:
+        self.turn_id = turn_id
+        self._token: contextvars.Token[str | None] | None = None
+
+    def __enter__(self) -> str:
+        self._token = _turn_var.set(self.turn_id)
+        return self.turn_id
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _turn_var.reset(self._token)

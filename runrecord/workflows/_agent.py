@@ -1,0 +1,43 @@
+"""``@runrecord.agent``: declare which agent a workflow is, and what it decides with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from runrecord.activities._model import Prompt
+from runrecord.records import ModelSpec
+
+T = TypeVar("T", bound=type)
+
+_ATTR = "__runrecord_agent__"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    agent_id: str
+    version: str | None = None
+    model: ModelSpec | None = None
+    prompt: Prompt | None = None
+
+
+def agent(
+    agent_id: str,
+    *,
+    version: str | None = None,
+    model: ModelSpec | None = None,
+    prompt: Prompt | None = None,
+) -> Callable[[T], T]:
+    """Mark a workflow class as an agent; its runs get a run record under ``agent_id``."""
+
+    def declare(cls: T) -> T:
+        setattr(cls, _ATTR, AgentSpec(agent_id, version, model, prompt))
+        return cls
+
+    return declare
+
+
+def agent_spec(cls: type) -> AgentSpec | None:
+    spec = getattr(cls, _ATTR, None)
+    return spec if isinstance(spec, AgentSpec) else None
