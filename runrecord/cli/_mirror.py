@@ -9,7 +9,7 @@ import typer
 from runrecord._settings import Settings
 from runrecord.cli._run import _until_signalled
 from runrecord.cli._stack import connect, records_engine, temporal_cluster
-from runrecord.recorder import Mirror
+from runrecord.recorder import Mirror, upgrade
 
 mirror_app = typer.Typer(help="Mirror Temporal history into the records.", no_args_is_help=True)
 
@@ -25,6 +25,7 @@ def mirror_run(
         engine = records_engine(settings)
         async with temporal_cluster(settings, start_if_missing=False) as temporal:
             client = await connect(temporal.address, settings.namespace)
+            await asyncio.to_thread(upgrade, engine)
             mirror = Mirror(
                 client, engine, journal_dir=settings.journal_dir, poll_interval=poll_interval
             )

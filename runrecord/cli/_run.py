@@ -75,7 +75,6 @@ def demo(
     async def main() -> None:
         engine = records_engine(settings)
         agents = load_agents(None)
-        workspace = agents.prepare_workspace(settings.home / "demo-workspace" / uuid.uuid4().hex[:8])
         with err.status("Starting the embedded stack ...") as status:
             async with temporal_cluster(settings, start_if_missing=True) as temporal:
                 queue = f"runrecord-demo-{uuid.uuid4().hex[:8]}"
@@ -84,6 +83,7 @@ def demo(
                     engine=engine,
                 ) as (client, mirror):
                     run_id = f"release-{uuid.uuid4().hex[:8]}"
+                    workspace = agents.prepare_workspace(settings.home / "demo-workspace" / run_id)
                     status.update(f"Running agent run {run_id} ...")
                     handle = await client.start_workflow(
                         agents.ReleaseSupervisor.run,

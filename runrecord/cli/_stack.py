@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from runrecord._settings import RunRecordError, Settings
-from runrecord.recorder import Mirror, open_engine, upgrade
+from runrecord.recorder import Mirror, check_not_newer, open_engine, upgrade
 from runrecord.worker import SEARCH_ATTRIBUTES, DevServer, Journal, RunRecordPlugin, port_open
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
@@ -29,9 +29,9 @@ DEFAULT_UI = "http://127.0.0.1:8233"
 
 
 def records_engine(settings: Settings) -> Engine:
-    """The records database, migrated to this code's schema (refusing a newer one)."""
+    """The records database, checked (reachable, not newer than this code) without writing."""
     engine = open_engine(settings.database_url)
-    upgrade(engine)
+    check_not_newer(engine)
     return engine
 
 
@@ -136,10 +136,13 @@ async def recording_worker(
 ) -> AsyncIterator[tuple[Client, Mirror]]:
     """A worker for ``agents`` with recording installed, and the mirror following its runs."""
     engine = engine or records_engine(settings)
-    journal = Journal(settings.journal_dir)
-    plugin = RunRecordPlugin(journal)
+    plugin = RunRecordPlugin()
     client = await connect(address, settings.namespace, [plugin])
     await ensure_search_attributes(client)
+    # Temporal answered: only now write anything (schema, journal).
+    await asyncio.to_thread(upgrade, engine)
+    journal = Journal(settings.journal_dir)
+    plugin.use_journal(journal)
     follower = Mirror(client, engine, journal_dir=settings.journal_dir)
     worker = Worker(
         client,

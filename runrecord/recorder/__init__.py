@@ -1,6 +1,7 @@
 """The records database: tables, migrations, the history mirror and reading run records."""
 
 from runrecord.recorder._database import (
+    check_not_newer,
     current_revision,
     head_revision,
     open_engine,
@@ -15,6 +16,7 @@ __all__ = [
     "Mirror",
     "RunProjection",
     "apply_journal",
+    "check_not_newer",
     "current_revision",
     "head_revision",
     "load_run",

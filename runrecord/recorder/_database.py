@@ -83,7 +83,9 @@ def current_revision(engine: Engine) -> str | None:
         ) from None
 
 
-def _check_not_newer(engine: Engine, current: str | None) -> None:
+def check_not_newer(engine: Engine, current: str | None = None) -> None:
+    """Fail if the database is unreachable or at a schema revision this code does not know."""
+    current = current if current is not None else current_revision(engine)
     if current is None:
         return
     scripts = ScriptDirectory.from_config(_alembic_config())
@@ -101,7 +103,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     from alembic import command
 
     before = current_revision(engine)
-    _check_not_newer(engine, before)
+    check_not_newer(engine, before)
     config = _alembic_config()
     try:
         with engine.begin() as conn:
@@ -115,7 +117,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 def require_current(engine: Engine) -> None:
     """Refuse to read or write a database whose schema this code does not match."""
     current = current_revision(engine)
-    _check_not_newer(engine, current)
+    check_not_newer(engine, current)
     if current != head_revision():
         raise RunRecordError(
             "records database schema is not current: run `runrecord db upgrade`"

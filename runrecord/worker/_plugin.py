@@ -53,3 +53,8 @@ class RunRecordPlugin(SimplePlugin):
         self.interceptor.add_tools(config.get("activities") or [])
         return config
 
+    def use_journal(self, journal: Journal) -> None:
+        """Send activity attempts and artifacts to ``journal`` from now on."""
+        self.journal = journal
+        self.interceptor.record = journal.record
+

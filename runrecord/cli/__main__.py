@@ -1,0 +1,5 @@
+import sys
+
+from runrecord.cli import main
+
+sys.exit(main())
