@@ -128,10 +128,16 @@ def _step(**fields: Any) -> ModelResult:
 register_script(
     "release-supervisor",
     [
-        _step(content="Read the changelog first.", tool="read_file",
-              arguments={"path": "CHANGELOG.md"}),
-        _step(content="Write release notes from it.", tool="write_file",
-              arguments={"path": "RELEASE_NOTES.md", "content": "Release 1.4.0: faster sync."}),
+        _step(
+            content="Read the changelog first.",
+            tool="read_file",
+            arguments={"path": "CHANGELOG.md"},
+        ),
+        _step(
+            content="Write release notes from it.",
+            tool="write_file",
+            arguments={"path": "RELEASE_NOTES.md", "content": "Release 1.4.0: faster sync."},
+        ),
         _step(content="Hand deployment to the deployer agent.", delegate="release-deployer"),
         _step(content="Release prepared and deployed.", done=True),
     ],
@@ -140,11 +146,17 @@ register_script(
     "release-deployer",
     [
         _step(content="Run the test suite.", tool="run_tests", arguments={"suite": "smoke"}),
-        _step(content="Check whether it is already out.", tool="check_release_status",
-              arguments={"version": "1.4.0"}),
+        _step(
+            content="Check whether it is already out.",
+            tool="check_release_status",
+            arguments={"version": "1.4.0"},
+        ),
         _step(content="Deploy to staging.", tool="deploy", arguments={"version": "1.4.0"}),
-        _step(content="Charge the release fee.", tool="charge_invoice",
-              arguments={"amount_cents": "1200"}),
+        _step(
+            content="Charge the release fee.",
+            tool="charge_invoice",
+            arguments={"amount_cents": "1200"},
+        ),
         _step(content="Deployed.", done=True),
     ],
 )
@@ -158,8 +170,11 @@ async def _agent_loop(agent_cls: type, task: ReleaseTask) -> str:
         decision = await workflow.execute_activity(
             runrecord.call_model,
             ModelRequest(
-                agent_id=spec.agent_id, model=spec.model, prompt=spec.prompt,
-                messages=messages, step=step,
+                agent_id=spec.agent_id,
+                model=spec.model,
+                prompt=spec.prompt,
+                messages=messages,
+                step=step,
             ),
             start_to_close_timeout=timedelta(seconds=30),
         )
@@ -186,7 +201,9 @@ MODEL = ModelSpec(provider="scripted", name="scripted-1", parameters={"temperatu
 @runrecord.agent(
     "release-deployer",
     version="1.0.0",
-    model=MODEL.model_copy(update={"parameters": {**MODEL.parameters, "script": "release-deployer"}}),
+    model=MODEL.model_copy(
+        update={"parameters": {**MODEL.parameters, "script": "release-deployer"}}
+    ),
     prompt=runrecord.Prompt(
         name="deployer", version="2", template="You deploy releases safely. Test, then deploy."
     ),
@@ -205,7 +222,8 @@ class ReleaseDeployer:
         update={"parameters": {**MODEL.parameters, "script": "release-supervisor"}}
     ),
     prompt=runrecord.Prompt(
-        name="supervisor", version="3",
+        name="supervisor",
+        version="3",
         template="You prepare releases. Read the changelog, write notes, delegate deployment.",
     ),
 )

@@ -281,9 +281,7 @@ class CallHeader(Record):
     irreversible: bool = False
     compensator: str | None = None
     schema_hash: str | None = None
-    approval: Approval = Field(
-        default_factory=lambda: Approval(state=ApprovalState.NOT_REQUIRED)
-    )
+    approval: Approval = Field(default_factory=lambda: Approval(state=ApprovalState.NOT_REQUIRED))
     run_id: str
     agent_id: str | None = None
     turn_id: str | None = None

@@ -51,8 +51,9 @@ class NoteTaker:
             flaky_fetch,
             "https://example.invalid/x",
             start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=50),
-                                     backoff_coefficient=1.0),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(milliseconds=50), backoff_coefficient=1.0
+            ),
         )
         doubled = await workflow.execute_activity(
             undeclared_step, 21, start_to_close_timeout=timedelta(seconds=10)

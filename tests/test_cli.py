@@ -18,9 +18,15 @@ from tests._postgres import libpq_url
 RUNRECORD = [sys.executable, "-m", "runrecord.cli"]
 
 
-def runrecord(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def runrecord(
+    *args: str, env: dict[str, str], timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*RUNRECORD, *args], env=env, capture_output=True, text=True, timeout=timeout,
+        [*RUNRECORD, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
 
@@ -53,8 +59,11 @@ def test_demo_json_validates_and_covers_six_side_effects_across_two_agents(
     effects = {c["sideEffect"] for r in records for c in r["toolCalls"]}
     assert {"read", "write", "exec", "network", "deploy", "payment", "model"} <= effects
     # Model calls carry the prompt version and a cost; costs roll up into the root.
-    assert all(m["promptVersion"].startswith(("supervisor@3:", "deployer@2:"))
-               for r in records for m in r["modelCalls"])
+    assert all(
+        m["promptVersion"].startswith(("supervisor@3:", "deployer@2:"))
+        for r in records
+        for m in r["modelCalls"]
+    )
     assert root["cost"]["total"] == pytest.approx(root["cost"]["own"] + child["cost"]["total"])
     kinds = sorted(a["kind"] for r in records for a in r["artifacts"])
     assert kinds == ["file", "message", "url"]
@@ -63,10 +72,18 @@ def test_demo_json_validates_and_covers_six_side_effects_across_two_agents(
 
 
 def test_demo_tree_names_agents_tools_and_the_temporal_ui(cli_env: dict[str, str]) -> None:
-    proc = runrecord("demo", env={**cli_env, "COLUMNS": "200", "TEMPORAL_UI_URL": "http://127.0.0.1:8233"})
+    proc = runrecord(
+        "demo", env={**cli_env, "COLUMNS": "200", "TEMPORAL_UI_URL": "http://127.0.0.1:8233"}
+    )
     assert proc.returncode == 0, proc.stderr
-    for needle in ("release-supervisor", "release-deployer", "charge_invoice", "payment",
-                   "artifact", "/namespaces/default/workflows/release-"):
+    for needle in (
+        "release-supervisor",
+        "release-deployer",
+        "charge_invoice",
+        "payment",
+        "artifact",
+        "/namespaces/default/workflows/release-",
+    ):
         assert needle in proc.stdout
 
 
@@ -81,11 +98,31 @@ def test_schema_uses_the_record_names() -> None:
     proc = subprocess.run([*RUNRECORD, "schema"], capture_output=True, text=True, check=True)
     schema = json.loads(proc.stdout)
     run_fields = set(schema["properties"])
-    assert {"runId", "turnId", "agentId", "model", "promptVersion", "toolRegistry", "toolCalls",
-            "artifacts", "finalStatus", "parentRunId", "rootRunId", "cost"} <= run_fields
+    assert {
+        "runId",
+        "turnId",
+        "agentId",
+        "model",
+        "promptVersion",
+        "toolRegistry",
+        "toolCalls",
+        "artifacts",
+        "finalStatus",
+        "parentRunId",
+        "rootRunId",
+        "cost",
+    } <= run_fields
     call_fields = set(schema["$defs"]["ToolCall"]["properties"])
-    assert {"toolCallId", "tool", "sideEffect", "approvalState", "inputRefs", "outputRefs",
-            "retryState", "status"} <= call_fields
+    assert {
+        "toolCallId",
+        "tool",
+        "sideEffect",
+        "approvalState",
+        "inputRefs",
+        "outputRefs",
+        "retryState",
+        "status",
+    } <= call_fields
 
 
 def test_unknown_option_is_one_line(cli_env: dict[str, str]) -> None:
@@ -127,7 +164,9 @@ def test_newer_schema_is_refused_and_left_untouched(
     with engine.begin() as conn:
         conn.execute(text("update alembic_version set version_num = '9999_future'"))
     for args in (("db", "upgrade"), ("demo",), ("show", "x")):
-        assert_one_line_error(runrecord(*args, env=cli_env, timeout=60), "newer than this runrecord")
+        assert_one_line_error(
+            runrecord(*args, env=cli_env, timeout=60), "newer than this runrecord"
+        )
     with engine.connect() as conn:
         assert conn.execute(text("select version_num from alembic_version")).scalar() == (
             "9999_future"

@@ -54,8 +54,7 @@ def schema_hash(fn: Callable[..., Any]) -> str:
     except Exception:  # unresolvable annotations still deserve a stable hash
         hints = dict(getattr(fn, "__annotations__", {}))
     params = [
-        [name, _type_schema(hints.get(name, Any))]
-        for name in inspect.signature(fn).parameters
+        [name, _type_schema(hints.get(name, Any))] for name in inspect.signature(fn).parameters
     ]
     doc = {"params": params, "returns": _type_schema(hints.get("return", Any))}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()

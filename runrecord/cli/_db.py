@@ -7,8 +7,8 @@ import json
 import typer
 
 from runrecord._settings import Settings
-from runrecord.records import run_record_json_schema
 from runrecord.recorder import current_revision, head_revision, open_engine, upgrade
+from runrecord.records import run_record_json_schema
 
 db_app = typer.Typer(help="Manage the records database schema.", no_args_is_help=True)
 

@@ -79,7 +79,11 @@ def demo(
             async with temporal_cluster(settings, start_if_missing=True) as temporal:
                 queue = f"runrecord-demo-{uuid.uuid4().hex[:8]}"
                 async with recording_worker(
-                    settings, temporal.address, agents, task_queue=queue, mirror=False,
+                    settings,
+                    temporal.address,
+                    agents,
+                    task_queue=queue,
+                    mirror=False,
                     engine=engine,
                 ) as (client, mirror):
                     run_id = f"release-{uuid.uuid4().hex[:8]}"
@@ -108,7 +112,9 @@ def demo(
 
 def worker(
     module: str = typer.Option(
-        None, "--module", "-m",
+        None,
+        "--module",
+        "-m",
         help="Python module with WORKFLOWS and ACTIVITIES lists (default: the example agents).",
     ),
     task_queue: str = typer.Option(
@@ -124,7 +130,11 @@ def worker(
         agents = load_agents(module)
         async with temporal_cluster(settings, start_if_missing=False) as temporal:
             async with recording_worker(
-                settings, temporal.address, agents, task_queue=task_queue, mirror=mirror,
+                settings,
+                temporal.address,
+                agents,
+                task_queue=task_queue,
+                mirror=mirror,
                 engine=engine,
             ):
                 typer.echo(

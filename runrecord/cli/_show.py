@@ -10,8 +10,8 @@ from rich.tree import Tree
 
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._stack import DEFAULT_UI
-from runrecord.records import RunRecord
 from runrecord.recorder import load_tree, open_engine, require_current
+from runrecord.records import RunRecord
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -61,7 +61,9 @@ def render_tree(records: list[RunRecord], ui_url: str | None) -> Tree:
             approval = ""
             if call.approval_state != "not_required":
                 decider = call.approval.decided_by if call.approval else None
-                approval = f"  approval {call.approval_state}" + (f" by {decider}" if decider else "")
+                approval = f"  approval {call.approval_state}" + (
+                    f" by {decider}" if decider else ""
+                )
             duration = f"  {call.duration_ms} ms" if call.duration_ms is not None else ""
             cost = f"  ${call.cost:.6f}" if call.cost else ""
             attempts = call.retry_state.attempts

@@ -79,7 +79,7 @@ def current_revision(engine: Engine) -> str | None:
     except SQLAlchemyError as err:
         raise RunRecordError(
             f"records database {_display(str(engine.url))} is unreachable: "
-            f"{str(err.orig or err).strip().splitlines()[0]}"
+            f"{str(getattr(err, 'orig', None) or err).strip().splitlines()[0]}"
         ) from None
 
 
@@ -119,6 +119,4 @@ def require_current(engine: Engine) -> None:
     current = current_revision(engine)
     check_not_newer(engine, current)
     if current != head_revision():
-        raise RunRecordError(
-            "records database schema is not current: run `runrecord db upgrade`"
-        )
+        raise RunRecordError("records database schema is not current: run `runrecord db upgrade`")

@@ -79,11 +79,11 @@ class Mirror:
                 offset = journal_offset(conn, path.name)
                 if path.stat().st_size <= offset:
                     continue
-                entries = []
-                for offset, entry in read_from(path, offset):  # noqa: B007 - last offset kept
-                    entries.append(entry)
-                applied += apply_journal(conn, entries)
-                set_journal_offset(conn, path.name, offset)
+                lines = list(read_from(path, offset))
+                if not lines:
+                    continue
+                applied += apply_journal(conn, [entry for _, entry in lines])
+                set_journal_offset(conn, path.name, lines[-1][0])
         return applied
 
     async def _changed_runs(self, since: datetime) -> list[WorkflowExecution]:

@@ -65,7 +65,9 @@ def _refs(payloads: Payloads) -> list[Ref]:
         Ref(
             sha256=hashlib.sha256(p.data).hexdigest(),
             size=len(p.data),
-            media_type=_MEDIA_TYPES.get(p.metadata.get("encoding", b""), "application/octet-stream"),
+            media_type=_MEDIA_TYPES.get(
+                p.metadata.get("encoding", b""), "application/octet-stream"
+            ),
         )
         for p in payloads.payloads
     ]
@@ -75,9 +77,11 @@ def _failure_text(failure: Failure) -> str | None:
     if not failure.message and not failure.HasField("cause"):
         return None
     text = failure.message or "failure"
-    kind = failure.application_failure_info.type if failure.HasField(
-        "application_failure_info"
-    ) else ""
+    kind = (
+        failure.application_failure_info.type
+        if failure.HasField("application_failure_info")
+        else ""
+    )
     if kind:
         text = f"{kind}: {text}"
     if failure.HasField("cause") and failure.cause.message:

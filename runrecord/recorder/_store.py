@@ -14,6 +14,15 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from runrecord.recorder._projection import RunProjection
+from runrecord.recorder._tables import (
+    ArtifactRow,
+    AttemptRow,
+    JournalCursorRow,
+    ModelCallRow,
+    RunRow,
+    ToolCallRow,
+)
 from runrecord.records import (
     Artifact,
     Attempt,
@@ -30,15 +39,6 @@ from runrecord.records import (
     ToolCall,
     ToolCallStatus,
     ToolRegistryEntry,
-)
-from runrecord.recorder._projection import RunProjection
-from runrecord.recorder._tables import (
-    ArtifactRow,
-    AttemptRow,
-    JournalCursorRow,
-    ModelCallRow,
-    RunRow,
-    ToolCallRow,
 )
 
 _TERMINAL_CALL = {
@@ -113,16 +113,21 @@ def save_projection(conn: Connection, projection: RunProjection) -> None:
     upsert(
         conn,
         ToolCallRow,
-        [_call_row(record.run_id, c, projection.scheduled_event_id(c.tool_call_id))
-         for c in record.tool_calls],
+        [
+            _call_row(record.run_id, c, projection.scheduled_event_id(c.tool_call_id))
+            for c in record.tool_calls
+        ],
         ["run_id", "tool_call_id"],
     )
     upsert(
         conn,
         ModelCallRow,
         [
-            {"run_id": record.run_id, **m.model_dump(mode="json", exclude={"tool_call_id"}),
-             "tool_call_id": m.tool_call_id}
+            {
+                "run_id": record.run_id,
+                **m.model_dump(mode="json", exclude={"tool_call_id"}),
+                "tool_call_id": m.tool_call_id,
+            }
             for m in record.model_calls
         ],
         ["run_id", "tool_call_id"],
@@ -225,9 +230,14 @@ def _attempts(call: ToolCall, journaled: list[AttemptRow]) -> RetryState:
             if n == last and call.status in _TERMINAL_CALL:
                 outcome = _TERMINAL_CALL[ToolCallStatus(call.status)]
                 history.append(
-                    Attempt(attempt=n, started_at=call.started_at, ended_at=call.ended_at,
-                            outcome=outcome, error=None if n == 1 else state.last_failure,
-                            worker_identity=call.worker_identity)
+                    Attempt(
+                        attempt=n,
+                        started_at=call.started_at,
+                        ended_at=call.ended_at,
+                        outcome=outcome,
+                        error=None if n == 1 else state.last_failure,
+                        worker_identity=call.worker_identity,
+                    )
                 )
             continue
         outcome = AttemptOutcome(row.outcome)
@@ -256,22 +266,30 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
     run = session.execute(select(RunRow).where(RunRow.run_id == run_id)).scalars().first()
     if run is None:
         return None
-    calls = session.execute(
-        select(ToolCallRow)
-        .where(ToolCallRow.run_id == run_id)
-        .order_by(ToolCallRow.scheduled_event_id)
-    ).scalars().all()
+    calls = (
+        session.execute(
+            select(ToolCallRow)
+            .where(ToolCallRow.run_id == run_id)
+            .order_by(ToolCallRow.scheduled_event_id)
+        )
+        .scalars()
+        .all()
+    )
     attempts: dict[str, list[AttemptRow]] = {}
     for a in session.execute(select(AttemptRow).where(AttemptRow.run_id == run_id)).scalars():
         attempts.setdefault(a.tool_call_id, []).append(a)
-    models = session.execute(
-        select(ModelCallRow).where(ModelCallRow.run_id == run_id)
-    ).scalars().all()
-    artifacts = session.execute(
-        select(ArtifactRow)
-        .where(ArtifactRow.run_id == run_id)
-        .order_by(ArtifactRow.created_at, ArtifactRow.artifact_id)
-    ).scalars().all()
+    models = (
+        session.execute(select(ModelCallRow).where(ModelCallRow.run_id == run_id)).scalars().all()
+    )
+    artifacts = (
+        session.execute(
+            select(ArtifactRow)
+            .where(ArtifactRow.run_id == run_id)
+            .order_by(ArtifactRow.created_at, ArtifactRow.artifact_id)
+        )
+        .scalars()
+        .all()
+    )
     tool_calls = []
     for row in calls:
         call = ToolCall(

@@ -27,7 +27,7 @@ import temporalio.converter
 import temporalio.worker
 import temporalio.workflow
 from pydantic import BaseModel
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 
 from runrecord.activities._artifacts import CurrentCall, current_call
 from runrecord.activities._tool import ToolSpec, tool_spec, undeclared
@@ -180,7 +180,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         return result
 
     def _set_status(self, status: str, *, first: bool = False) -> None:
-        pairs: list[SearchAttributePair[Any]] = [STATUS_ATTR.value_set(status)]
+        pairs: list[SearchAttributeUpdate[Any]] = [STATUS_ATTR.value_set(status)]
         if first:
             pairs += [
                 AGENT_ATTR.value_set(self.agent_id or ""),
@@ -196,7 +196,9 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         self._seq += 1
         spec = self.interceptor.spec_for(activity)
         approval = (
-            Approval(state=ApprovalState.APPROVED, decided_by="policy:auto-allow", rule="auto-allow")
+            Approval(
+                state=ApprovalState.APPROVED, decided_by="policy:auto-allow", rule="auto-allow"
+            )
             if spec.approval
             else Approval(state=ApprovalState.NOT_REQUIRED)
         )
@@ -310,7 +312,9 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
         self._write(record, header, done)
 
     @staticmethod
-    def _write(record: Callable[[JournalEntry], None], header: CallHeader, attempt: Attempt) -> None:
+    def _write(
+        record: Callable[[JournalEntry], None], header: CallHeader, attempt: Attempt
+    ) -> None:
         record(
             JournalEntry(
                 kind="attempt",

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import temporalio.worker
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import WorkerConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from runrecord.records import JournalEntry
 from runrecord.worker._interceptor import RunRecordInterceptor
 from runrecord.worker._journal import Journal
 
@@ -57,4 +54,3 @@ class RunRecordPlugin(SimplePlugin):
         """Send activity attempts and artifacts to ``journal`` from now on."""
         self.journal = journal
         self.interceptor.record = journal.record
-
