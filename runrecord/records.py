@@ -169,6 +169,8 @@ class ToolCall(Record):
     duration_ms: int | None = None
     worker_identity: str | None = None
     cost: float = 0.0
+    mcp_server: str | None = None
+    consumes: list[str] = Field(default_factory=list)
 
 
 class ModelCall(Record):
@@ -230,6 +232,7 @@ class RunRecord(Record):
     root_run_id: str | None = None
     depth: int = 0
     child_run_ids: list[str] = Field(default_factory=list)
+    consumes: list[str] = Field(default_factory=list)
     started_at: datetime | None = None
     ended_at: datetime | None = None
     cost: Cost = Field(default_factory=Cost)
@@ -255,6 +258,7 @@ class RunContext(Record):
     parent_run_id: str | None = None
     root_run_id: str | None = None
     depth: int = 0
+    consumes: list[str] = Field(default_factory=list)
 
 
 class RunMemo(Record):
@@ -286,6 +290,8 @@ class CallHeader(Record):
     agent_id: str | None = None
     turn_id: str | None = None
     local: bool = False
+    mcp_server: str | None = None
+    consumes: list[str] = Field(default_factory=list)
 
 
 class ModelResult(Record):

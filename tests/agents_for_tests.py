@@ -9,6 +9,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     import runrecord
+    from runrecord.records import Artifact
 
 
 @runrecord.tool("write", compensate="erase_note")
@@ -16,6 +17,18 @@ with workflow.unsafe.imports_passed_through():
 async def write_note(text: str) -> str:
     runrecord.artifact(f"note://{text}", kind="message", content=text)
     return f"wrote {text}"
+
+
+@runrecord.tool("write")
+@activity.defn
+async def draft_note(text: str) -> Artifact:
+    return runrecord.artifact(f"draft://{text}", kind="file", content=text)
+
+
+@runrecord.tool("network")
+@activity.defn
+async def publish_note(note: Artifact) -> str:
+    return f"published {note.uri}"
 
 
 @runrecord.tool("delete")
@@ -58,8 +71,14 @@ class NoteTaker:
         doubled = await workflow.execute_activity(
             undeclared_step, 21, start_to_close_timeout=timedelta(seconds=10)
         )
+        draft = await workflow.execute_activity(
+            draft_note, text, start_to_close_timeout=timedelta(seconds=10)
+        )
+        await workflow.execute_activity(
+            publish_note, draft, start_to_close_timeout=timedelta(seconds=10)
+        )
         child = await workflow.execute_child_workflow(
-            NoteChecker.run, text, id=f"{workflow.info().workflow_id}.checker"
+            NoteChecker.run, args=[text, draft], id=f"{workflow.info().workflow_id}.checker"
         )
         return f"{doubled} {child}"
 
@@ -68,11 +87,11 @@ class NoteTaker:
 @workflow.defn
 class NoteChecker:
     @workflow.run
-    async def run(self, text: str) -> str:
+    async def run(self, text: str, draft: Artifact | None = None) -> str:
         return await workflow.execute_activity(
             write_note, f"{text}-checked", start_to_close_timeout=timedelta(seconds=10)
         )
 
 
 WORKFLOWS = [NoteTaker, NoteChecker]
-ACTIVITIES = [write_note, erase_note, flaky_fetch, undeclared_step]
+ACTIVITIES = [write_note, erase_note, flaky_fetch, undeclared_step, draft_note, publish_note]

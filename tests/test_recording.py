@@ -9,7 +9,7 @@ from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
 
 from runrecord.recorder import Mirror, load_tree
-from runrecord.recorder._tables import AttemptRow, ToolCallRow
+from runrecord.recorder._tables import AttemptRow, LineageEdgeRow, ToolCallRow
 from runrecord.worker import Journal, RunRecordPlugin
 from tests import agents_for_tests as agents
 
@@ -42,13 +42,16 @@ async def test_plain_activity_calls_are_recorded_with_their_side_effects(
         ("write_note", "write"),
         ("flaky_fetch", "network"),
         ("undeclared_step", "unknown"),
+        ("draft_note", "write"),
+        ("publish_note", "network"),
     ]
     write = root.tool_calls[0]
     assert write.compensator == "erase_note"
     assert write.schema_hash and len(write.schema_hash) == 64
     assert write.input_refs and write.output_refs
-    assert [(a.kind, a.uri, a.tool_call_id) for a in root.artifacts] == [
-        ("message", "note://hello", write.tool_call_id)
+    assert sorted((a.kind, a.uri, a.tool_call_id) for a in root.artifacts) == [
+        ("file", "draft://hello", "4"),
+        ("message", "note://hello", write.tool_call_id),
     ]
     # Delegation: the sub-agent is linked to its parent and root, and shares the turn.
     assert child.agent_id == "note-checker"
@@ -91,7 +94,7 @@ async def test_mirroring_twice_changes_nothing(
     await mirror.sync_tree(run_id)
     mirror.drain_journal()
     assert snapshot() == before
-    assert before[0] == 4  # three calls in the root run, one in the child
+    assert before[0] == 6  # five calls in the root run, one in the child
 
 
 async def test_replaying_recorded_history_records_nothing_new(
@@ -106,3 +109,21 @@ async def test_replaying_recorded_history_records_nothing_new(
 
     assert result.replay_failure is None
     assert journal.path.read_text().count("\n") == lines_before
+
+
+async def test_an_artifact_passed_on_becomes_a_lineage_edge(
+    client: Client, engine: Engine, journal: Journal
+) -> None:
+    run_id, _ = await _run_note_taker(client, engine, journal)
+    with engine.connect() as conn:
+        root, child = load_tree(conn, run_id)
+        edges = conn.execute(
+            select(LineageEdgeRow.consumer_run_id, LineageEdgeRow.consumer_tool_call_id).order_by(
+                LineageEdgeRow.consumer_run_id
+            )
+        ).all()
+    draft = next(a for a in root.artifacts if a.uri == "draft://hello")
+    publish = next(c for c in root.tool_calls if c.tool == "publish_note")
+    assert publish.consumes == [draft.artifact_id]
+    assert child.consumes == [draft.artifact_id]
+    assert sorted(edges) == sorted([(run_id, publish.tool_call_id), (child.run_id, "")])

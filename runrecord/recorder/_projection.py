@@ -219,6 +219,8 @@ class RunProjection:
                 heartbeat_ms=_ms(attrs.heartbeat_timeout),
             ),
             activity_id=attrs.activity_id,
+            mcp_server=header.mcp_server if header else None,
+            consumes=list(header.consumes) if header else [],
             temporal_run_id=temporal_run_id,
             scheduled_at=_time(event.event_time),
         )
@@ -339,6 +341,7 @@ class RunProjection:
             root_run_id=root,
             depth=self.context.depth or memo.depth,
             child_run_ids=list(self.child_run_ids),
+            consumes=list(self.context.consumes),
             started_at=self.started_at,
             ended_at=self.ended_at,
         )

@@ -19,6 +19,7 @@ from runrecord.recorder._tables import (
     ArtifactRow,
     AttemptRow,
     JournalCursorRow,
+    LineageEdgeRow,
     ModelCallRow,
     RunRow,
     ToolCallRow,
@@ -102,6 +103,7 @@ def save_projection(conn: Connection, projection: RunProjection) -> None:
                 "depth": record.depth,
                 "temporal_run_ids": record.temporal_run_ids,
                 "child_run_ids": record.child_run_ids,
+                "consumes": record.consumes,
                 "started_at": record.started_at,
                 "ended_at": record.ended_at,
                 "last_event_id": projection.last_event_id,
@@ -131,6 +133,25 @@ def save_projection(conn: Connection, projection: RunProjection) -> None:
             for m in record.model_calls
         ],
         ["run_id", "tool_call_id"],
+    )
+    edges = [
+        {"artifact_id": a, "consumer_run_id": record.run_id, "consumer_tool_call_id": ""}
+        for a in record.consumes
+    ] + [
+        {
+            "artifact_id": a,
+            "consumer_run_id": record.run_id,
+            "consumer_tool_call_id": c.tool_call_id,
+        }
+        for c in record.tool_calls
+        for a in c.consumes
+    ]
+    upsert(
+        conn,
+        LineageEdgeRow,
+        edges,
+        ["artifact_id", "consumer_run_id", "consumer_tool_call_id"],
+        update=False,
     )
 
 
@@ -167,6 +188,8 @@ def _call_row(run_id: str, c: ToolCall, scheduled_event_id: int) -> dict[str, An
         "duration_ms": c.duration_ms,
         "worker_identity": c.worker_identity,
         "cost": c.cost,
+        "mcp_server": c.mcp_server,
+        "consumes": list(c.consumes),
     }
 
 
@@ -320,6 +343,8 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
             duration_ms=row.duration_ms,
             worker_identity=row.worker_identity,
             cost=row.cost,
+            mcp_server=row.mcp_server,
+            consumes=list(row.consumes or []),
         )
         call.retry_state = _attempts(call, attempts.get(row.tool_call_id, []))
         tool_calls.append(call)
@@ -372,6 +397,7 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
         root_run_id=run.root_run_id,
         depth=run.depth,
         child_run_ids=list(run.child_run_ids or []),
+        consumes=list(run.consumes or []),
         started_at=run.started_at,
         ended_at=run.ended_at,
         cost=Cost(own=own, total=own),

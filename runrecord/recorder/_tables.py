@@ -38,6 +38,7 @@ class RunRow(Base):
     depth: Mapped[int] = mapped_column(Integer, default=0)
     temporal_run_ids: Mapped[list[str]] = mapped_column(Json, default=list)
     child_run_ids: Mapped[list[str]] = mapped_column(Json, default=list)
+    consumes: Mapped[list[str]] = mapped_column(Json, default=list)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -76,6 +77,8 @@ class ToolCallRow(Base):
     duration_ms: Mapped[int | None] = mapped_column(BigInteger)
     worker_identity: Mapped[str | None] = mapped_column(String(255))
     cost: Mapped[float] = mapped_column(Float, default=0.0)
+    mcp_server: Mapped[str | None] = mapped_column(String(255), index=True)
+    consumes: Mapped[list[str]] = mapped_column(Json, default=list)
 
 
 class AttemptRow(Base):
@@ -125,6 +128,16 @@ class ArtifactRow(Base):
     agent_id: Mapped[str | None] = mapped_column(String(255))
     turn_id: Mapped[str | None] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LineageEdgeRow(Base):
+    """An artifact passed into a later tool call, or to a sub-agent run (tool_call_id '')."""
+
+    __tablename__ = "lineage_edges"
+
+    artifact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    consumer_run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    consumer_tool_call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class JournalCursorRow(Base):

@@ -16,7 +16,7 @@ import contextvars
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -36,6 +36,7 @@ from runrecord.records import (
     MEMO_KEY,
     Approval,
     ApprovalState,
+    Artifact,
     Attempt,
     AttemptOutcome,
     CallHeader,
@@ -69,6 +70,31 @@ def decode_header(
         return model.model_validate(_converter.from_payload(payload))
     except Exception:
         return None
+
+
+def artifact_ids(values: Any, depth: int = 0) -> list[str]:
+    """Artifacts passed in arguments (as Artifact or its JSON form): the lineage edges of a call."""
+    found: list[str] = []
+    if depth > 3 or values is None or isinstance(values, str | bytes | int | float | bool):
+        return found
+    if isinstance(values, Artifact):
+        return [values.artifact_id]
+    if isinstance(values, Mapping):
+        artifact_id = values.get("artifactId")
+        if isinstance(artifact_id, str) and "uri" in values:
+            return [artifact_id]
+        items: Iterable[Any] = values.values()
+    elif isinstance(values, list | tuple | set | frozenset):
+        items = values
+    elif isinstance(values, BaseModel):
+        items = values.__dict__.values()
+    else:
+        return found
+    for item in items:
+        for artifact_id in artifact_ids(item, depth + 1):
+            if artifact_id not in found:
+                found.append(artifact_id)
+    return found
 
 
 def _error_text(err: BaseException) -> str:
@@ -192,7 +218,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             # An unregistered attribute must not break the agent; the memo still records it.
             temporalio.workflow.logger.warning("runrecord search attributes not registered")
 
-    def next_call(self, activity: str, *, local: bool) -> CallHeader:
+    def next_call(self, activity: str, args: Sequence[Any], *, local: bool) -> CallHeader:
         self._seq += 1
         spec = self.interceptor.spec_for(activity)
         approval = (
@@ -215,10 +241,12 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             agent_id=self.agent_id,
             turn_id=self.context.turn_id,
             local=local,
+            consumes=artifact_ids(args),
         )
 
-    def child_context(self) -> RunContext:
+    def child_context(self, args: Sequence[Any]) -> RunContext:
         return RunContext(
+            consumes=artifact_ids(args),
             turn_id=self.context.turn_id,
             parent_run_id=self.run_id,
             root_run_id=self.context.root_run_id or self.run_id,
@@ -236,21 +264,24 @@ class _WorkflowOutbound(temporalio.worker.WorkflowOutboundInterceptor):
     def start_activity(
         self, input: temporalio.worker.StartActivityInput
     ) -> temporalio.workflow.ActivityHandle[Any]:
-        header = self._root.next_call(input.activity, local=False)
+        header = self._root.next_call(input.activity, input.args, local=False)
         input.headers = {**input.headers, HEADER_KEY: encode_header(header)}
         return super().start_activity(input)
 
     def start_local_activity(
         self, input: temporalio.worker.StartLocalActivityInput
     ) -> temporalio.workflow.ActivityHandle[Any]:
-        header = self._root.next_call(input.activity, local=True)
+        header = self._root.next_call(input.activity, input.args, local=True)
         input.headers = {**input.headers, HEADER_KEY: encode_header(header)}
         return super().start_local_activity(input)
 
     async def start_child_workflow(
         self, input: temporalio.worker.StartChildWorkflowInput
     ) -> temporalio.workflow.ChildWorkflowHandle[Any, Any]:
-        input.headers = {**input.headers, HEADER_KEY: encode_header(self._root.child_context())}
+        input.headers = {
+            **input.headers,
+            HEADER_KEY: encode_header(self._root.child_context(input.args)),
+        }
         return await super().start_child_workflow(input)
 
     def continue_as_new(self, input: temporalio.worker.ContinueAsNewInput) -> NoReturn:
