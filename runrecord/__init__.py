@@ -1,11 +1,13 @@
 """runrecord: a durable, queryable run record for every AI agent run on Temporal."""
 
-from runrecord.activities import Prompt, artifact, call_model, tool
+from runrecord.activities import MCPServerSpec, MCPToolPolicy, Prompt, artifact, call_model, tool
 from runrecord.records import ModelSpec, RunRecord, SideEffect
 from runrecord.worker import RunRecordInterceptor, RunRecordPlugin, turn
 from runrecord.workflows import agent
 
 __all__ = [
+    "MCPServerSpec",
+    "MCPToolPolicy",
     "ModelSpec",
     "Prompt",
     "RunRecord",

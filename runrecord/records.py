@@ -100,8 +100,17 @@ class ModelSpec(Record):
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
+class ToolAnnotations(Record):
+    """MCP tool annotations as a server listed them: hints, believed only from trusted servers."""
+
+    read_only_hint: bool | None = None
+    destructive_hint: bool | None = None
+    idempotent_hint: bool | None = None
+    open_world_hint: bool | None = None
+
+
 class ToolRegistryEntry(Record):
-    """A tool available to the run when it started."""
+    """A tool available to the run when it started (MCP tools: when their server was listed)."""
 
     name: str
     side_effect: SideEffect
@@ -111,6 +120,50 @@ class ToolRegistryEntry(Record):
     approval: bool = False
     schema_hash: str | None = None
     server: str | None = None
+    network: bool = False
+    input_schema_hash: str | None = None
+    output_schema_hash: str | None = None
+    annotations: ToolAnnotations | None = None
+    trusted: bool | None = None
+    schema_error: str | None = None
+
+
+class MCPServerInfo(Record):
+    """An MCP server as the run found it when it listed the server's tools."""
+
+    name: str
+    transport: str
+    target: str
+    trusted: bool = False
+    server_name: str | None = None
+    server_version: str | None = None
+    protocol_version: str | None = None
+    tools: int = 0
+    error: str | None = None
+
+
+class SchemaDrift(Record):
+    """A tool whose definition at call time differs from the run's registry snapshot."""
+
+    registry_hash: str | None = None
+    current_hash: str | None = None
+    changed: list[str] = Field(default_factory=list)
+    refused: bool = False
+
+
+class MCPCall(Record):
+    """The MCP side of a tool call: who initiated it, under which schema, what came back."""
+
+    operation: str
+    host: str | None = None
+    client: str
+    trusted: bool = False
+    annotations: ToolAnnotations | None = None
+    input_schema_hash: str | None = None
+    output_schema_hash: str | None = None
+    on_drift: str = "refuse"
+    is_error: bool | None = None
+    drift: SchemaDrift | None = None
 
 
 class Approval(Record):
@@ -170,6 +223,8 @@ class ToolCall(Record):
     worker_identity: str | None = None
     cost: float = 0.0
     mcp_server: str | None = None
+    network: bool = False
+    mcp: MCPCall | None = None
     consumes: list[str] = Field(default_factory=list)
 
 
@@ -223,6 +278,7 @@ class RunRecord(Record):
     model: ModelSpec | None = None
     prompt_version: str | None = None
     tool_registry: list[ToolRegistryEntry] = Field(default_factory=list)
+    mcp_servers: list[MCPServerInfo] = Field(default_factory=list)
     tool_calls: list[ToolCall] = Field(default_factory=list)
     model_calls: list[ModelCall] = Field(default_factory=list)
     artifacts: list[Artifact] = Field(default_factory=list)
@@ -270,6 +326,7 @@ class RunMemo(Record):
     model: ModelSpec | None = None
     prompt_version: str | None = None
     tool_registry: list[ToolRegistryEntry] = Field(default_factory=list)
+    mcp_servers: list[MCPServerInfo] = Field(default_factory=list)
     parent_run_id: str | None = None
     root_run_id: str | None = None
     depth: int = 0
@@ -291,6 +348,8 @@ class CallHeader(Record):
     turn_id: str | None = None
     local: bool = False
     mcp_server: str | None = None
+    network: bool = False
+    mcp: MCPCall | None = None
     consumes: list[str] = Field(default_factory=list)
 
 

@@ -1,6 +1,7 @@
 """Tool declarations, artifacts and model calls: what runs inside activities."""
 
 from runrecord.activities._artifacts import CurrentCall, artifact, current_call
+from runrecord.activities._mcp import MCPServerSpec, MCPToolPolicy
 from runrecord.activities._model import (
     ModelRequest,
     Prompt,
@@ -13,6 +14,8 @@ from runrecord.activities._tool import ToolSpec, activity_name, tool, tool_spec,
 
 __all__ = [
     "CurrentCall",
+    "MCPServerSpec",
+    "MCPToolPolicy",
     "ModelRequest",
     "Prompt",
     "ToolSpec",

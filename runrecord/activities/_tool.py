@@ -27,6 +27,7 @@ class ToolSpec:
     idempotent: bool = False
     irreversible: bool = False
     schema_hash: str | None = None
+    network: bool = False
 
     def registry_entry(self) -> ToolRegistryEntry:
         return ToolRegistryEntry(
@@ -37,6 +38,7 @@ class ToolSpec:
             compensator=self.compensator,
             approval=self.approval,
             schema_hash=self.schema_hash,
+            network=self.network,
         )
 
 

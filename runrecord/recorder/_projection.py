@@ -31,6 +31,7 @@ from runrecord.records import (
     RunContext,
     RunMemo,
     RunRecord,
+    SchemaDrift,
     SideEffect,
     Timeouts,
     ToolCall,
@@ -38,6 +39,9 @@ from runrecord.records import (
 )
 
 _MEDIA_TYPES = {b"json/plain": "application/json", b"binary/null": "application/x-null"}
+# Failures and stamps the MCP client wrapper (runrecord.activities._mcp) leaves in history.
+_MCP_DRIFT_FAILURE = "MCPSchemaDrift"
+_MCP_CALL_META = "runrecord/call"
 
 
 def _time(ts: Timestamp) -> datetime | None:
@@ -94,6 +98,45 @@ def _timeout_type(failure: Failure) -> str | None:
         if failure.HasField("timeout_failure_info"):
             name = TimeoutType.Name(failure.timeout_failure_info.timeout_type)
             return name.removeprefix("TIMEOUT_TYPE_").lower()
+        if not failure.HasField("cause"):
+            return None
+        failure = failure.cause
+
+
+def _mcp_result(call: ToolCall, value: Any) -> None:
+    """An MCP tool's answer: ``isError`` makes the call failed; a drift let through is kept."""
+    if not isinstance(value, dict) or call.mcp is None:
+        return
+    is_error = bool(value.get("is_error", value.get("isError")))
+    call.mcp.is_error = is_error
+    meta = value.get("meta", value.get("_meta"))
+    stamp = meta.get(_MCP_CALL_META) if isinstance(meta, dict) else None
+    if isinstance(stamp, dict) and isinstance(stamp.get("drift"), dict):
+        try:
+            call.mcp.drift = SchemaDrift.model_validate(stamp["drift"])
+        except ValueError:
+            pass
+    if is_error:
+        call.status = ToolCallStatus.FAILED
+        texts = [
+            c.get("text", "")
+            for c in value.get("content") or []
+            if isinstance(c, dict) and c.get("type") == "text"
+        ]
+        detail = " ".join(t for t in texts if t).strip() or "no message"
+        call.retry_state.last_failure = f"MCP tool error: {detail}"[:2000]
+
+
+def _drift_failure(failure: Failure) -> SchemaDrift | None:
+    while True:
+        info = failure.application_failure_info
+        if failure.HasField("application_failure_info") and info.type == _MCP_DRIFT_FAILURE:
+            payloads = info.details.payloads
+            value = _json(payloads[0]) if payloads else None
+            try:
+                return SchemaDrift.model_validate(value) if isinstance(value, dict) else None
+            except ValueError:
+                return None
         if not failure.HasField("cause"):
             return None
         failure = failure.cause
@@ -220,6 +263,8 @@ class RunProjection:
             ),
             activity_id=attrs.activity_id,
             mcp_server=header.mcp_server if header else None,
+            network=header.network if header else False,
+            mcp=header.mcp.model_copy(deep=True) if header and header.mcp else None,
             consumes=list(header.consumes) if header else [],
             temporal_run_id=temporal_run_id,
             scheduled_at=_time(event.event_time),
@@ -265,6 +310,8 @@ class RunProjection:
         if call is None:
             return
         call.output_refs = _refs(attrs.result)
+        if call.mcp is not None and call.mcp.operation == "call-tool" and attrs.result.payloads:
+            _mcp_result(call, _json(attrs.result.payloads[0]))
         if call.side_effect == SideEffect.MODEL and attrs.result.payloads:
             value = _json(attrs.result.payloads[0])
             try:
@@ -291,6 +338,8 @@ class RunProjection:
         )
         if call is not None:
             call.retry_state.last_failure = _failure_text(attrs.failure)
+            if call.mcp is not None:
+                call.mcp.drift = _drift_failure(attrs.failure) or call.mcp.drift
 
     def _timed_out(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_timed_out_event_attributes
@@ -333,6 +382,7 @@ class RunProjection:
             prompt_version=memo.prompt_version
             or next((m.prompt_version for m in model_calls if m.prompt_version), None),
             tool_registry=list(memo.tool_registry),
+            mcp_servers=list(memo.mcp_servers),
             tool_calls=list(self.calls.values()),
             model_calls=model_calls,
             final_status=self.final_status,

@@ -31,6 +31,8 @@ from runrecord.records import (
     Cost,
     FinalStatus,
     JournalEntry,
+    MCPCall,
+    MCPServerInfo,
     ModelCall,
     ModelSpec,
     Ref,
@@ -96,6 +98,7 @@ def save_projection(conn: Connection, projection: RunProjection) -> None:
                 "model": record.model.to_json_dict() if record.model else None,
                 "prompt_version": record.prompt_version,
                 "tool_registry": [t.to_json_dict() for t in record.tool_registry],
+                "mcp_servers": [m.to_json_dict() for m in record.mcp_servers],
                 "final_status": record.final_status,
                 "failure": record.failure,
                 "parent_run_id": record.parent_run_id,
@@ -189,6 +192,9 @@ def _call_row(run_id: str, c: ToolCall, scheduled_event_id: int) -> dict[str, An
         "worker_identity": c.worker_identity,
         "cost": c.cost,
         "mcp_server": c.mcp_server,
+        "network": c.network,
+        "mcp": c.mcp.to_json_dict() if c.mcp else None,
+        "schema_drift": c.mcp is not None and c.mcp.drift is not None,
         "consumes": list(c.consumes),
     }
 
@@ -344,6 +350,8 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
             worker_identity=row.worker_identity,
             cost=row.cost,
             mcp_server=row.mcp_server,
+            network=row.network,
+            mcp=MCPCall.model_validate(row.mcp) if row.mcp else None,
             consumes=list(row.consumes or []),
         )
         call.retry_state = _attempts(call, attempts.get(row.tool_call_id, []))
@@ -361,6 +369,7 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
         model=ModelSpec.model_validate(run.model) if run.model else None,
         prompt_version=run.prompt_version,
         tool_registry=[ToolRegistryEntry.model_validate(t) for t in run.tool_registry or []],
+        mcp_servers=[MCPServerInfo.model_validate(m) for m in run.mcp_servers or []],
         tool_calls=tool_calls,
         model_calls=[
             ModelCall(

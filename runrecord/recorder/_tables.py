@@ -31,6 +31,7 @@ class RunRow(Base):
     model: Mapped[dict[str, Any] | None] = mapped_column(Json)
     prompt_version: Mapped[str | None] = mapped_column(String(255))
     tool_registry: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    mcp_servers: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
     final_status: Mapped[str] = mapped_column(String(32), index=True)
     failure: Mapped[str | None] = mapped_column(Text)
     parent_run_id: Mapped[str | None] = mapped_column(String(255), index=True)
@@ -78,6 +79,9 @@ class ToolCallRow(Base):
     worker_identity: Mapped[str | None] = mapped_column(String(255))
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     mcp_server: Mapped[str | None] = mapped_column(String(255), index=True)
+    network: Mapped[bool] = mapped_column(default=False)
+    mcp: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    schema_drift: Mapped[bool] = mapped_column(default=False, index=True)
     consumes: Mapped[list[str]] = mapped_column(Json, default=list)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -20,6 +20,7 @@ class AgentSpec:
     version: str | None = None
     model: ModelSpec | None = None
     prompt: Prompt | None = None
+    mcp_servers: tuple[str, ...] = ()
 
 
 def agent(
@@ -28,11 +29,18 @@ def agent(
     version: str | None = None,
     model: ModelSpec | None = None,
     prompt: Prompt | None = None,
+    mcp: Sequence[str] = (),
 ) -> Callable[[T], T]:
-    """Mark a workflow class as an agent; its runs get a run record under ``agent_id``."""
+    """Mark a workflow class as an agent; its runs get a run record under ``agent_id``.
+
+    ``mcp`` names the MCP servers (registered on the worker) the agent uses: their tools
+    are listed when each run starts, and that listing is the run's registry snapshot.
+    """
+    if isinstance(mcp, str):
+        raise TypeError("mcp takes a list of MCP server names, e.g. mcp=['git']")
 
     def declare(cls: T) -> T:
-        setattr(cls, _ATTR, AgentSpec(agent_id, version, model, prompt))
+        setattr(cls, _ATTR, AgentSpec(agent_id, version, model, prompt, tuple(mcp)))
         return cls
 
     return declare
