@@ -4,7 +4,10 @@ project's misbehaving test server, all over stdio."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -31,6 +34,19 @@ if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
 import mcp_agents  # noqa: E402
+
+RUNRECORD = [sys.executable, "-m", "runrecord.cli"]
+
+
+def runrecord_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RUNRECORD, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
@@ -514,3 +530,66 @@ def test_a_bad_server_name_or_policy_is_refused() -> None:
         MCPToolPolicy(on_drift="ignore")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unique"):
         RunRecordPlugin(mcp_servers=[MCPServerSpec("a", command=["x"])] * 2)
+
+
+# --- the command line
+
+
+async def test_runrecord_worker_runs_an_agent_modules_mcp_servers(
+    cli_env: dict[str, str], client: Client
+) -> None:
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    env = {**cli_env, "PYTHONPATH": str(EXAMPLES)}
+    worker = subprocess.Popen(
+        [*RUNRECORD, "worker", "--module", "mcp_agents", "--task-queue", queue],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None
+        assert "Worker on" in worker.stdout.readline()
+        run_id = f"clock-{uuid.uuid4().hex[:8]}"
+        answer = await client.execute_workflow(
+            "ClockReader", "Etc/UTC", id=run_id, task_queue=queue
+        )
+        assert '"timezone": "Etc/UTC"' in answer
+        shown: list[dict[str, Any]] = []
+        for _ in range(60):  # the worker's mirror follows the run
+            proc = runrecord_cli("show", run_id, "--json", env=env)
+            if proc.returncode == 0:
+                shown = json.loads(proc.stdout)
+                if shown[0]["finalStatus"] == "succeeded":
+                    break
+            await asyncio.sleep(0.5)
+        assert shown and shown[0]["finalStatus"] == "succeeded"
+        (server,) = shown[0]["mcpServers"]
+        assert (server["name"], server["serverName"]) == ("time", "mcp-time")
+        calls = [(c["mcpServer"], c["tool"], c["sideEffect"]) for c in shown[0]["toolCalls"]]
+        assert calls == [("time", "list-tools", "read"), ("time", "get_current_time", "read")]
+        tree = runrecord_cli("show", run_id, env=env)
+        assert "mcp time mcp-time" in tree.stdout and "time/get_current_time" in tree.stdout
+    finally:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def test_runrecord_worker_refuses_bad_mcp_servers_in_one_line(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "bad_agents.py").write_text(
+        "WORKFLOWS = []\nACTIVITIES = []\nMCP_SERVERS = ['mcp-server-git']\n"
+    )
+    proc = runrecord_cli(
+        "worker", "--module", "bad_agents", env={**cli_env, "PYTHONPATH": str(tmp_path)}
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "runrecord: error: agent module 'bad_agents': MCP_SERVERS must be a list of MCPServerSpec"
+    ]

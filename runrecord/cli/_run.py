@@ -115,7 +115,10 @@ def worker(
         None,
         "--module",
         "-m",
-        help="Python module with WORKFLOWS and ACTIVITIES lists (default: the example agents).",
+        help=(
+            "Python module with WORKFLOWS and ACTIVITIES lists, and MCP_SERVERS (a list of "
+            "runrecord.MCPServerSpec) if its agents use MCP servers (default: the example agents)."
+        ),
     ),
     task_queue: str = typer.Option(
         None, "--task-queue", help="Task queue to poll (default $RUNRECORD_TASK_QUEUE)."

@@ -50,6 +50,11 @@ def render_tree(records: list[RunRecord], ui_url: str | None) -> Tree:
             label += f"  prompt {record.prompt_version}"
         if record.turn_id:
             label += f"  turn {record.turn_id}"
+        for server in record.mcp_servers:
+            found = " ".join(p for p in (server.server_name, server.server_version) if p)
+            trust = "trusted" if server.trusted else "untrusted"
+            state = f"[red]{server.error}[/red]" if server.error else f"{server.tools} tools"
+            label += f"\n  mcp {server.name} {found} ({server.transport}, {trust}): {state}"
         link = ui_link(record, ui_url)
         if link:
             label += f"\n  [link={link}]{link}[/link]"
@@ -67,9 +72,13 @@ def render_tree(records: list[RunRecord], ui_url: str | None) -> Tree:
             duration = f"  {call.duration_ms} ms" if call.duration_ms is not None else ""
             cost = f"  ${call.cost:.6f}" if call.cost else ""
             attempts = call.retry_state.attempts
+            tool = f"{call.mcp_server}/{call.tool}" if call.mcp_server else call.tool
+            flags = "+network" if call.network else ""
+            if call.mcp is not None and call.mcp.drift is not None:
+                flags += "  [red]schema drift[/red]"
             call_node = node.add(
-                f"#{call.tool_call_id} [bold]{call.tool}[/bold] [magenta]{call.side_effect}"
-                f"[/magenta]  {_styled(call.status)}  {attempts} attempt"
+                f"#{call.tool_call_id} [bold]{tool}[/bold] [magenta]{call.side_effect}"
+                f"{flags}[/magenta]  {_styled(call.status)}  {attempts} attempt"
                 f"{'s' if attempts != 1 else ''}{duration}{approval}{cost}"
             )
             for text in artifacts_by_call.get(call.tool_call_id, []):

@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from runrecord._settings import RunRecordError, Settings
+from runrecord.activities import MCPServerSpec
 from runrecord.recorder import Mirror, check_not_newer, open_engine, upgrade
 from runrecord.worker import SEARCH_ATTRIBUTES, DevServer, Journal, RunRecordPlugin, port_open
 
@@ -65,7 +66,8 @@ async def ensure_search_attributes(client: Client) -> None:
 
 
 def load_agents(module: str | None) -> ModuleType:
-    """The module with WORKFLOWS and ACTIVITIES lists; the bundled examples by default."""
+    """The module with WORKFLOWS and ACTIVITIES lists (and MCP_SERVERS, if its agents use MCP);
+    the bundled examples by default."""
     if module is None:
         examples = Path(os.environ.get("RUNRECORD_EXAMPLES") or _default_examples())
         if not (examples / "demo_agents.py").is_file():
@@ -83,6 +85,11 @@ def load_agents(module: str | None) -> ModuleType:
     for name in ("WORKFLOWS", "ACTIVITIES"):
         if not isinstance(getattr(loaded, name, None), list):
             raise RunRecordError(f"agent module {module!r} has no {name} list")
+    servers = getattr(loaded, "MCP_SERVERS", [])
+    if not isinstance(servers, list) or not all(isinstance(s, MCPServerSpec) for s in servers):
+        raise RunRecordError(
+            f"agent module {module!r}: MCP_SERVERS must be a list of MCPServerSpec"
+        )
     return loaded
 
 
@@ -136,7 +143,7 @@ async def recording_worker(
 ) -> AsyncIterator[tuple[Client, Mirror]]:
     """A worker for ``agents`` with recording installed, and the mirror following its runs."""
     engine = engine or records_engine(settings)
-    plugin = RunRecordPlugin()
+    plugin = RunRecordPlugin(mcp_servers=getattr(agents, "MCP_SERVERS", []))
     client = await connect(address, settings.namespace, [plugin])
     await ensure_search_attributes(client)
     # Temporal answered: only now write anything (schema, journal).
