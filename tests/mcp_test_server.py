@@ -1,12 +1,14 @@
 """A small MCP server (stdio) that misbehaves on request, for the MCP recording tests.
 
     python tests/mcp_test_server.py [--fail-at-start] [--invalid-schema] [--state FILE]
+                                    [--http PORT]
 
 Tools: ``echo`` (read-only), ``redefine`` (changes ``echo``'s definition: new argument,
 now destructive), ``crash`` (the process exits mid-call), ``hang`` (never answers),
 ``fail`` (answers with ``isError``), ``bad_output`` (breaks its own output schema) and,
 with ``--invalid-schema``, ``broken`` (listed with an input schema that is not JSON Schema).
-``--state FILE`` keeps ``redefine``'s change across restarts of the process.
+``--state FILE`` keeps ``redefine``'s change across restarts of the process. ``--http PORT``
+serves streamable HTTP on 127.0.0.1 instead of stdio.
 """
 
 from __future__ import annotations
@@ -114,11 +116,16 @@ def main() -> None:
     parser.add_argument("--fail-at-start", action="store_true")
     parser.add_argument("--invalid-schema", action="store_true")
     parser.add_argument("--state", type=Path)
+    parser.add_argument("--http", type=int, metavar="PORT")
     args = parser.parse_args()
     if args.fail_at_start:
         print("cannot open the test database: permission denied", file=sys.stderr, flush=True)
         sys.exit(3)
-    build(args.state, args.invalid_schema).run("stdio")
+    server = build(args.state, args.invalid_schema)
+    if args.http:
+        server.run("streamable-http", host="127.0.0.1", port=args.http)
+    else:
+        server.run("stdio")
 
 
 if __name__ == "__main__":

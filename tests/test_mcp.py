@@ -22,10 +22,11 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Replayer, Worker
 
 from runrecord import MCPServerSpec, MCPToolPolicy
+from runrecord.activities._mcp import tool_definition
 from runrecord.recorder import Mirror, load_run
 from runrecord.recorder._tables import RunRow, ToolCallRow
 from runrecord.records import RunRecord, ToolCall
-from runrecord.worker import Journal, RunRecordPlugin
+from runrecord.worker import Journal, RunRecordPlugin, free_port, port_open
 from tests import mcp_agents_for_tests as agents
 from tests.mcp_agents_for_tests import Step, misbehaving_server
 
@@ -259,6 +260,39 @@ async def test_the_recorded_history_replays(
     )
     replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None
+
+
+async def test_a_streamable_http_server_is_recorded_like_a_stdio_one(
+    temporal_address: str, engine: Engine, journal: Journal
+) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(agents.TEST_SERVER), "--http", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            if port_open("127.0.0.1", port):
+                break
+            await asyncio.sleep(0.1)
+        spec = MCPServerSpec.http("flaky", f"http://127.0.0.1:{port}/mcp", trusted=True)
+        session = Session(temporal_address, engine, journal, [spec])
+        result, record = await session.run(
+            agents.Prober.run, [Step(server="flaky", tool="echo", arguments={"text": "web"})]
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert result == ["echo: ok web"]
+    (info,) = record.mcp_servers
+    assert (info.transport, info.target) == ("streamable-http", f"http://127.0.0.1:{port}/mcp")
+    assert (info.server_name, info.server_version) == ("runrecord-test-server", "1.2.3")
+    echo = _call(record, "echo")
+    assert (echo.mcp_server, echo.side_effect, echo.status) == ("flaky", "read", "succeeded")
+    assert echo.schema_hash == next(t.schema_hash for t in record.tool_registry if t.name == "echo")
 
 
 # --- bad input, with the project's misbehaving server
@@ -593,3 +627,77 @@ def test_runrecord_worker_refuses_bad_mcp_servers_in_one_line(
     assert proc.stderr.strip().splitlines() == [
         "runrecord: error: agent module 'bad_agents': MCP_SERVERS must be a list of MCPServerSpec"
     ]
+
+
+@pytest.mark.parametrize(
+    ("hints", "trusted", "expected"),
+    [
+        # (side effect, network flag, idempotent) as the MCP spec's hints mean them ...
+        ({"readOnlyHint": True, "openWorldHint": False}, True, ("read", False, False)),
+        ({"destructiveHint": False, "openWorldHint": False}, True, ("write", False, False)),
+        (
+            {"destructiveHint": True, "idempotentHint": True, "openWorldHint": False},
+            True,
+            ("delete", False, True),
+        ),
+        ({"readOnlyHint": True}, True, ("read", True, False)),  # openWorldHint defaults true
+        ({}, True, ("delete", True, False)),  # absent hints take the spec's defaults
+        (None, True, ("delete", True, False)),
+        # ... and an untrusted server's hints are not believed at all.
+        ({"readOnlyHint": True, "openWorldHint": False}, False, ("delete", True, False)),
+    ],
+)
+def test_side_effect_is_derived_from_annotations_and_trust(
+    hints: dict[str, bool] | None, trusted: bool, expected: tuple[str, bool, bool]
+) -> None:
+    spec = MCPServerSpec("srv", command=["x"], trusted=trusted)
+    tool = {"name": "t", "inputSchema": {"type": "object"}, "annotations": hints}
+    entry = spec.registry_entry(tool_definition(tool))
+    assert (entry.side_effect, entry.network, entry.idempotent) == expected
+    assert (entry.server, entry.trusted, entry.approval) == ("srv", trusted, False)
+
+
+def test_policy_overrides_per_server_then_per_tool() -> None:
+    spec = MCPServerSpec(
+        "srv",
+        command=["x"],
+        trusted=True,
+        defaults=MCPToolPolicy(approval=True, on_drift="allow"),
+        tools={"wipe": MCPToolPolicy(side_effect="deploy", network=False, on_drift="refuse")},
+    )
+    read_only = {"readOnlyHint": True, "openWorldHint": True}
+    look = spec.registry_entry(
+        tool_definition(
+            {"name": "look", "inputSchema": {"type": "object"}, "annotations": read_only}
+        )
+    )
+    wipe = spec.registry_entry(
+        tool_definition(
+            {"name": "wipe", "inputSchema": {"type": "object"}, "annotations": read_only}
+        )
+    )
+    assert (look.side_effect, look.network, look.approval) == ("read", True, True)
+    assert (wipe.side_effect, wipe.network, wipe.approval) == ("deploy", False, True)
+    assert (spec.on_drift("look"), spec.on_drift("wipe")) == ("allow", "refuse")
+
+
+def test_the_schema_hash_covers_the_whole_definition_and_nothing_else() -> None:
+    base = {
+        "name": "t",
+        "description": "Look at a thing",
+        "inputSchema": {"type": "object", "properties": {"a": {"type": "string"}}},
+        "annotations": {"readOnlyHint": True},
+    }
+    same = tool_definition({**base, "_meta": {"seen": 1}, "icons": []})
+    assert same.schema_hash == tool_definition(base).schema_hash
+    # Key order does not matter; every part of the definition does.
+    reordered = {**base, "inputSchema": {"properties": {"a": {"type": "string"}}, "type": "object"}}
+    assert tool_definition(reordered).schema_hash == same.schema_hash
+    for change in (
+        {"description": "Delete a thing"},
+        {"inputSchema": {"type": "object", "properties": {"a": {"type": "integer"}}}},
+        {"outputSchema": {"type": "object"}},
+        {"annotations": {"readOnlyHint": False}},
+        {"title": "Looker"},
+    ):
+        assert tool_definition({**base, **change}).schema_hash != same.schema_hash, change
