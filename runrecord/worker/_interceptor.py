@@ -27,22 +27,11 @@ import temporalio.client
 import temporalio.converter
 import temporalio.worker
 import temporalio.workflow
-from mcp.types import ListToolsResult
 from pydantic import BaseModel
 from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.mcp import TemporalMCPClient
 
 from runrecord.activities._artifacts import CurrentCall, current_call
-from runrecord.activities._mcp import (
-    CLIENT_IDENTITY,
-    MCPServerSpec,
-    MCPToolPolicy,
-    parse_activity,
-    registry_entry,
-    server_info,
-    tool_definition,
-)
+from runrecord.activities._mcp import MCPServerSpec, parse_activity
 from runrecord.activities._tool import ToolSpec, tool_spec, undeclared
 from runrecord.records import (
     HEADER_KEY,
@@ -55,13 +44,11 @@ from runrecord.records import (
     CallHeader,
     JournalEntry,
     MCPCall,
-    MCPServerInfo,
     RunContext,
     RunMemo,
-    SideEffect,
-    ToolRegistryEntry,
 )
 from runrecord.workflows._agent import agent_spec
+from runrecord.workflows._mcp import MCPSnapshot
 
 AGENT_ATTR = SearchAttributeKey.for_keyword("RunRecordAgent")
 TURN_ATTR = SearchAttributeKey.for_keyword("RunRecordTurn")
@@ -117,14 +104,6 @@ def artifact_ids(values: Any, depth: int = 0) -> list[str]:
 def _error_text(err: BaseException) -> str:
     text = f"{type(err).__name__}: {err}"
     return text if len(text) <= 2000 else text[:1997] + "..."
-
-
-def _activity_failure(err: BaseException) -> str:
-    """What an activity failure says, without Temporal's wrapping."""
-    cause = err.cause if isinstance(err, ActivityError) and err.cause is not None else err
-    if isinstance(cause, ApplicationError) and cause.type:
-        return f"{cause.type}: {cause.message}"[:2000]
-    return str(cause)[:2000]
 
 
 class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Interceptor):
@@ -193,9 +172,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         self.host: str | None = None
         self.context = RunContext()
         self.memo = RunMemo()
-        # The first tools listing of each MCP server: the run's registry snapshot.
-        self.mcp_snapshot: dict[str, dict[str, ToolRegistryEntry]] = {}
-        self.mcp_servers: dict[str, MCPServerInfo] = {}
+        self.mcp = MCPSnapshot(self.interceptor.mcp_servers)
         self._seq = 0
         super().init(_WorkflowOutbound(outbound, self))
 
@@ -229,7 +206,8 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         try:
             if spec and spec.mcp_servers:
                 # Listed side by side: each server starts while the others do.
-                await asyncio.gather(*(self._list_mcp_server(s) for s in spec.mcp_servers))
+                listings = (self.mcp.list_at_start(s, self.agent_id) for s in spec.mcp_servers)
+                await asyncio.gather(*listings)
             result = await super().execute_workflow(input)
         except temporalio.workflow.ContinueAsNewError:
             raise
@@ -254,116 +232,28 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             # An unregistered attribute must not break the agent; the memo still records it.
             temporalio.workflow.logger.warning("runrecord search attributes not registered")
 
-    async def _list_mcp_server(self, server: str) -> None:
-        registration = self.interceptor.mcp_servers.get(server)
-        if registration is None:
-            raise ApplicationError(
-                f"agent {self.agent_id!r} uses MCP server {server!r}, which is not registered "
-                f"on this worker: pass MCPServerSpec({server!r}, ...) to "
-                "RunRecordPlugin(mcp_servers=[...])",
-                type="MCPServerNotRegistered",
-                non_retryable=True,
-            )
-        try:
-            await TemporalMCPClient(server).list_tools()
-        except ActivityError as err:
-            if registration.required:
-                raise ApplicationError(
-                    f"MCP server {server!r} is unavailable, so the run stops: "
-                    f"{_activity_failure(err)}",
-                    type="MCPServerUnavailable",
-                    non_retryable=True,
-                ) from None
-            temporalio.workflow.logger.warning(
-                "MCP server %r is unavailable; the run goes on without it", server
-            )
-
     def mcp_listed(self, server: str, listing: asyncio.Task[Any]) -> None:
-        """A tools listing finished: the first one per server is the registry snapshot."""
-        if listing.cancelled() or server in self.mcp_snapshot:
-            return
-        registration = self.interceptor.mcp_servers.get(server)
-        error = listing.exception()
-        if error is not None:
-            known = self.mcp_servers.get(server) or (
-                registration.info()
-                if registration
-                else MCPServerInfo(name=server, transport="unknown", target="")
+        """A tools listing finished: the first one per server goes into the registry snapshot."""
+        if self.mcp.listed(server, listing):
+            declared = [t for t in self.memo.tool_registry if t.server is None]
+            self.memo = self.memo.model_copy(
+                update={
+                    "tool_registry": declared + self.mcp.registry(),
+                    "mcp_servers": self.mcp.server_infos(),
+                }
             )
-            self.mcp_servers[server] = known.model_copy(update={"error": _activity_failure(error)})
-        else:
-            result = ListToolsResult.model_validate(listing.result())
-            self.mcp_servers[server] = server_info(registration, server, result)
-            self.mcp_snapshot[server] = {
-                tool.name: registry_entry(
-                    server,
-                    tool_definition(tool),
-                    trusted=registration.trusted if registration else False,
-                    policy=registration.policy(tool.name) if registration else MCPToolPolicy(),
-                )
-                for tool in result.tools
-            }
-        mcp_tools = [
-            entry
-            for name in sorted(self.mcp_snapshot)
-            for _, entry in sorted(self.mcp_snapshot[name].items())
-        ]
-        declared = [t for t in self.memo.tool_registry if t.server is None]
-        self.memo = self.memo.model_copy(
-            update={
-                "tool_registry": declared + mcp_tools,
-                "mcp_servers": [self.mcp_servers[name] for name in sorted(self.mcp_servers)],
-            }
-        )
-        self._upsert_memo()
+            self._upsert_memo()
 
     def _upsert_memo(self) -> None:
         value = self.memo.model_dump(mode="json", by_alias=True, exclude_none=True)
         temporalio.workflow.upsert_memo({MEMO_KEY: value})
-
-    def _mcp_spec(
-        self, server: str, operation: str, args: Sequence[Any]
-    ) -> tuple[ToolSpec, MCPCall]:
-        """How a temporalio-mcp activity is recorded: the MCP tool, its derived side effect."""
-        registration = self.interceptor.mcp_servers.get(server)
-        trusted = registration.trusted if registration else False
-        mcp = MCPCall(operation=operation, host=self.host, client=CLIENT_IDENTITY, trusted=trusted)
-        if operation != "call-tool":
-            # Listing tools, prompts or resources and reading them change nothing.
-            return ToolSpec(name=operation, side_effect=SideEffect.READ, idempotent=True), mcp
-        request = args[0] if args and isinstance(args[0], Mapping) else {}
-        tool = str(request.get("name") or "")
-        entry = self.mcp_snapshot.get(server, {}).get(tool)
-        policy = registration.policy(tool) if registration else MCPToolPolicy()
-        mcp.on_drift = policy.on_drift or "refuse"
-        if entry is None:
-            # Not in the snapshot: nothing vouches for what it does.
-            spec = ToolSpec(
-                name=tool,
-                side_effect=SideEffect(policy.side_effect or SideEffect.UNKNOWN),
-                approval=bool(policy.approval),
-                network=True if policy.network is None else policy.network,
-            )
-            return spec, mcp
-        mcp.annotations = entry.annotations
-        mcp.input_schema_hash = entry.input_schema_hash
-        mcp.output_schema_hash = entry.output_schema_hash
-        spec = ToolSpec(
-            name=tool,
-            side_effect=SideEffect(entry.side_effect),
-            approval=entry.approval,
-            idempotent=entry.idempotent,
-            schema_hash=entry.schema_hash,
-            network=entry.network,
-        )
-        return spec, mcp
 
     def next_call(self, activity: str, args: Sequence[Any], *, local: bool) -> CallHeader:
         self._seq += 1
         target = parse_activity(activity)
         mcp: MCPCall | None = None
         if target is not None:
-            spec, mcp = self._mcp_spec(*target, args)
+            spec, mcp = self.mcp.call(*target, args, host=self.host)
         else:
             spec = self.interceptor.spec_for(activity)
         approval = (
