@@ -83,15 +83,21 @@ class MCPSnapshot:
             return False
         registration = self.servers.get(server)
         error = listing.exception()
-        if error is not None:
+        result: ListToolsResult | None = None
+        try:
+            result = ListToolsResult.model_validate(listing.result()) if error is None else None
+        except ValueError as err:
+            error = err
+        if result is None:
             known = self.infos.get(server) or (
                 registration.info()
                 if registration
                 else MCPServerInfo(name=server, transport="unknown", target="")
             )
-            self.infos[server] = known.model_copy(update={"error": activity_failure(error)})
+            self.infos[server] = known.model_copy(
+                update={"error": activity_failure(error) if error else "no tools listing"}
+            )
             return True
-        result = ListToolsResult.model_validate(listing.result())
         self.infos[server] = server_info(registration, server, result)
         self.tools[server] = {
             tool.name: registry_entry(
