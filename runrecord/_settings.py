@@ -41,3 +41,9 @@ class Settings:
     @property
     def journal_dir(self) -> Path:
         return self.home / "journal"
+
+    @property
+    def blobs_dir(self) -> Path:
+        """Redacted payload copies; ``RUNRECORD_BLOBS`` or ``$RUNRECORD_HOME/blobs``."""
+        configured = os.environ.get("RUNRECORD_BLOBS")
+        return Path(configured).expanduser() if configured else self.home / "blobs"

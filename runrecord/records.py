@@ -85,7 +85,11 @@ class Record(BaseModel):
 
 
 class Ref(Record):
-    """A payload kept by reference: its hash and size, never its raw content."""
+    """A payload kept by reference: its hash and size, never its raw content.
+
+    ``sha256`` and ``size`` are of the canonical, unredacted payload (JSON with sorted
+    keys, no spaces); the blob store keeps a redacted copy under the same hash.
+    """
 
     sha256: str
     size: int
@@ -93,11 +97,23 @@ class Ref(Record):
 
 
 class ModelSpec(Record):
-    """Which model decided: provider, model id and its configuration."""
+    """Which model decided: provider, model id and its configuration.
+
+    ``fallbacks`` are tried in order when a call to this model fails: attempt n of a
+    model call uses route n (wrapping around), so every route shows in ``retryState``.
+    """
 
     provider: str
     name: str
     parameters: dict[str, Any] = Field(default_factory=dict)
+    fallbacks: list[ModelSpec] = Field(default_factory=list)
+
+    @property
+    def route(self) -> str:
+        return f"{self.provider}/{self.name}"
+
+    def routes(self) -> list[ModelSpec]:
+        return [self, *self.fallbacks]
 
 
 class ToolAnnotations(Record):
@@ -181,6 +197,7 @@ class Attempt(Record):
     outcome: AttemptOutcome
     error: str | None = None
     worker_identity: str | None = None
+    route: str | None = None
 
 
 class RetryState(Record):
@@ -193,8 +210,19 @@ class RetryState(Record):
 
 class Timeouts(Record):
     schedule_to_close_ms: int | None = None
+    schedule_to_start_ms: int | None = None
     start_to_close_ms: int | None = None
     heartbeat_ms: int | None = None
+
+
+class RetryPolicy(Record):
+    """The activity's retry policy as the server applies it (null: server default)."""
+
+    initial_interval_ms: int | None = None
+    backoff_coefficient: float | None = None
+    maximum_interval_ms: int | None = None
+    maximum_attempts: int | None = None
+    non_retryable_error_types: list[str] = Field(default_factory=list)
 
 
 class ToolCall(Record):
@@ -213,7 +241,9 @@ class ToolCall(Record):
     output_refs: list[Ref] = Field(default_factory=list)
     status: ToolCallStatus
     retry_state: RetryState = Field(default_factory=RetryState)
+    retry_policy: RetryPolicy | None = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    local: bool = False
     activity_id: str | None = None
     temporal_run_id: str | None = None
     scheduled_at: datetime | None = None
@@ -234,6 +264,7 @@ class ModelCall(Record):
     tool_call_id: str
     provider: str
     model: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
     prompt_version: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
@@ -258,8 +289,11 @@ class Artifact(Record):
 
 
 class Cost(Record):
+    """Spend of a run: its own calls, with its sub-agents' runs, and per agent in the tree."""
+
     own: float = 0.0
     total: float = 0.0
+    by_agent: dict[str, float] = Field(default_factory=dict)
     currency: str = "USD"
 
 
@@ -358,6 +392,7 @@ class ModelResult(Record):
 
     provider: str
     model: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
     prompt_version: str | None = None
     content: str = ""
     tool: str | None = None

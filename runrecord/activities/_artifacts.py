@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from runrecord.records import Artifact, CallHeader, JournalEntry
@@ -18,6 +18,8 @@ class CurrentCall:
     header: CallHeader
     attempt: int
     record: Callable[[JournalEntry], None]
+    # Filled by the tool while it runs (e.g. the model route an attempt took).
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 current_call: contextvars.ContextVar[CurrentCall | None] = contextvars.ContextVar(

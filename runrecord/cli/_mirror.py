@@ -9,7 +9,7 @@ import typer
 from runrecord._settings import Settings
 from runrecord.cli._run import _until_signalled
 from runrecord.cli._stack import connect, records_engine, temporal_cluster
-from runrecord.recorder import Mirror, upgrade
+from runrecord.recorder import BlobStore, Mirror, upgrade
 
 mirror_app = typer.Typer(help="Mirror Temporal history into the records.", no_args_is_help=True)
 
@@ -27,7 +27,11 @@ def mirror_run(
             client = await connect(temporal.address, settings.namespace)
             await asyncio.to_thread(upgrade, engine)
             mirror = Mirror(
-                client, engine, journal_dir=settings.journal_dir, poll_interval=poll_interval
+                client,
+                engine,
+                journal_dir=settings.journal_dir,
+                blobs=BlobStore(settings.blobs_dir),
+                poll_interval=poll_interval,
             )
             stop = asyncio.Event()
             task = asyncio.create_task(mirror.run(stop))

@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 
 from runrecord._settings import RunRecordError, Settings
 from runrecord.activities import MCPServerSpec
-from runrecord.recorder import Mirror, check_not_newer, open_engine, upgrade
+from runrecord.recorder import BlobStore, Mirror, check_not_newer, open_engine, upgrade
 from runrecord.worker import SEARCH_ATTRIBUTES, DevServer, Journal, RunRecordPlugin, port_open
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
@@ -150,7 +150,9 @@ async def recording_worker(
     await asyncio.to_thread(upgrade, engine)
     journal = Journal(settings.journal_dir)
     plugin.use_journal(journal)
-    follower = Mirror(client, engine, journal_dir=settings.journal_dir)
+    follower = Mirror(
+        client, engine, journal_dir=settings.journal_dir, blobs=BlobStore(settings.blobs_dir)
+    )
     worker = Worker(
         client,
         task_queue=task_queue or settings.task_queue,

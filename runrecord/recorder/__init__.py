@@ -1,5 +1,6 @@
 """The records database: tables, migrations, the history mirror and reading run records."""
 
+from runrecord.recorder._blobs import BlobStore, Collected
 from runrecord.recorder._database import (
     check_not_newer,
     current_revision,
@@ -13,6 +14,8 @@ from runrecord.recorder._projection import RunProjection
 from runrecord.recorder._store import apply_journal, load_run, load_tree, save_projection
 
 __all__ = [
+    "BlobStore",
+    "Collected",
     "Mirror",
     "RunProjection",
     "apply_journal",

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from temporalio.client import Client, WorkflowExecution
 
+from runrecord.recorder._blobs import BlobStore
 from runrecord.recorder._projection import RunProjection
 from runrecord.recorder._store import (
     apply_journal,
@@ -38,11 +39,13 @@ class Mirror:
         engine: Engine,
         *,
         journal_dir: Path | None = None,
+        blobs: BlobStore | None = None,
         poll_interval: float = 1.0,
     ) -> None:
         self.client = client
         self.engine = engine
         self.journal_dir = journal_dir
+        self.blobs = blobs
         self.poll_interval = poll_interval
         self.errors: list[str] = []
 
@@ -56,6 +59,10 @@ class Mirror:
         return projection
 
     def _save(self, projection: RunProjection) -> None:
+        # Copies first: a run whose rows are saved is not synced again until it grows.
+        if self.blobs is not None:
+            for sha, (data, media_type) in projection.bodies.items():
+                self.blobs.keep(sha, data, media_type)
         with self.engine.begin() as conn:
             save_projection(conn, projection)
 

@@ -14,10 +14,13 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.common.v1 import RetryPolicy as RetryPolicyProto
 from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 
+from runrecord._redaction import default_redactor
+from runrecord.recorder._blobs import canonical_json
 from runrecord.records import (
     HEADER_KEY,
     MEMO_KEY,
@@ -26,7 +29,9 @@ from runrecord.records import (
     FinalStatus,
     ModelCall,
     ModelResult,
+    ModelSpec,
     Ref,
+    RetryPolicy,
     RetryState,
     RunContext,
     RunMemo,
@@ -38,7 +43,16 @@ from runrecord.records import (
     ToolCallStatus,
 )
 
-_MEDIA_TYPES = {b"json/plain": "application/json", b"binary/null": "application/x-null"}
+_MEDIA_TYPES = {
+    b"json/plain": "application/json",
+    b"binary/null": "application/x-null",
+    b"binary/plain": "application/octet-stream",
+    b"json/protobuf": "application/x-protobuf+json",
+    b"binary/protobuf": "application/x-protobuf",
+}
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+Body = tuple[bytes, str]
+"""A payload's canonical bytes and media type, kept until the mirror stores its redacted copy."""
 # Failures and stamps the MCP client wrapper (runrecord.activities._mcp) leaves in history.
 _MCP_DRIFT_FAILURE = "MCPSchemaDrift"
 _MCP_CALL_META = "runrecord/call"
@@ -64,17 +78,35 @@ def _json(payload: Payload) -> Any:
         return None
 
 
-def _refs(payloads: Payloads) -> list[Ref]:
-    return [
-        Ref(
-            sha256=hashlib.sha256(p.data).hexdigest(),
-            size=len(p.data),
-            media_type=_MEDIA_TYPES.get(
-                p.metadata.get("encoding", b""), "application/octet-stream"
-            ),
-        )
-        for p in payloads.payloads
-    ]
+def canonical(payload: Payload) -> Body:
+    """The bytes a ref hashes: JSON re-serialized with sorted keys, anything else as sent."""
+    media_type = _MEDIA_TYPES.get(payload.metadata.get("encoding", b""), "application/octet-stream")
+    if media_type == "application/json":
+        try:
+            return canonical_json(json.loads(payload.data)), media_type
+        except ValueError:
+            return payload.data, "application/octet-stream"
+    return payload.data, media_type
+
+
+def _refs(payloads: Payloads, bodies: dict[str, Body]) -> list[Ref]:
+    refs = []
+    for payload in payloads.payloads:
+        data, media_type = canonical(payload)
+        sha = hashlib.sha256(data).hexdigest()
+        bodies[sha] = (data, media_type)
+        refs.append(Ref(sha256=sha, size=len(data), media_type=media_type))
+    return refs
+
+
+def _retry_policy(policy: RetryPolicyProto) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval_ms=_ms(policy.initial_interval),
+        backoff_coefficient=policy.backoff_coefficient or None,
+        maximum_interval_ms=_ms(policy.maximum_interval),
+        maximum_attempts=policy.maximum_attempts or None,
+        non_retryable_error_types=list(policy.non_retryable_error_types),
+    )
 
 
 def _failure_text(failure: Failure) -> str | None:
@@ -90,7 +122,7 @@ def _failure_text(failure: Failure) -> str | None:
         text = f"{kind}: {text}"
     if failure.HasField("cause") and failure.cause.message:
         text += f" (cause: {failure.cause.message})"
-    return text[:2000]
+    return default_redactor().text(text)[:2000]
 
 
 def _timeout_type(failure: Failure) -> str | None:
@@ -124,7 +156,7 @@ def _mcp_result(call: ToolCall, value: Any) -> None:
             if isinstance(c, dict) and c.get("type") == "text"
         ]
         detail = " ".join(t for t in texts if t).strip() or "no message"
-        call.retry_state.last_failure = f"MCP tool error: {detail}"[:2000]
+        call.retry_state.last_failure = default_redactor().text(f"MCP tool error: {detail}")[:2000]
 
 
 def _drift_failure(failure: Failure) -> SchemaDrift | None:
@@ -165,6 +197,7 @@ class RunProjection:
         self._scheduled_event: dict[str, int] = {}
         self._parent_from_history: str | None = None
         self._root_from_history: str | None = None
+        self.bodies: dict[str, Body] = {}
 
     def apply_all(self, events: list[HistoryEvent], temporal_run_id: str | None = None) -> None:
         for event in events:
@@ -253,11 +286,13 @@ class RunProjection:
             schema_hash=header.schema_hash if header else None,
             approval_state=header.approval.state if header else ApprovalState.NOT_REQUIRED,
             approval=header.approval if header else None,
-            input_refs=_refs(attrs.input),
+            input_refs=_refs(attrs.input, self.bodies),
             status=ToolCallStatus.SCHEDULED,
             retry_state=RetryState(maximum_attempts=policy.maximum_attempts or None),
+            retry_policy=_retry_policy(policy) if attrs.HasField("retry_policy") else None,
             timeouts=Timeouts(
                 schedule_to_close_ms=_ms(attrs.schedule_to_close_timeout),
+                schedule_to_start_ms=_ms(attrs.schedule_to_start_timeout),
                 start_to_close_ms=_ms(attrs.start_to_close_timeout),
                 heartbeat_ms=_ms(attrs.heartbeat_timeout),
             ),
@@ -309,27 +344,32 @@ class RunProjection:
         )
         if call is None:
             return
-        call.output_refs = _refs(attrs.result)
-        if call.mcp is not None and call.mcp.operation == "call-tool" and attrs.result.payloads:
-            _mcp_result(call, _json(attrs.result.payloads[0]))
-        if call.side_effect == SideEffect.MODEL and attrs.result.payloads:
-            value = _json(attrs.result.payloads[0])
-            try:
-                result = ModelResult.model_validate(value) if isinstance(value, dict) else None
-            except ValueError:
-                result = None
-            if result is not None:
-                call.cost = result.cost
-                self.model_calls[call.tool_call_id] = ModelCall(
-                    tool_call_id=call.tool_call_id,
-                    provider=result.provider,
-                    model=result.model,
-                    prompt_version=result.prompt_version,
-                    input_tokens=result.input_tokens,
-                    output_tokens=result.output_tokens,
-                    cost=result.cost,
-                    latency_ms=result.latency_ms,
-                )
+        self._outputs(call, attrs.result)
+
+    def _outputs(self, call: ToolCall, result_payloads: Payloads) -> None:
+        call.output_refs = _refs(result_payloads, self.bodies)
+        if call.mcp is not None and call.mcp.operation == "call-tool" and result_payloads.payloads:
+            _mcp_result(call, _json(result_payloads.payloads[0]))
+        if call.side_effect != SideEffect.MODEL or not result_payloads.payloads:
+            return
+        value = _json(result_payloads.payloads[0])
+        try:
+            result = ModelResult.model_validate(value) if isinstance(value, dict) else None
+        except ValueError:
+            result = None
+        if result is not None:
+            call.cost = result.cost
+            self.model_calls[call.tool_call_id] = ModelCall(
+                tool_call_id=call.tool_call_id,
+                provider=result.provider,
+                model=result.model,
+                parameters=default_redactor().value(result.parameters),
+                prompt_version=result.prompt_version,
+                input_tokens=result.input_tokens,
+                output_tokens=result.output_tokens,
+                cost=result.cost,
+                latency_ms=result.latency_ms,
+            )
 
     def _failed(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_failed_event_attributes
@@ -353,6 +393,53 @@ class RunProjection:
     def _canceled(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_canceled_event_attributes
         self._activity_closed(self._call(attrs.scheduled_event_id), event, ToolCallStatus.CANCELLED)
+
+    def _marker(self, event: HistoryEvent, temporal_run_id: str | None) -> None:
+        """A local activity: history has only this marker (no header), written when it ended."""
+        attrs = event.marker_recorded_event_attributes
+        if attrs.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in attrs.details:
+            return
+        data = attrs.details["data"].payloads
+        value = _json(data[0]) if data else None
+        if not isinstance(value, dict):
+            return
+        activity_id = str(value.get("activity_id") or "")
+        activity_type = str(value.get("activity_type") or "")
+        # The interceptor numbers activities and local activities with one counter, the
+        # same one the SDK uses for default activity ids, so the id is the toolCallId.
+        call_id = activity_id if activity_id.isdigit() else f"local-{activity_id}"
+        if call_id in self.calls and self.calls[call_id].activity_id != activity_id:
+            call_id = f"local-{activity_id}"
+        tool = next((t for t in self.memo.tool_registry if t.name == activity_type), None)
+        ended = _time(event.event_time)
+        failed = attrs.HasField("failure")
+        call = ToolCall(
+            tool_call_id=call_id,
+            tool=activity_type,
+            side_effect=tool.side_effect if tool else SideEffect.UNKNOWN,
+            idempotent=tool.idempotent if tool else False,
+            irreversible=tool.irreversible if tool else False,
+            compensator=tool.compensator if tool else None,
+            schema_hash=tool.schema_hash if tool else None,
+            status=ToolCallStatus.FAILED if failed else ToolCallStatus.SUCCEEDED,
+            retry_state=RetryState(
+                attempts=int(value.get("attempt") or 1),
+                last_failure=_failure_text(attrs.failure) if failed else None,
+            ),
+            local=True,
+            activity_id=activity_id,
+            temporal_run_id=temporal_run_id,
+            scheduled_at=ended,
+            ended_at=ended,
+            duration_ms=0,
+        )
+        if failed and (timeout := _timeout_type(attrs.failure)):
+            call.status = ToolCallStatus.TIMED_OUT
+            call.retry_state.timeout_type = timeout
+        self.calls[call_id] = call
+        self._scheduled_event[call_id] = event.event_id
+        if "result" in attrs.details:
+            self._outputs(call, attrs.details["result"])
 
     # --- the result
 
@@ -378,7 +465,7 @@ class RunProjection:
             turn_id=self.context.turn_id or memo.turn_id,
             agent_id=memo.agent_id or self.workflow_type or None,
             agent_version=memo.agent_version,
-            model=memo.model,
+            model=_redacted_model(memo.model),
             prompt_version=memo.prompt_version
             or next((m.prompt_version for m in model_calls if m.prompt_version), None),
             tool_registry=list(memo.tool_registry),
@@ -397,6 +484,17 @@ class RunProjection:
         )
 
 
+def _redacted_model(model: ModelSpec | None) -> ModelSpec | None:
+    if model is None:
+        return None
+    return model.model_copy(
+        update={
+            "parameters": default_redactor().value(model.parameters),
+            "fallbacks": [_redacted_model(m) for m in model.fallbacks],
+        }
+    )
+
+
 def _closed(status: FinalStatus) -> Any:
     def handle(self: RunProjection, event: HistoryEvent, _: str | None) -> None:
         self.final_status = status
@@ -404,7 +502,8 @@ def _closed(status: FinalStatus) -> Any:
         if status is FinalStatus.FAILED:
             self.failure = _failure_text(event.workflow_execution_failed_event_attributes.failure)
         elif status is FinalStatus.TERMINATED:
-            self.failure = event.workflow_execution_terminated_event_attributes.reason or None
+            reason = event.workflow_execution_terminated_event_attributes.reason
+            self.failure = default_redactor().text(reason) or None
 
     return handle
 
@@ -425,4 +524,5 @@ _HANDLERS: dict[int, Any] = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: RunProjection._failed,
     EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: RunProjection._timed_out,
     EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: RunProjection._canceled,
+    EventType.EVENT_TYPE_MARKER_RECORDED: RunProjection._marker,
 }

@@ -36,6 +36,7 @@ from runrecord.records import (
     ModelCall,
     ModelSpec,
     Ref,
+    RetryPolicy,
     RetryState,
     RunRecord,
     Timeouts,
@@ -177,11 +178,8 @@ def _call_row(run_id: str, c: ToolCall, scheduled_event_id: int) -> dict[str, An
         "input_refs": [r.to_json_dict() for r in c.input_refs],
         "output_refs": [r.to_json_dict() for r in c.output_refs],
         "timeouts": c.timeouts.to_json_dict(),
-        "retry_policy": (
-            {"maximumAttempts": c.retry_state.maximum_attempts}
-            if c.retry_state.maximum_attempts
-            else None
-        ),
+        "retry_policy": c.retry_policy.to_json_dict() if c.retry_policy else None,
+        "local": c.local,
         "attempts": c.retry_state.attempts,
         "last_failure": c.retry_state.last_failure,
         "timeout_type": c.retry_state.timeout_type,
@@ -214,6 +212,7 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
                 "outcome": a.outcome,
                 "error": a.error,
                 "worker_identity": a.worker_identity,
+                "route": a.route,
             }
             finished = a.outcome != AttemptOutcome.RUNNING
             upsert(conn, AttemptRow, [row], list(key), update=finished)
@@ -264,7 +263,7 @@ def _attempts(call: ToolCall, journaled: list[AttemptRow]) -> RetryState:
                         started_at=call.started_at,
                         ended_at=call.ended_at,
                         outcome=outcome,
-                        error=None if n == 1 else state.last_failure,
+                        error=state.last_failure if outcome != AttemptOutcome.SUCCEEDED else None,
                         worker_identity=call.worker_identity,
                     )
                 )
@@ -283,6 +282,7 @@ def _attempts(call: ToolCall, journaled: list[AttemptRow]) -> RetryState:
                 outcome=outcome,
                 error=row.error,
                 worker_identity=row.worker_identity,
+                route=row.route,
             )
         )
     state.history = history
@@ -340,6 +340,8 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
                 timeout_type=row.timeout_type,
                 maximum_attempts=(row.retry_policy or {}).get("maximumAttempts"),
             ),
+            retry_policy=RetryPolicy.model_validate(row.retry_policy) if row.retry_policy else None,
+            local=row.local,
             timeouts=Timeouts.model_validate(row.timeouts or {}),
             activity_id=row.activity_id,
             temporal_run_id=row.temporal_run_id,
@@ -376,6 +378,7 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
                 tool_call_id=m.tool_call_id,
                 provider=m.provider,
                 model=m.model,
+                parameters=dict(m.parameters or {}),
                 prompt_version=m.prompt_version,
                 input_tokens=m.input_tokens,
                 output_tokens=m.output_tokens,
@@ -428,8 +431,17 @@ def load_tree(conn: Connection, run_id: str) -> list[RunRecord]:
         i += 1
     by_id = {r.run_id: r for r in ordered}
     for record in reversed(ordered):
-        total = record.cost.own + sum(
-            by_id[c].cost.total for c in record.child_run_ids if c in by_id
+        children = [by_id[c] for c in record.child_run_ids if c in by_id]
+        by_agent: dict[str, float] = {}
+        if record.cost.own:
+            by_agent[record.agent_id or record.workflow_type] = record.cost.own
+        for child in children:
+            for agent, spent in child.cost.by_agent.items():
+                by_agent[agent] = by_agent.get(agent, 0.0) + spent
+        total = record.cost.own + sum(child.cost.total for child in children)
+        record.cost = Cost(
+            own=record.cost.own,
+            total=round(total, 8),
+            by_agent={agent: round(spent, 8) for agent, spent in sorted(by_agent.items())},
         )
-        record.cost = Cost(own=record.cost.own, total=round(total, 8))
     return ordered

@@ -83,6 +83,7 @@ class ToolCallRow(Base):
     mcp: Mapped[dict[str, Any] | None] = mapped_column(Json)
     schema_drift: Mapped[bool] = mapped_column(default=False, index=True)
     consumes: Mapped[list[str]] = mapped_column(Json, default=list)
+    local: Mapped[bool] = mapped_column(default=False)
 
 
 class AttemptRow(Base):
@@ -98,6 +99,7 @@ class AttemptRow(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
     worker_identity: Mapped[str | None] = mapped_column(String(255))
+    route: Mapped[str | None] = mapped_column(String(255))
 
 
 class ModelCallRow(Base):
@@ -109,6 +111,7 @@ class ModelCallRow(Base):
     tool_call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     provider: Mapped[str] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(255), index=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     prompt_version: Mapped[str | None] = mapped_column(String(255))
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)

@@ -101,6 +101,17 @@ def artifact_ids(values: Any, depth: int = 0) -> list[str]:
     return found
 
 
+def _fired_timeout(info: temporalio.activity.Info, started: datetime) -> str:
+    """Which timeout cancelled this attempt, as far as the worker can tell ('' if unsure)."""
+    elapsed = (datetime.now(UTC) - started).total_seconds()
+    limit = info.start_to_close_timeout
+    if limit is not None and elapsed + 0.5 >= limit.total_seconds():
+        return "start_to_close "
+    if info.schedule_to_close_timeout is not None:
+        return "schedule_to_close "
+    return ""
+
+
 def _error_text(err: BaseException) -> str:
     text = f"{type(err).__name__}: {err}"
     return text if len(text) <= 2000 else text[:1997] + "..."
@@ -358,36 +369,43 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
             worker_identity=self._root.identity,
         )
         self._write(record, header, attempt)
-        token = current_call.set(CurrentCall(header, info.attempt, record))
+        call = CurrentCall(header, info.attempt, record)
+        token = current_call.set(call)
         try:
             result = await super().execute_activity(input)
         except asyncio.CancelledError as err:
-            self._finish(record, header, attempt, AttemptOutcome.CANCELLED, err)
+            details = temporalio.activity.cancellation_details()
+            if details is not None and details.timed_out:
+                error = f"TimeoutError: activity {_fired_timeout(info, started)}timeout"
+                self._finish(record, call, attempt, AttemptOutcome.TIMED_OUT, error)
+            else:
+                self._finish(record, call, attempt, AttemptOutcome.CANCELLED, _error_text(err))
             raise
         except BaseException as err:
-            self._finish(record, header, attempt, AttemptOutcome.FAILED, err)
+            self._finish(record, call, attempt, AttemptOutcome.FAILED, _error_text(err))
             raise
         finally:
             current_call.reset(token)
-        self._finish(record, header, attempt, AttemptOutcome.SUCCEEDED, None)
+        self._finish(record, call, attempt, AttemptOutcome.SUCCEEDED, None)
         return result
 
     def _finish(
         self,
         record: Callable[[JournalEntry], None],
-        header: CallHeader,
+        call: CurrentCall,
         attempt: Attempt,
         outcome: AttemptOutcome,
-        err: BaseException | None,
+        error: str | None,
     ) -> None:
         done = attempt.model_copy(
             update={
                 "ended_at": datetime.now(UTC),
                 "outcome": outcome,
-                "error": _error_text(err) if err is not None else None,
+                "error": error,
+                "route": call.notes.get("route"),
             }
         )
-        self._write(record, header, done)
+        self._write(record, call.header, done)
 
     @staticmethod
     def _write(

@@ -3,6 +3,7 @@
 Activity attempts and artifacts are appended here first (one JSON line each, flushed
 to the OS before the activity goes on), then drained into the records database. A
 database outage or a worker crash loses nothing: the lines wait for the next drain.
+The journal is a file on disk, so secrets are redacted before a line is written.
 """
 
 from __future__ import annotations
@@ -14,25 +15,38 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from runrecord._redaction import Redactor, default_redactor
 from runrecord.records import JournalEntry
 
 
 class Journal:
     """One writer per process; files are named so that many processes can share a folder."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, redactor: Redactor | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self.redactor = redactor or default_redactor()
         name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
         self.path = directory / name
         self._lock = threading.Lock()
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
 
     def record(self, entry: JournalEntry) -> None:
-        line = entry.model_dump_json(by_alias=True, exclude_none=True)
+        line = self.redacted(entry).model_dump_json(by_alias=True, exclude_none=True)
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
+
+    def redacted(self, entry: JournalEntry) -> JournalEntry:
+        """The entry with its free texts (error, artifact URI) redacted."""
+        update: dict[str, object] = {}
+        if entry.attempt is not None and entry.attempt.error:
+            error = self.redactor.text(entry.attempt.error)
+            update["attempt"] = entry.attempt.model_copy(update={"error": error})
+        if entry.artifact is not None:
+            uri = self.redactor.text(entry.artifact.uri)
+            update["artifact"] = entry.artifact.model_copy(update={"uri": uri})
+        return entry.model_copy(update=update) if update else entry
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,191 @@
+"""Secrets are redacted before anything is written: blob copies, error texts, journal lines.
+
+Detection is detect-secrets' plugins (cloud and API keys, JWTs, private keys,
+passwords in URLs, its keyword list), plus what it has no plugin for (Anthropic,
+GCP and newer OpenAI keys, bearer tokens, whole PEM blocks), plus the patterns an
+operator configures. In JSON, fields with secret names are redacted by name:
+password-style fields always, other secret-named fields when their value looks
+random (high entropy).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from detect_secrets.plugins.artifactory import ArtifactoryDetector
+from detect_secrets.plugins.aws import AWSKeyDetector
+from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
+from detect_secrets.plugins.base import BasePlugin
+from detect_secrets.plugins.basic_auth import BasicAuthDetector
+from detect_secrets.plugins.discord import DiscordBotTokenDetector
+from detect_secrets.plugins.github_token import GitHubTokenDetector
+from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
+from detect_secrets.plugins.jwt import JwtTokenDetector
+from detect_secrets.plugins.keyword import DENYLIST as SECRET_KEYWORDS
+from detect_secrets.plugins.keyword import KeywordDetector
+from detect_secrets.plugins.mailchimp import MailchimpDetector
+from detect_secrets.plugins.npm import NpmDetector
+from detect_secrets.plugins.openai import OpenAIDetector
+from detect_secrets.plugins.pypi_token import PypiTokenDetector
+from detect_secrets.plugins.sendgrid import SendGridDetector
+from detect_secrets.plugins.slack import SlackDetector
+from detect_secrets.plugins.square_oauth import SquareOAuthDetector
+from detect_secrets.plugins.stripe import StripeDetector
+from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
+from detect_secrets.plugins.twilio import TwilioKeyDetector
+
+PATTERNS_ENV = "RUNRECORD_REDACT_PATTERNS"
+"""Extra regular expressions to redact, one per line (group 1 if the pattern has one)."""
+
+MARK = "[REDACTED]"
+
+# detect-secrets' value detectors. Left out on purpose: public IP addresses (not
+# secrets) and its quoted high-entropy scanners, which would eat the sha256
+# hashes that make a record verifiable; entropy is used below for named fields.
+_PLUGINS: tuple[BasePlugin, ...] = (
+    ArtifactoryDetector(),
+    AWSKeyDetector(),
+    AzureStorageKeyDetector(),
+    BasicAuthDetector(),
+    DiscordBotTokenDetector(),
+    GitHubTokenDetector(),
+    GitLabTokenDetector(),
+    JwtTokenDetector(),
+    MailchimpDetector(),
+    NpmDetector(),
+    OpenAIDetector(),
+    PypiTokenDetector(),
+    SendGridDetector(),
+    SlackDetector(),
+    SquareOAuthDetector(),
+    StripeDetector(),
+    TelegramBotTokenDetector(),
+    TwilioKeyDetector(),
+)
+_KEYWORD = KeywordDetector()
+_PLUGIN_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
+    pattern
+    for plugin in _PLUGINS
+    for pattern in getattr(plugin, "denylist", ())
+    if isinstance(pattern, re.Pattern)
+)
+
+_KEYWORDS = "|".join(SECRET_KEYWORDS)
+# What detect-secrets has no plugin for. Each pattern redacts group 1, or the whole match.
+_EXTRA = tuple(
+    re.compile(p)
+    for p in (
+        # the whole PEM block (detect-secrets flags only its BEGIN line)
+        r"-----BEGIN[A-Z ]*PRIVATE KEY[A-Z ]*-----[\s\S]*?"
+        r"(?:-----END[A-Z ]*PRIVATE KEY[A-Z ]*-----|$)",
+        r"\beyJ[A-Za-z0-9_\-]+=*\.[A-Za-z0-9_\-]+=*\.[A-Za-z0-9_\-+/=]*",  # JWT with its signature
+        r"sk-ant-[A-Za-z0-9_\-]{20,}",  # Anthropic
+        r"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,}",  # OpenAI project/service keys
+        r"\bsk-[A-Za-z0-9]{32,}\b",  # OpenAI legacy keys without the T3BlbkFJ marker
+        r"\bAIza[0-9A-Za-z_\-]{35}",  # GCP API key
+        r"\bya29\.[0-9A-Za-z_\-]{20,}",  # GCP OAuth access token
+        r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{8,}=*)",
+        r"(?i)(?:SharedAccessKey|AccountKey|client_secret)\s*=\s*([^;&\s\"']+)",  # Azure strings
+        # password=..., api_key: ... in free text (detect-secrets' keyword list)
+        rf"(?i)(?:{_KEYWORDS})[A-Za-z0-9_\-]*[\"']?\s*(?:=|:=|=>|:)\s*[\"']?([^\s\"',;&}}]+)",
+        r"(?i)[a-z_]*token[\"']?\s*[=:]\s*[\"']?([A-Za-z0-9\-._~+/]{12,}=*)",
+    )
+)
+
+# JSON field names (as snake_case words) whose string values are secrets by name.
+_ALWAYS_FIELD = re.compile(
+    r"(^|_)(pass|password|passwd|passphrase|pwd|private_key|contrasena|contraseña)($|_)"
+)
+_SECRET_FIELD = re.compile(
+    rf"{_KEYWORDS}|(^|_)(token|auth|authorization|credentials?|bearer|signature|cookie"
+    r"|session_id|(access|secret|signing|encryption|master)_key)($|_)"
+)
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character: random keys score high, words and ids low."""
+    if not value:
+        return 0.0
+    counts: dict[str, int] = {}
+    for ch in value:
+        counts[ch] = counts.get(ch, 0) + 1
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def _looks_random(value: str) -> bool:
+    return len(value) >= 8 and " " not in value.strip() and shannon_entropy(value) >= 3.0
+
+
+class Redactor:
+    """Replaces secrets with ``[REDACTED]`` in text and in JSON-like values."""
+
+    def __init__(self, patterns: Iterable[str] = ()) -> None:
+        try:
+            self.patterns = tuple(re.compile(p) for p in patterns if p.strip())
+        except re.error as err:
+            raise ValueError(f"invalid redaction pattern: {err}") from None
+
+    @classmethod
+    def from_env(cls) -> Redactor:
+        return cls((os.environ.get(PATTERNS_ENV) or "").splitlines())
+
+    def text(self, text: str) -> str:
+        """``text`` with every secret found in it replaced."""
+        if not text:
+            return text
+        for pattern in (*_EXTRA, *self.patterns, *_PLUGIN_PATTERNS):
+            text = pattern.sub(_replace, text)
+        for secret in sorted(set(_KEYWORD.analyze_string(text)), key=len, reverse=True):
+            if secret and MARK not in secret:
+                text = text.replace(secret, MARK)
+        return text
+
+    def value(self, value: Any, field: str | None = None) -> Any:
+        """A copy of a JSON-like value with secrets redacted (by content and by field name)."""
+        if isinstance(value, str):
+            if field is not None and value and _secret_by_name(field, value):
+                return MARK
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {k: self.value(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v, field) for v in value]
+        return value
+
+
+def _replace(match: re.Match[str]) -> str:
+    """Redact the pattern's secret group, else the whole match.
+
+    In detect-secrets' patterns a group may be a mere prefix (GitHub's ``ghp``), so
+    there only a long group counts as the secret; in ours group 1 is the secret.
+    """
+    groups = [i for i in range(1, match.re.groups + 1) if match.group(i)]
+    if not groups:
+        return MARK
+    best = max(groups, key=lambda i: len(match.group(i)))
+    if match.re in _PLUGIN_PATTERNS and len(match.group(best)) < 8:
+        return MARK
+    start, end = match.span(best)
+    offset = match.start()
+    whole = match.group(0)
+    return whole[: start - offset] + MARK + whole[end - offset :]
+
+
+def _secret_by_name(field: str, value: str) -> bool:
+    name = _CAMEL.sub(r"\1_\2", field).replace("-", "_").lower()
+    if _ALWAYS_FIELD.search(name):
+        return True
+    return bool(_SECRET_FIELD.search(name)) and _looks_random(value)
+
+
+@lru_cache(maxsize=1)
+def default_redactor() -> Redactor:
+    """The process's redactor: built-in detectors plus ``RUNRECORD_REDACT_PATTERNS``."""
+    return Redactor.from_env()
