@@ -13,7 +13,7 @@ _JWT_HEAD = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "typ": "JWT"}).
 _JWT_BODY = base64.urlsafe_b64encode(json.dumps({"sub": "ops-bot", "iat": 1735000000}).encode())
 _JWT = f"{_JWT_HEAD.decode().rstrip('=')}.{_JWT_BODY.decode().rstrip('=')}.Qm9ndXNTaWduYXR1cmVYWVo"
 _PEM_BODY = "MIIEowIBAAKCAQEAz3kQm9PqR7vXw2YtL8sN4dF6hJ1cB5nK0gU2rT9eW3xZ7aVy"
-_AZURE = "Zm9vYmFyYmF6cXV4" * 5 + "Zm9vYmFyYmE=" [:8]
+_AZURE = "Zm9vYmFyYmF6cXV4" * 5 + "Zm9vYmFyYmE="[:8]
 
 CONFIGURED_PATTERN = r"ACME-INTERNAL-[0-9]{8}"
 
@@ -55,7 +55,10 @@ SECRETS: dict[str, tuple[str, str]] = {
         "post with xoxb-204857201234-1928374650123-Qw3rTy7uI9oP1aS2dF4gH6jK",
         "xoxb-204857201234-1928374650123-Qw3rTy7uI9oP1aS2dF4gH6jK",
     ),
-    "stripe_key": ("charge via sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+    "stripe_key": (
+        "charge via sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+        "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+    ),
     "bearer_token": (
         "Authorization: Bearer mF_9.B5f-4.1JqM-long-opaque-token",
         "mF_9.B5f-4.1JqM-long-opaque-token",

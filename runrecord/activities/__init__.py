@@ -6,8 +6,10 @@ from runrecord.activities._model import (
     ModelRequest,
     Prompt,
     call_model,
+    load_prices,
     price,
     register_script,
+    route_for,
     set_price,
 )
 from runrecord.activities._tool import ToolSpec, activity_name, tool, tool_spec, undeclared
@@ -23,8 +25,10 @@ __all__ = [
     "artifact",
     "call_model",
     "current_call",
+    "load_prices",
     "price",
     "register_script",
+    "route_for",
     "set_price",
     "tool",
     "tool_spec",

@@ -269,18 +269,23 @@ def _attempts(call: ToolCall, journaled: list[AttemptRow]) -> RetryState:
                 )
             continue
         outcome = AttemptOutcome(row.outcome)
-        if outcome == AttemptOutcome.RUNNING:
-            if n < last:
-                outcome = AttemptOutcome.LOST  # a later attempt started: this one never reported
-            elif call.status in _TERMINAL_CALL:
-                outcome = _TERMINAL_CALL[ToolCallStatus(call.status)]
+        error = row.error
+        if outcome == AttemptOutcome.RUNNING and n < last:
+            outcome = AttemptOutcome.LOST  # a later attempt started: this one never reported
+        elif n == last and call.status in _TERMINAL_CALL:
+            # The server decides how the final attempt ended: a worker may still report
+            # success, or cancel on shutdown, after the server has timed the attempt out.
+            final = _TERMINAL_CALL[ToolCallStatus(call.status)]
+            if outcome != final:
+                outcome = final
+                error = None if final == AttemptOutcome.SUCCEEDED else state.last_failure
         history.append(
             Attempt(
                 attempt=n,
                 started_at=row.started_at,
                 ended_at=row.ended_at,
                 outcome=outcome,
-                error=row.error,
+                error=error,
                 worker_identity=row.worker_identity,
                 route=row.route,
             )
