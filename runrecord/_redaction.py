@@ -10,6 +10,7 @@ random (high entropy).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -127,10 +128,15 @@ class Redactor:
     """Replaces secrets with ``[REDACTED]`` in text and in JSON-like values."""
 
     def __init__(self, patterns: Iterable[str] = ()) -> None:
-        try:
-            self.patterns = tuple(re.compile(p) for p in patterns if p.strip())
-        except re.error as err:
-            raise ValueError(f"invalid redaction pattern: {err}") from None
+        compiled = []
+        for pattern in patterns:
+            if not pattern.strip():
+                continue
+            try:
+                compiled.append(re.compile(pattern))
+            except re.error as err:
+                raise ValueError(f"invalid redaction pattern {pattern!r}: {err}") from None
+        self.patterns = tuple(compiled)
 
     @classmethod
     def from_env(cls) -> Redactor:
@@ -189,3 +195,48 @@ def _secret_by_name(field: str, value: str) -> bool:
 def default_redactor() -> Redactor:
     """The process's redactor: built-in detectors plus ``RUNRECORD_REDACT_PATTERNS``."""
     return Redactor.from_env()
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts log records (message and traceback text) before any handler sees them.
+
+    Temporal's SDK logs a failed activity with its exception, and exception texts
+    carry whatever the tool saw; the filter keeps those secrets out of the logs.
+    """
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redactor = self.redactor or default_redactor()
+        if getattr(record, "_runrecord_redacted", False):
+            return True
+        record.msg = redactor.text(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redactor.text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redactor.text(record.stack_info)
+        record._runrecord_redacted = True
+        return True
+
+
+LOGGERS = (
+    "temporalio.activity",
+    "temporalio.workflow",
+    "temporalio.worker._activity",
+    "temporalio.worker._workflow",
+    "temporalio.worker._workflow_instance",
+    "runrecord",
+)
+
+
+def redact_logs(names: Iterable[str] = LOGGERS) -> None:
+    """Install the redacting filter on the loggers that carry payload and error texts."""
+    for name in names:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in target.filters):
+            target.addFilter(RedactingFilter())

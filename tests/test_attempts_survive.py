@@ -179,6 +179,4 @@ async def test_postgres_stopped_during_a_call_loses_nothing_once_it_is_back(
         (2, "succeeded"),
     ]
     assert call.retry_state.history[0].error == "RuntimeError: gate not ready on attempt 1"
-    assert [(a.kind, a.uri, a.attempt) for a in record.artifacts] == [
-        ("file", f"file://{gate}", 2)
-    ]
+    assert [(a.kind, a.uri, a.attempt) for a in record.artifacts] == [("file", f"file://{gate}", 2)]

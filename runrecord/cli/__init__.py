@@ -15,6 +15,7 @@ except ImportError:  # pragma: no cover
 
 from runrecord._settings import RunRecordError
 from runrecord.cli._db import db_app, schema
+from runrecord.cli._gc import gc
 from runrecord.cli._mirror import mirror_app
 from runrecord.cli._run import demo, dev, worker
 from runrecord.cli._show import show
@@ -35,6 +36,7 @@ app.command()(dev)
 app.command()(worker)
 app.command()(show)
 app.command()(schema)
+app.command()(gc)
 app.add_typer(db_app, name="db")
 app.add_typer(mirror_app, name="mirror")
 

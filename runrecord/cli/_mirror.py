@@ -8,7 +8,7 @@ import typer
 
 from runrecord._settings import Settings
 from runrecord.cli._run import _until_signalled
-from runrecord.cli._stack import connect, records_engine, temporal_cluster
+from runrecord.cli._stack import check_redaction, connect, records_engine, temporal_cluster
 from runrecord.recorder import BlobStore, Mirror, upgrade
 
 mirror_app = typer.Typer(help="Mirror Temporal history into the records.", no_args_is_help=True)
@@ -20,6 +20,7 @@ def mirror_run(
 ) -> None:
     """Follow agent runs and keep their records current, until Ctrl-C."""
     settings = Settings.from_env()
+    check_redaction()
 
     async def main() -> None:
         engine = records_engine(settings)

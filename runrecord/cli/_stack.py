@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from runrecord._redaction import PATTERNS_ENV, default_redactor
 from runrecord._settings import RunRecordError, Settings
 from runrecord.activities import MCPServerSpec
 from runrecord.recorder import BlobStore, Mirror, check_not_newer, open_engine, upgrade
@@ -34,6 +35,14 @@ def records_engine(settings: Settings) -> Engine:
     engine = open_engine(settings.database_url)
     check_not_newer(engine)
     return engine
+
+
+def check_redaction() -> None:
+    """Compile the configured redaction patterns now, before anything is written."""
+    try:
+        default_redactor()
+    except ValueError as err:
+        raise RunRecordError(f"{PATTERNS_ENV}: {err}") from None
 
 
 async def connect(
@@ -142,6 +151,7 @@ async def recording_worker(
     engine: Engine | None = None,
 ) -> AsyncIterator[tuple[Client, Mirror]]:
     """A worker for ``agents`` with recording installed, and the mirror following its runs."""
+    check_redaction()
     engine = engine or records_engine(settings)
     plugin = RunRecordPlugin(mcp_servers=getattr(agents, "MCP_SERVERS", []))
     client = await connect(address, settings.namespace, [plugin])

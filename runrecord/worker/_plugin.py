@@ -13,6 +13,7 @@ from temporalio.plugin import SimplePlugin
 from temporalio.worker import Replayer, ReplayerConfig, Worker, WorkerConfig, WorkflowReplayResult
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from runrecord._redaction import redact_logs
 from runrecord.activities._mcp import MCPServerSpec
 from runrecord.worker._interceptor import RunRecordInterceptor
 from runrecord.worker._journal import Journal
@@ -40,6 +41,7 @@ class RunRecordPlugin(SimplePlugin):
     Temporal history holds is recorded. ``mcp_servers`` are the MCP servers agents on
     these workers may use: temporalio-mcp's ``MCPPlugin`` is installed for them, and
     every call to them is recorded with its server, schema and derived side effect.
+    Temporal's own log lines about failed activities and workflows are redacted.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class RunRecordPlugin(SimplePlugin):
         identity: str | None = None,
         mcp_servers: Sequence[MCPServerSpec] = (),
     ) -> None:
+        redact_logs()
         record = journal.record if journal is not None else None
         self.journal = journal
         names = [s.name for s in mcp_servers]
