@@ -255,7 +255,34 @@ class MixedAgent:
         return [first, *both]
 
 
+@runrecord.agent("listener", version="1")
+@workflow.defn
+class Listener:
+    def __init__(self) -> None:
+        self.pinged = False
+
+    @workflow.signal
+    def ping(self) -> None:
+        self.pinged = True
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.pinged)
+        return "pinged"
+
+
+@runrecord.agent("notifier", version="1")
+@workflow.defn
+class Notifier:
+    @workflow.run
+    async def run(self, listener_id: str) -> str:
+        await workflow.get_external_workflow_handle(listener_id).signal(Listener.ping)
+        return "sent"
+
+
 WORKFLOWS = [
+    Listener,
+    Notifier,
     TimeoutAgent,
     CrashAgent,
     OutageAgent,

@@ -10,10 +10,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
 
+import runrecord
 from runrecord.activities import set_price
 from runrecord.recorder import Mirror, load_run, load_tree
 from runrecord.recorder._tables import AttemptRow, ToolCallRow
-from runrecord.records import ModelSpec
+from runrecord.records import HEADER_KEY, ModelSpec, RunContext
 from runrecord.worker import Journal, RunRecordPlugin
 from tests import agents_for_calls as agents
 from tests.openai_stub import OpenAIStub
@@ -166,6 +167,38 @@ async def test_cost_rolls_up_from_sub_agents_to_the_root_per_agent(
     assert root.cost.total == round(root.cost.own + child.cost.own, 8)
     assert root.cost.by_agent == {"planner": root.cost.own, "researcher": child.cost.own}
     assert child.cost.by_agent == {"researcher": child.cost.own}
+
+
+async def test_a_signal_a_run_sends_says_which_run_and_turn_sent_it(
+    client: Client, engine: Engine, journal: Journal
+) -> None:
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    listener_id, notifier_id = (
+        f"listener-{uuid.uuid4().hex[:8]}",
+        f"notifier-{uuid.uuid4().hex[:8]}",
+    )
+    async with Worker(
+        client, task_queue=queue, workflows=agents.WORKFLOWS, activities=agents.ACTIVITIES
+    ):
+        listener = await client.start_workflow(
+            agents.Listener.run, id=listener_id, task_queue=queue
+        )
+        with runrecord.turn("turn-42"):
+            await client.execute_workflow(
+                agents.Notifier.run, listener_id, id=notifier_id, task_queue=queue
+            )
+        assert await listener.result() == "pinged"
+    history = await listener.fetch_history()
+    (signaled,) = [
+        e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    header = signaled.workflow_execution_signaled_event_attributes.header.fields[HEADER_KEY]
+    context = RunContext.model_validate_json(header.data)
+    assert (context.parent_run_id, context.root_run_id, context.turn_id) == (
+        notifier_id,
+        notifier_id,
+        "turn-42",
+    )
 
 
 async def test_replaying_recorded_histories_records_nothing_and_stays_deterministic(

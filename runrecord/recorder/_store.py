@@ -68,17 +68,29 @@ def upsert(
     """INSERT ... ON CONFLICT (keys) DO UPDATE (or NOTHING), on PostgreSQL and SQLite alike."""
     if not rows:
         return
-    table = _table(model)
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(list(rows))
+    columns = tuple(c for c in rows[0] if c not in keys) if update else ()
+    shape = (model, conn.dialect.name, tuple(keys), columns, update)
+    stmt = _upserts.get(shape)
+    if stmt is None:
+        stmt = _upserts[shape] = _upsert_statement(model, conn.dialect.name, keys, columns, update)
+    # Rows go as parameters (executemany), so a statement is built and compiled once
+    # per shape and every later sync reuses it.
+    conn.execute(stmt, list(rows))
+
+
+_upserts: dict[tuple[Any, ...], Any] = {}
+
+
+def _upsert_statement(
+    model: type, dialect_name: str, keys: Sequence[str], columns: Sequence[str], update: bool
+) -> Any:
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    stmt = dialect.insert(_table(model))
     if update:
-        columns = [c for c in rows[0] if c not in keys]
-        stmt = stmt.on_conflict_do_update(
+        return stmt.on_conflict_do_update(
             index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns}
         )
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-    conn.execute(stmt)
+    return stmt.on_conflict_do_nothing(index_elements=list(keys))
 
 
 def save_projection(conn: Connection, projection: RunProjection) -> None:
@@ -272,6 +284,10 @@ def _attempts(call: ToolCall, journaled: list[AttemptRow]) -> RetryState:
         error = row.error
         if outcome == AttemptOutcome.RUNNING and n < last:
             outcome = AttemptOutcome.LOST  # a later attempt started: this one never reported
+        elif outcome == AttemptOutcome.SUCCEEDED and n < last:
+            # The server retried, so it never took this result: it had timed the attempt out.
+            outcome = AttemptOutcome.TIMED_OUT
+            error = "TimeoutError: the result arrived after the server timed the attempt out"
         elif n == last and call.status in _TERMINAL_CALL:
             # The server decides how the final attempt ended: a worker may still report
             # success, or cancel on shutdown, after the server has timed the attempt out.

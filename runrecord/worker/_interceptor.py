@@ -293,6 +293,15 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             consumes=artifact_ids(args),
         )
 
+    def sender_context(self) -> RunContext:
+        """On a signal this run sends: which run (and turn) it came from."""
+        return RunContext(
+            turn_id=self.context.turn_id,
+            parent_run_id=self.run_id,
+            root_run_id=self.context.root_run_id or self.run_id,
+            depth=self.context.depth,
+        )
+
     def child_context(self, args: Sequence[Any]) -> RunContext:
         return RunContext(
             consumes=artifact_ids(args),
@@ -340,6 +349,18 @@ class _WorkflowOutbound(temporalio.worker.WorkflowOutboundInterceptor):
             HEADER_KEY: encode_header(self._root.child_context(input.args)),
         }
         return await super().start_child_workflow(input)
+
+    async def signal_child_workflow(
+        self, input: temporalio.worker.SignalChildWorkflowInput
+    ) -> None:
+        input.headers = {**input.headers, HEADER_KEY: encode_header(self._root.sender_context())}
+        await super().signal_child_workflow(input)
+
+    async def signal_external_workflow(
+        self, input: temporalio.worker.SignalExternalWorkflowInput
+    ) -> None:
+        input.headers = {**input.headers, HEADER_KEY: encode_header(self._root.sender_context())}
+        await super().signal_external_workflow(input)
 
     def continue_as_new(self, input: temporalio.worker.ContinueAsNewInput) -> NoReturn:
         input.headers = {**input.headers, HEADER_KEY: encode_header(self._root.context)}
