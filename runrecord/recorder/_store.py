@@ -210,15 +210,25 @@ def _call_row(run_id: str, c: ToolCall, scheduled_event_id: int) -> dict[str, An
 
 
 def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
-    """Apply journal entries; a running-attempt line never overwrites a finished one."""
+    """Apply journal entries; a running-attempt line never overwrites a finished one.
+
+    Rows are written in three statements whatever the number of lines: start lines
+    (DO NOTHING), then end lines (DO UPDATE, the last line per attempt wins), then
+    artifacts (DO NOTHING, the first report wins).
+    """
     count = 0
+    keys = ("run_id", "tool_call_id", "attempt")
+    started: dict[tuple[str, str, int], dict[str, Any]] = {}
+    finished: dict[tuple[str, str, int], dict[str, Any]] = {}
+    artifacts: dict[str, dict[str, Any]] = {}
     for entry in entries:
         count += 1
         if entry.attempt is not None:
             a = entry.attempt
-            key = {"run_id": entry.run_id, "tool_call_id": entry.tool_call_id, "attempt": a.attempt}
             row = {
-                **key,
+                "run_id": entry.run_id,
+                "tool_call_id": entry.tool_call_id,
+                "attempt": a.attempt,
                 "started_at": a.started_at,
                 "ended_at": a.ended_at,
                 "outcome": a.outcome,
@@ -226,16 +236,16 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
                 "worker_identity": a.worker_identity,
                 "route": a.route,
             }
-            finished = a.outcome != AttemptOutcome.RUNNING
-            upsert(conn, AttemptRow, [row], list(key), update=finished)
+            key = (entry.run_id, entry.tool_call_id, a.attempt)
+            if a.outcome == AttemptOutcome.RUNNING:
+                started.setdefault(key, row)
+            else:
+                finished[key] = row
         if entry.artifact is not None:
-            upsert(
-                conn,
-                ArtifactRow,
-                [entry.artifact.model_dump(mode="python")],
-                ["artifact_id"],
-                update=False,
-            )
+            artifacts.setdefault(entry.artifact.artifact_id, entry.artifact.model_dump())
+    upsert(conn, AttemptRow, list(started.values()), keys, update=False)
+    upsert(conn, AttemptRow, list(finished.values()), keys, update=True)
+    upsert(conn, ArtifactRow, list(artifacts.values()), ["artifact_id"], update=False)
     return count
 
 

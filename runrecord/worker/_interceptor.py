@@ -1,12 +1,12 @@
 """The recording interceptor: one object for client and worker, one header key.
 
-Workflow side: every scheduled activity, local activity, child workflow and
-continue-as-new carries a ``runrecord`` header, so what the run did is in Temporal
+Workflow side: every scheduled activity, local activity, child workflow, signal sent
+and continue-as-new carries a ``runrecord`` header, so what the run did is in Temporal
 history (the mirror reads it back). Nothing is written from inside the workflow, so
 replay records nothing twice.
 
-Activity side: every attempt (start, end, outcome, error) and every artifact goes
-to the journal, because history keeps only an activity's final attempt.
+Activity side: every attempt (start, end, outcome, error, model route) and every
+artifact goes to the journal, because history keeps only an activity's final attempt.
 """
 
 from __future__ import annotations
