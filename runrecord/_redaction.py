@@ -28,7 +28,6 @@ from detect_secrets.plugins.github_token import GitHubTokenDetector
 from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
 from detect_secrets.plugins.jwt import JwtTokenDetector
 from detect_secrets.plugins.keyword import DENYLIST as SECRET_KEYWORDS
-from detect_secrets.plugins.keyword import KeywordDetector
 from detect_secrets.plugins.mailchimp import MailchimpDetector
 from detect_secrets.plugins.npm import NpmDetector
 from detect_secrets.plugins.openai import OpenAIDetector
@@ -45,9 +44,11 @@ PATTERNS_ENV = "RUNRECORD_REDACT_PATTERNS"
 
 MARK = "[REDACTED]"
 
-# detect-secrets' value detectors. Left out on purpose: public IP addresses (not
-# secrets) and its quoted high-entropy scanners, which would eat the sha256
-# hashes that make a record verifiable; entropy is used below for named fields.
+# detect-secrets' value detectors, applied through their patterns so a match is
+# replaced where it stands. Left out on purpose: public IP addresses (not secrets)
+# and the quoted high-entropy scanners, which would eat the sha256 hashes that
+# make a record verifiable (entropy is used below, for secret-named fields only).
+# Its keyword list drives the `password=`-style rule below.
 _PLUGINS: tuple[BasePlugin, ...] = (
     ArtifactoryDetector(),
     AWSKeyDetector(),
@@ -68,7 +69,6 @@ _PLUGINS: tuple[BasePlugin, ...] = (
     TelegramBotTokenDetector(),
     TwilioKeyDetector(),
 )
-_KEYWORD = KeywordDetector()
 _PLUGIN_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     pattern
     for plugin in _PLUGINS
@@ -148,9 +148,6 @@ class Redactor:
             return text
         for pattern in (*_EXTRA, *self.patterns, *_PLUGIN_PATTERNS):
             text = pattern.sub(_replace, text)
-        for secret in sorted(set(_KEYWORD.analyze_string(text)), key=len, reverse=True):
-            if secret and MARK not in secret:
-                text = text.replace(secret, MARK)
         return text
 
     def value(self, value: Any, field: str | None = None) -> Any:

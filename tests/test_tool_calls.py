@@ -70,6 +70,43 @@ async def test_every_scheduled_activity_has_exactly_one_tool_call_row(
     assert calls[0].output_refs and calls[0].idempotent
 
 
+async def test_a_call_that_fails_twice_then_succeeds_has_three_attempt_rows(
+    client: Client, engine: Engine, journal: Journal
+) -> None:
+    from tests import agents_for_tests
+
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    run_id = f"notes-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=agents_for_tests.WORKFLOWS,
+        activities=agents_for_tests.ACTIVITIES,
+    ):
+        await client.execute_workflow(
+            agents_for_tests.NoteTaker.run, "hello", id=run_id, task_queue=queue
+        )
+    mirror = Mirror(client, engine, journal_dir=journal.directory)
+    mirror.drain_journal()
+    await mirror.sync_run(run_id)
+    with engine.connect() as conn:
+        flaky = conn.execute(
+            select(ToolCallRow.tool_call_id).where(
+                ToolCallRow.run_id == run_id, ToolCallRow.tool == "flaky_fetch"
+            )
+        ).scalar_one()
+        rows = conn.execute(
+            select(AttemptRow.attempt, AttemptRow.outcome, AttemptRow.error)
+            .where(AttemptRow.run_id == run_id, AttemptRow.tool_call_id == flaky)
+            .order_by(AttemptRow.attempt)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (1, "failed", "RuntimeError: connection reset on attempt 1"),
+        (2, "failed", "RuntimeError: connection reset on attempt 2"),
+        (3, "succeeded", None),
+    ]
+
+
 async def test_a_start_to_close_timeout_is_recorded_as_timed_out_with_its_type(
     client: Client, engine: Engine, journal: Journal
 ) -> None:

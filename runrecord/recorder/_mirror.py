@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, select
-from temporalio.client import Client, WorkflowExecution
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 
 from runrecord.recorder._blobs import BlobStore
 from runrecord.recorder._projection import RunProjection
@@ -41,12 +42,16 @@ class Mirror:
         journal_dir: Path | None = None,
         blobs: BlobStore | None = None,
         poll_interval: float = 1.0,
+        live_interval: float = 5.0,
     ) -> None:
         self.client = client
         self.engine = engine
         self.journal_dir = journal_dir
         self.blobs = blobs
         self.poll_interval = poll_interval
+        # A run still going is re-synced at most this often; a closed one at once.
+        self.live_interval = live_interval
+        self._live_synced: dict[str, float] = {}
         self.errors: list[str] = []
 
     async def sync_run(self, workflow_id: str) -> RunProjection:
@@ -118,10 +123,18 @@ class Mirror:
         executions = await self._changed_runs(since)
         known = await asyncio.to_thread(self._known_event_ids, (e.id for e in executions))
         synced = 0
+        now = time.monotonic()
         for execution in executions:
             if known.get(execution.id, -1) >= (execution.history_length or 0) > 0:
                 continue
+            running = execution.status == WorkflowExecutionStatus.RUNNING
+            if running and now - self._live_synced.get(execution.id, -1e9) < self.live_interval:
+                continue
             await self.sync_run(execution.id)
+            if running:
+                self._live_synced[execution.id] = now
+            else:
+                self._live_synced.pop(execution.id, None)
             synced += 1
         return synced
 

@@ -73,9 +73,9 @@ def upsert(
     stmt = _upserts.get(shape)
     if stmt is None:
         stmt = _upserts[shape] = _upsert_statement(model, conn.dialect.name, keys, columns, update)
-    # Rows go as parameters (executemany), so a statement is built and compiled once
-    # per shape and every later sync reuses it.
-    conn.execute(stmt, list(rows))
+    # Rows go as parameters, so a statement is built and compiled once per shape and
+    # every later sync reuses it; one row needs no executemany round.
+    conn.execute(stmt, rows[0] if len(rows) == 1 else list(rows))
 
 
 _upserts: dict[tuple[Any, ...], Any] = {}

@@ -101,15 +101,15 @@ def artifact_ids(values: Any, depth: int = 0) -> list[str]:
     return found
 
 
-def _fired_timeout(info: temporalio.activity.Info, started: datetime) -> str:
-    """Which timeout cancelled this attempt, as far as the worker can tell ('' if unsure)."""
+def _fired_timeout(info: temporalio.activity.Info, started: datetime) -> str | None:
+    """Which timeout cancelled this attempt, as far as the worker can tell."""
     elapsed = (datetime.now(UTC) - started).total_seconds()
     limit = info.start_to_close_timeout
     if limit is not None and elapsed + 0.5 >= limit.total_seconds():
-        return "start_to_close "
+        return "start_to_close"
     if info.schedule_to_close_timeout is not None:
-        return "schedule_to_close "
-    return ""
+        return "schedule_to_close"
+    return None
 
 
 def _error_text(err: BaseException) -> str:
@@ -397,7 +397,8 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
         except asyncio.CancelledError as err:
             details = temporalio.activity.cancellation_details()
             if details is not None and details.timed_out:
-                error = f"TimeoutError: activity {_fired_timeout(info, started)}timeout"
+                fired = _fired_timeout(info, started)
+                error = f"TimeoutError: activity {fired} timeout" if fired else "TimeoutError"
                 self._finish(record, call, attempt, AttemptOutcome.TIMED_OUT, error)
             else:
                 self._finish(record, call, attempt, AttemptOutcome.CANCELLED, _error_text(err))
