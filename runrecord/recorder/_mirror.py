@@ -136,6 +136,8 @@ class Mirror:
             else:
                 self._live_synced.pop(execution.id, None)
             synced += 1
+        listed = {e.id for e in executions}
+        self._live_synced = {k: v for k, v in self._live_synced.items() if k in listed}
         return synced
 
     async def run(self, stop: asyncio.Event) -> None:
