@@ -14,10 +14,14 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from runrecord._settings import RunRecordError
+from runrecord.cli._cost import cost
 from runrecord.cli._db import db_app, schema
+from runrecord.cli._diff import diff
 from runrecord.cli._gc import gc
+from runrecord.cli._lineage import artifacts, lineage
 from runrecord.cli._mirror import mirror_app
 from runrecord.cli._run import demo, dev, worker
+from runrecord.cli._runs import runs
 from runrecord.cli._show import show
 
 app = typer.Typer(
@@ -25,7 +29,8 @@ app = typer.Typer(
     help=(
         "Run records for AI agents on Temporal: what each run did, with which tools, "
         "who approved it, and what changed.\n\n"
-        "Start with `runrecord demo`; run `runrecord dev` for a local stack."
+        "Start with `runrecord demo`; run `runrecord dev` for a local stack. Ask the records "
+        "with `runs`, `show`, `diff`, `artifacts`, `lineage` and `cost` (each takes --json)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -35,6 +40,11 @@ app.command()(demo)
 app.command()(dev)
 app.command()(worker)
 app.command()(show)
+app.command()(runs)
+app.command()(diff)
+app.command()(artifacts)
+app.command()(lineage)
+app.command()(cost)
 app.command()(schema)
 app.command()(gc)
 app.add_typer(db_app, name="db")

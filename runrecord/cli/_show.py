@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
 from runrecord._settings import RunRecordError, Settings
+from runrecord.cli._query import millis, records
 from runrecord.cli._stack import DEFAULT_UI
-from runrecord.recorder import load_tree, open_engine, require_current
-from runrecord.records import RunRecord
+from runrecord.recorder import execution_order, load_tree
+from runrecord.records import RunRecord, ToolCall
 
 _STATUS_STYLE = {
     "succeeded": "green",
     "failed": "red",
     "timed_out": "red",
     "denied": "red",
+    "expired": "red",
+    "terminated": "red",
+    "cancelled": "red",
     "running": "yellow",
     "scheduled": "yellow",
+    "awaiting_approval": "yellow",
+    "paused": "yellow",
 }
 
 
@@ -34,61 +42,101 @@ def _styled(status: str) -> str:
     return f"[{style}]{status}[/{style}]"
 
 
+def _run_label(record: RunRecord, ui_url: str | None) -> str:
+    agent = escape(record.agent_id or record.workflow_type)
+    version = f" {escape(record.agent_version)}" if record.agent_version else ""
+    duration = ""
+    if record.started_at and record.ended_at:
+        duration = "  " + millis((record.ended_at - record.started_at) // timedelta(milliseconds=1))
+    cost = f"cost ${record.cost.own:.6f}"
+    if record.cost.total != record.cost.own:
+        cost += f" (${record.cost.total:.6f} with sub-agents)"
+    label = (
+        f"[bold]{agent}{version}[/bold]  run [cyan]{escape(record.run_id)}[/cyan]  "
+        f"{_styled(record.final_status)}{duration}  {cost}"
+    )
+    details = []
+    if record.model:
+        details.append(f"model {escape(record.model.provider)}/{escape(record.model.name)}")
+    if record.prompt_version:
+        details.append(f"prompt {escape(record.prompt_version)}")
+    if record.turn_id:
+        details.append(f"turn {escape(record.turn_id)}")
+    if details:
+        label += "\n  " + "  ".join(details)
+    for server in record.mcp_servers:
+        found = " ".join(p for p in (server.server_name, server.server_version) if p)
+        trust = "trusted" if server.trusted else "untrusted"
+        state = f"[red]{escape(server.error)}[/red]" if server.error else f"{server.tools} tools"
+        label += (
+            f"\n  mcp {escape(server.name)} {escape(found)} ({server.transport}, {trust}): {state}"
+        )
+    if record.consumes:
+        label += "\n  received artifacts " + ", ".join(record.consumes)
+    if record.failure:
+        label += f"\n  [red]{escape(record.failure)}[/red]"
+    link = ui_link(record, ui_url)
+    if link:
+        label += f"\n  [link={link}]{link}[/link]"
+    return label
+
+
+def _call_label(call: ToolCall) -> str:
+    attempts = call.retry_state.attempts
+    tool = f"{call.mcp_server}/{call.tool}" if call.mcp_server else call.tool
+    flags = "+network" if call.network else ""
+    if call.mcp is not None and call.mcp.drift is not None:
+        flags += "  [red]schema drift[/red]"
+    text = (
+        f"#{escape(call.tool_call_id)} [bold]{escape(tool)}[/bold] "
+        f"[magenta]{call.side_effect}{flags}[/magenta]  {_styled(call.status)}  "
+        f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    )
+    if call.duration_ms is not None:
+        text += f"  {millis(call.duration_ms)}"
+    if call.approval_state != "not_required":
+        approval = call.approval
+        text += f"  approval {_styled(call.approval_state)}"
+        if approval and approval.decided_by:
+            text += f" by {escape(approval.decided_by)}"
+        if approval and approval.reason:
+            text += f" ({escape(approval.reason)})"
+    if call.cost:
+        text += f"  ${call.cost:.6f}"
+    if call.consumes:
+        text += "  consumed " + ", ".join(call.consumes)
+    if call.status in ("failed", "timed_out") and call.retry_state.last_failure:
+        text += f"\n  [red]{escape(call.retry_state.last_failure)}[/red]"
+    return text
+
+
 def render_tree(records: list[RunRecord], ui_url: str | None) -> Tree:
     by_id = {r.run_id: r for r in records}
 
     def add_run(parent: Tree | None, record: RunRecord) -> Tree:
-        agent = record.agent_id or record.workflow_type
-        version = f" {record.agent_version}" if record.agent_version else ""
-        label = (
-            f"[bold]{agent}{version}[/bold]  run [cyan]{record.run_id}[/cyan]  "
-            f"{_styled(record.final_status)}  cost ${record.cost.total:.6f}"
-        )
-        if record.model:
-            label += f"\n  model {record.model.provider}/{record.model.name}"
-        if record.prompt_version:
-            label += f"  prompt {record.prompt_version}"
-        if record.turn_id:
-            label += f"  turn {record.turn_id}"
-        for server in record.mcp_servers:
-            found = " ".join(p for p in (server.server_name, server.server_version) if p)
-            trust = "trusted" if server.trusted else "untrusted"
-            state = f"[red]{server.error}[/red]" if server.error else f"{server.tools} tools"
-            label += f"\n  mcp {server.name} {found} ({server.transport}, {trust}): {state}"
-        link = ui_link(record, ui_url)
-        if link:
-            label += f"\n  [link={link}]{link}[/link]"
+        label = _run_label(record, ui_url)
         node = parent.add(label) if parent is not None else Tree(label)
         artifacts_by_call: dict[str, list[str]] = {}
         for a in record.artifacts:
-            artifacts_by_call.setdefault(a.tool_call_id, []).append(f"{a.kind} {a.uri}")
-        for call in record.tool_calls:
-            approval = ""
-            if call.approval_state != "not_required":
-                decider = call.approval.decided_by if call.approval else None
-                approval = f"  approval {call.approval_state}" + (
-                    f" by {decider}" if decider else ""
-                )
-            duration = f"  {call.duration_ms} ms" if call.duration_ms is not None else ""
-            cost = f"  ${call.cost:.6f}" if call.cost else ""
-            attempts = call.retry_state.attempts
-            tool = f"{call.mcp_server}/{call.tool}" if call.mcp_server else call.tool
-            flags = "+network" if call.network else ""
-            if call.mcp is not None and call.mcp.drift is not None:
-                flags += "  [red]schema drift[/red]"
-            call_node = node.add(
-                f"#{call.tool_call_id} [bold]{tool}[/bold] [magenta]{call.side_effect}"
-                f"{flags}[/magenta]  {_styled(call.status)}  {attempts} attempt"
-                f"{'s' if attempts != 1 else ''}{duration}{approval}{cost}"
+            artifacts_by_call.setdefault(a.tool_call_id, []).append(
+                f"[blue]artifact[/blue] {a.artifact_id} {escape(a.kind)} {escape(a.uri)}"
             )
-            for text in artifacts_by_call.get(call.tool_call_id, []):
-                call_node.add(f"[blue]artifact[/blue] {text}")
+        for step in execution_order(record, by_id):
+            if isinstance(step, RunRecord):
+                add_run(node, step)
+                continue
+            call_node = node.add(_call_label(step))
+            if len(step.retry_state.history) > 1:
+                for attempt in step.retry_state.history:
+                    if attempt.error:
+                        call_node.add(
+                            f"attempt {attempt.attempt} {attempt.outcome}: {escape(attempt.error)}"
+                        )
+            for text in artifacts_by_call.get(step.tool_call_id, []):
+                call_node.add(text)
         for child_id in record.child_run_ids:
-            child = by_id.get(child_id)
-            if child is not None:
-                add_run(node, child)
-            else:
-                node.add(f"sub-agent run {child_id} (not mirrored yet)")
+            if child_id not in by_id:
+                node.add(f"sub-agent run {escape(child_id)} (not mirrored yet)")
         return node
 
     return add_run(None, records[0])
@@ -109,12 +157,17 @@ def show(
         False, "--json", help="Print the run and its sub-agent runs as a JSON array of RunRecords."
     ),
 ) -> None:
-    """Show a run as a tree: agent, sub-agents, tool calls, artifacts."""
+    """Show a run as a tree: agent, sub-agents, tool calls, artifacts.
+
+    Each tool call shows its side effect, status, attempts, duration, approval and who
+    decided it, and cost; sub-agent runs appear where they were started. The Temporal UI
+    link is under each run (TEMPORAL_UI_URL, default the dev server's).
+    """
+    if "\x00" in run_id:
+        raise RunRecordError("RUN must not contain NUL characters")
     settings = Settings.from_env()
-    engine = open_engine(settings.database_url)
-    require_current(engine)
-    with engine.connect() as conn:
-        records = load_tree(conn, run_id)
-    if not records:
+    with records() as conn:
+        found = load_tree(conn, run_id)
+    if not found:
         raise RunRecordError(f"no run {run_id!r} in the records database")
-    print_records(records, as_json=as_json, ui_url=settings.ui_url or DEFAULT_UI)
+    print_records(found, as_json=as_json, ui_url=settings.ui_url or DEFAULT_UI)

@@ -1,4 +1,4 @@
-"""The records database: tables, migrations, the history mirror and reading run records."""
+"""The records database: tables, migrations, the history mirror, and the operator's questions."""
 
 from runrecord.recorder._blobs import BlobStore, Collected
 from runrecord.recorder._database import (
@@ -9,23 +9,54 @@ from runrecord.recorder._database import (
     require_current,
     upgrade,
 )
+from runrecord.recorder._diff import Change, RunDiff, diff_runs, execution_order, last_good_run
+from runrecord.recorder._lineage import Lineage, lineage
 from runrecord.recorder._mirror import Mirror
 from runrecord.recorder._projection import RunProjection
+from runrecord.recorder._queries import (
+    ArtifactOrigin,
+    CallRef,
+    CostDimension,
+    CostLine,
+    RunFilter,
+    RunSummary,
+    cost_by,
+    find_runs,
+    parse_when,
+    turn_artifacts,
+)
 from runrecord.recorder._store import apply_journal, load_run, load_tree, save_projection
 
 __all__ = [
+    "ArtifactOrigin",
     "BlobStore",
+    "CallRef",
+    "Change",
     "Collected",
+    "CostDimension",
+    "CostLine",
+    "Lineage",
     "Mirror",
+    "RunDiff",
+    "RunFilter",
     "RunProjection",
+    "RunSummary",
     "apply_journal",
     "check_not_newer",
+    "cost_by",
     "current_revision",
+    "diff_runs",
+    "execution_order",
+    "find_runs",
     "head_revision",
+    "last_good_run",
+    "lineage",
     "load_run",
     "load_tree",
     "open_engine",
+    "parse_when",
     "require_current",
     "save_projection",
+    "turn_artifacts",
     "upgrade",
 ]

@@ -158,3 +158,23 @@ class JournalCursorRow(Base):
 
 
 Index("ix_tool_calls_run_event", ToolCallRow.run_id, ToolCallRow.scheduled_event_id)
+
+# Migration 0003: indexes for the operator's questions. ix_runs_model_name and
+# ix_runs_tool_registry exist on PostgreSQL only, like the SQL views the same migration
+# creates there (run_summary, executed_calls, approvals, mcp_usage, artifact_lineage, ...;
+# see docs/records.md).
+Index("ix_runs_agent_started", RunRow.agent_id, RunRow.started_at)
+Index(
+    "ix_runs_prompt_version",
+    RunRow.prompt_version,
+    postgresql_ops={"prompt_version": "varchar_pattern_ops"},
+)
+Index("ix_runs_model_name", RunRow.model["name"].as_string())
+Index(
+    "ix_runs_tool_registry",
+    RunRow.tool_registry,
+    postgresql_using="gin",
+    postgresql_ops={"tool_registry": "jsonb_path_ops"},
+)
+Index("ix_artifacts_run_call", ArtifactRow.run_id, ArtifactRow.tool_call_id)
+Index("ix_artifacts_uri", ArtifactRow.uri, postgresql_using="hash")

@@ -1,0 +1,64 @@
+"""``runrecord cost``: spend by agent, model, turn or tool, sub-agents rolled up."""
+
+from __future__ import annotations
+
+import typer
+
+from runrecord.cli._query import (
+    JSON_HELP,
+    TIME_HELP,
+    echo_json,
+    money,
+    records,
+    show_table,
+    table,
+    when,
+)
+from runrecord.recorder import CostDimension, cost_by
+
+
+def cost(
+    by: CostDimension = typer.Option(
+        CostDimension.AGENT, "--by", case_sensitive=False, help="How to group the spend."
+    ),
+    since: str = typer.Option(None, "--since", help=f"Runs started at or after. {TIME_HELP}"),
+    until: str = typer.Option(None, "--until", help=f"Runs started before. {TIME_HELP}"),
+    agent: str = typer.Option(None, "--agent", help="Only runs of this agent id."),
+    turn: str = typer.Option(None, "--turn", help="Only runs of this user turn."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """What runs spent (USD), most expensive first.
+
+    Sub-agent runs count with the runs that started them: `--by agent` shows each agent's
+    own spend and its total with the sub-agents it delegated to; the filters pick runs and
+    always bring their sub-agent runs along.
+    """
+    with records() as conn:
+        lines = cost_by(
+            conn,
+            by,
+            since=when(since, "--since"),
+            until=when(until, "--until"),
+            agent=agent,
+            turn=turn,
+        )
+    if as_json:
+        echo_json(lines)
+        return
+    if not lines:
+        typer.echo("no runs match")
+        return
+    headers = [str(by), "runs", "calls", "own cost" if by is CostDimension.AGENT else "cost"]
+    if by is CostDimension.AGENT:
+        headers.append("with sub-agents")
+    if by is CostDimension.MODEL:
+        headers += ["input tokens", "output tokens"]
+    t = table(*headers)
+    for line in lines:
+        row = [line.key or "(none)", str(line.runs), str(line.calls), money(line.cost)]
+        if by is CostDimension.AGENT:
+            row.append(money(line.total))
+        if by is CostDimension.MODEL:
+            row += [str(line.input_tokens or 0), str(line.output_tokens or 0)]
+        t.add_row(*row)
+    show_table(t)

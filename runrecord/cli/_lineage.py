@@ -1,0 +1,105 @@
+"""``runrecord artifacts`` and ``lineage``: what a turn produced, and where it came from."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.tree import Tree
+
+from runrecord._settings import RunRecordError
+from runrecord.cli._query import JSON_HELP, echo_json, records, show_table, stamp, table
+from runrecord.recorder import CallRef, turn_artifacts
+from runrecord.recorder import lineage as find_lineage
+
+
+def _decided(call: CallRef) -> str:
+    if call.approval_state == "not_required":
+        return ""
+    by = call.approval.decided_by if call.approval else None
+    return f"{call.approval_state}" + (f" by {by}" if by else "")
+
+
+def artifacts(
+    turn: str = typer.Option(..., "--turn", help="The user turn (its id, as in `runs`)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Every artifact created by a user turn, across all the agents it triggered."""
+    with records() as conn:
+        found = turn_artifacts(conn, turn)
+    if as_json:
+        echo_json(found)
+        return
+    if not found:
+        typer.echo(f"no artifacts created by turn {turn!r}")
+        return
+    t = table("artifact", "kind", "uri", "agent", "run", "call", "approval", "created (UTC)")
+    for item in found:
+        a, call = item.artifact, item.produced_by
+        t.add_row(
+            a.artifact_id,
+            a.kind,
+            a.uri,
+            (call.agent_id if call else a.agent_id) or "",
+            a.run_id,
+            f"{a.tool_call_id} {call.tool}" if call else a.tool_call_id,
+            _decided(call) if call else "",
+            stamp(a.created_at),
+        )
+    show_table(t)
+
+
+def lineage(
+    artifact: str = typer.Argument(..., help="Artifact id (as `artifacts` shows), or its URI."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Where an artifact came from and where it went.
+
+    The chain turn → agent → sub-agent → tool call (with its approval) → artifact, then
+    every later tool call or sub-agent run that consumed it, and what they produced.
+    """
+    with records() as conn:
+        found = find_lineage(conn, artifact)
+    if not found:
+        raise RunRecordError(f"no artifact {artifact!r} in the records database")
+    if as_json:
+        echo_json(found)
+        return
+    console = Console()
+    for item in found:
+        a = item.artifact
+        root = Tree(f"turn [cyan]{item.turn_id or '?'}[/cyan]")
+        node = root
+        for link in item.chain:
+            node = node.add(
+                f"[bold]{link.agent_id}[/bold]"
+                + (f" {link.agent_version}" if link.agent_version else "")
+                + f"  run [cyan]{link.run_id}[/cyan]  {link.final_status}"
+            )
+        call = item.produced_by
+        if call is not None:
+            decided = _decided(call)
+            node = node.add(
+                f"call #{call.tool_call_id} [bold]{call.tool}[/bold] "
+                f"[magenta]{call.side_effect}[/magenta]  {call.status}"
+                + (f"  approval {decided}" if decided else "")
+                + (f"  mcp {call.mcp_server}" if call.mcp_server else "")
+            )
+        made = node.add(
+            f"[blue]artifact[/blue] {a.artifact_id} {a.kind} {a.uri}"
+            + (f"  sha256 {a.sha256[:12]}…" if a.sha256 else "")
+        )
+        if not item.consumed_by:
+            made.add("not consumed by any later call or sub-agent")
+        for consumer in item.consumed_by:
+            if consumer.call is not None:
+                c = consumer.call
+                text = (
+                    f"consumed by {consumer.agent_id} run [cyan]{consumer.run_id}[/cyan] "
+                    f"call #{c.tool_call_id} [bold]{c.tool}[/bold] {c.status}"
+                )
+            else:
+                text = f"passed to sub-agent {consumer.agent_id} run [cyan]{consumer.run_id}[/cyan]"
+            used = made.add(text)
+            for produced in consumer.produced:
+                used.add(f"which produced artifact {produced}")
+        console.print(root)

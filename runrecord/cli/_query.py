@@ -1,0 +1,76 @@
+"""What the query commands share: a read-only connection, time options, JSON and table output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from runrecord._settings import RunRecordError, Settings
+from runrecord.recorder import open_engine, parse_when, require_current
+from runrecord.records import Record
+
+JSON_HELP = "Print JSON for scripts instead of a table."
+TIME_HELP = (
+    "ISO 8601 (2026-11-24, 2026-11-24T10:00:00Z; no zone means UTC) or a time ago: 30m, 2h, 7d."
+)
+
+
+@contextmanager
+def records() -> Iterator[Connection]:
+    """A connection to the records database; database errors become one line."""
+    engine = open_engine(Settings.from_env().database_url)
+    try:
+        require_current(engine)
+        with engine.connect() as conn:
+            yield conn
+    except SQLAlchemyError as err:
+        detail = str(getattr(err, "orig", None) or err).strip().splitlines()
+        raise RunRecordError(
+            f"records database query failed: {detail[0] if detail else type(err).__name__}"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def when(value: str | None, option: str) -> datetime | None:
+    return parse_when(value, what=option) if value is not None else None
+
+
+def echo_json(items: Sequence[Record] | Record) -> None:
+    if isinstance(items, Record):
+        typer.echo(json.dumps(items.to_json_dict(), indent=2))
+    else:
+        typer.echo(json.dumps([i.to_json_dict() for i in items], indent=2))
+
+
+def table(*columns: str) -> Table:
+    t = Table(show_edge=False, header_style="bold")
+    for name in columns:
+        t.add_column(name, overflow="fold")
+    return t
+
+
+def show_table(t: Table) -> None:
+    Console().print(t)
+
+
+def stamp(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def money(value: float) -> str:
+    return f"${value:.6f}"
+
+
+def millis(value: int | None) -> str:
+    if value is None:
+        return ""
+    return f"{value} ms" if value < 10_000 else f"{value / 1000:.1f} s"

@@ -1,0 +1,580 @@
+"""What changed between a good run and a bad one, across their sub-agent runs too.
+
+Both runs are read as RunRecords (``load_tree``). Configuration is compared field by
+field; tool calls and sub-agent runs are aligned as one sequence in execution order, so
+an inserted call does not make every later call look different. The explanation is the
+earliest change of the most telling kind (see ``_TIERS``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy import Connection, select
+
+from runrecord._settings import RunRecordError
+from runrecord.recorder._store import load_tree
+from runrecord.recorder._tables import RunRow
+from runrecord.records import Artifact, Cost, Record, RunRecord, ToolCall
+
+# Lower tiers explain more: what the run was configured with comes before anything it did;
+# an approval, outcome or a call that appeared or vanished before a retry; a retry before
+# a changed argument or result (often a consequence); then artifacts, workers, totals.
+_TIERS = {
+    "config": 0,
+    "approval": 1,
+    "outcome": 1,
+    "sequence": 1,
+    "attempts": 2,
+    "arguments": 3,
+    "result": 3,
+    "artifact": 4,
+    "worker": 5,
+    "status": 6,
+    "cost": 6,
+}
+_HEX = re.compile(r"[0-9a-f]{32,}")
+
+
+class RunSide(Record):
+    run_id: str
+    agent_id: str | None = None
+    final_status: str
+    started_at: datetime | None = None
+    duration_ms: int | None = None
+    tool_calls: int = 0
+    cost: Cost = Field(default_factory=Cost)
+
+
+class RunPair(Record):
+    """A bad run and the good run it was aligned with (one side is null if unmatched)."""
+
+    agent_id: str | None = None
+    bad: RunSide | None = None
+    good: RunSide | None = None
+
+
+class Change(Record):
+    """One difference. ``bad``/``good`` hold the values on each side."""
+
+    kind: str
+    change: str  # changed | added | removed
+    agent_id: str | None = None
+    bad_run_id: str | None = None
+    good_run_id: str | None = None
+    subject: str
+    tool_call_id: str | None = None
+    good_tool_call_id: str | None = None
+    bad: Any = None
+    good: Any = None
+    summary: str
+
+
+class RunDiff(Record):
+    bad_run_id: str
+    good_run_id: str
+    explanation: str
+    changes: list[Change] = Field(default_factory=list)
+    runs: list[RunPair] = Field(default_factory=list)
+
+
+def short(value: Any) -> str:
+    """Hashes shortened to 8 hex digits, as people compare them."""
+    if value is None:
+        return "none"
+    text = str(value)
+    return _HEX.sub(lambda m: m.group(0)[:8] + "…", text)
+
+
+def last_good_run(conn: Connection, run: RunRecord) -> str | None:
+    """The latest succeeded run of the same agent that started before ``run``."""
+    if run.started_at is None:
+        return None
+    return conn.execute(
+        select(RunRow.run_id)
+        .where(
+            RunRow.agent_id == run.agent_id,
+            RunRow.final_status == "succeeded",
+            RunRow.started_at < run.started_at,
+            RunRow.run_id != run.run_id,
+        )
+        .order_by(RunRow.started_at.desc(), RunRow.run_id.desc())
+        .limit(1)
+    ).scalar()
+
+
+def _side(record: RunRecord) -> RunSide:
+    duration = None
+    if record.started_at and record.ended_at:
+        duration = (record.ended_at - record.started_at) // timedelta(milliseconds=1)
+    return RunSide(
+        run_id=record.run_id,
+        agent_id=record.agent_id,
+        final_status=record.final_status,
+        started_at=record.started_at,
+        duration_ms=duration,
+        tool_calls=len(record.tool_calls),
+        cost=record.cost,
+    )
+
+
+def execution_order(record: RunRecord, runs: dict[str, RunRecord]) -> list[ToolCall | RunRecord]:
+    """The run's tool calls with its sub-agent runs (those in ``runs``) where they started."""
+    steps: list[ToolCall | RunRecord] = list(record.tool_calls)
+    for child_id in record.child_run_ids:
+        child = runs.get(child_id)
+        if child is None:
+            continue  # not mirrored (yet)
+        at = len(steps)
+        if child.started_at is not None:
+            for i, step in enumerate(steps):
+                when = step.scheduled_at if isinstance(step, ToolCall) else step.started_at
+                if when is not None and when > child.started_at:
+                    at = i
+                    break
+        steps.insert(at, child)
+    return steps
+
+
+def _key(step: ToolCall | RunRecord) -> tuple[str, str | None]:
+    return ("call", step.tool) if isinstance(step, ToolCall) else ("run", step.agent_id)
+
+
+def _hash_list(call: ToolCall, outputs: bool = False) -> list[str]:
+    return [r.sha256 for r in (call.output_refs if outputs else call.input_refs)]
+
+
+def _approval_text(call: ToolCall) -> str:
+    by = call.approval.decided_by if call.approval else None
+    return f"{call.approval_state}" + (f" by {by}" if by else "")
+
+
+def _hashes_text(good: list[str], bad: list[str], noun: str) -> str:
+    if len(good) != len(bad):
+        return f"{len(good)} → {len(bad)} {noun}s"
+    changed = [i for i, (g, b) in enumerate(zip(good, bad, strict=True)) if g != b]
+    i = changed[0]
+    more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+    return f"{noun} {i + 1}: {short(good[i])} → {short(bad[i])}{more}"
+
+
+class _Differ:
+    def __init__(self, bad: list[RunRecord], good: list[RunRecord]) -> None:
+        self.bad = {r.run_id: r for r in bad}
+        self.good = {r.run_id: r for r in good}
+        self.root_bad = bad[0].run_id
+        self.changes: list[tuple[int, int, Change]] = []  # (tier, order, change)
+        self.runs: list[RunPair] = []
+        self._order = 0
+
+    def add(self, tier: str, change: Change) -> None:
+        self._order += 1
+        self.changes.append((_TIERS[tier], self._order, change))
+
+    def label(self, bad: RunRecord) -> str:
+        return "" if bad.run_id == self.root_bad else f"{bad.agent_id} "
+
+    # --- one aligned pair of runs
+
+    def pair(self, bad: RunRecord, good: RunRecord) -> None:
+        self.runs.append(RunPair(agent_id=bad.agent_id, bad=_side(bad), good=_side(good)))
+        self.config(bad, good)
+        bad_steps = execution_order(bad, self.bad)
+        good_steps = execution_order(good, self.good)
+        matcher = difflib.SequenceMatcher(
+            None, [_key(s) for s in good_steps], [_key(s) for s in bad_steps], autojunk=False
+        )
+        for op, g1, g2, b1, b2 in matcher.get_opcodes():
+            if op == "equal":
+                for g, b in zip(good_steps[g1:g2], bad_steps[b1:b2], strict=True):
+                    if isinstance(g, ToolCall) and isinstance(b, ToolCall):
+                        self.call(bad, good, b, g)
+                    elif isinstance(g, RunRecord) and isinstance(b, RunRecord):
+                        self.pair(b, g)
+                continue
+            for g in good_steps[g1:g2]:
+                self.missing(bad, good, g)
+            for b in bad_steps[b1:b2]:
+                self.extra(bad, good, b)
+        self.outcome(bad, good)
+
+    def change(
+        self, tier: str, kind: str, b_run: RunRecord, g_run: RunRecord, /, **fields: Any
+    ) -> None:
+        self.add(
+            tier,
+            Change(
+                kind=kind,
+                agent_id=b_run.agent_id,
+                bad_run_id=b_run.run_id,
+                good_run_id=g_run.run_id,
+                **fields,
+            ),
+        )
+
+    def config(self, bad: RunRecord, good: RunRecord) -> None:
+        who = self.label(bad)
+
+        def field(subject: str, b: Any, g: Any, text: str | None = None) -> None:
+            if b != g:
+                self.change(
+                    "config",
+                    "config",
+                    bad,
+                    good,
+                    change="changed",
+                    subject=subject,
+                    bad=b,
+                    good=g,
+                    summary=text or f"{who}{subject} changed {short(g)} → {short(b)}",
+                )
+
+        field("agentVersion", bad.agent_version, good.agent_version)
+        bm, gm = bad.model, good.model
+        field(
+            "model",
+            bm and f"{bm.provider}/{bm.name}",
+            gm and f"{gm.provider}/{gm.name}",
+        )
+        b_params = bm.parameters if bm else {}
+        g_params = gm.parameters if gm else {}
+        for key in sorted(set(b_params) | set(g_params)):
+            field(f"model.parameters.{key}", b_params.get(key), g_params.get(key))
+        field("promptVersion", bad.prompt_version, good.prompt_version)
+
+        b_tools = {t.name: t for t in bad.tool_registry}
+        g_tools = {t.name: t for t in good.tool_registry}
+        for name in sorted(set(b_tools) | set(g_tools)):
+            b_tool, g_tool = b_tools.get(name), g_tools.get(name)
+            if b_tool is None or g_tool is None:
+                present = b_tool is not None
+                self.change(
+                    "config",
+                    "config",
+                    bad,
+                    good,
+                    change="added" if present else "removed",
+                    subject=f"toolRegistry.{name}",
+                    bad=b_tool.to_json_dict() if b_tool else None,
+                    good=g_tool.to_json_dict() if g_tool else None,
+                    summary=f"{who}tool {name} "
+                    + ("added to the registry" if present else "no longer in the registry"),
+                )
+                continue
+            b_entry, g_entry = b_tool.to_json_dict(), g_tool.to_json_dict()
+            for key in b_entry:
+                if key != "name":
+                    field(
+                        f"toolRegistry.{name}.{key}",
+                        b_entry[key],
+                        g_entry.get(key),
+                        f"{who}tool {name} {key} changed "
+                        f"{short(g_entry.get(key))} → {short(b_entry[key])}",
+                    )
+        b_servers = {t.server for t in bad.tool_registry if t.server}
+        g_servers = {t.server for t in good.tool_registry if t.server}
+        for server in sorted(b_servers ^ g_servers):
+            now = server in b_servers
+            self.change(
+                "config",
+                "config",
+                bad,
+                good,
+                change="added" if now else "removed",
+                subject=f"mcpServer.{server}",
+                bad=server if now else None,
+                good=None if now else server,
+                summary=f"{who}MCP server {server} "
+                + ("now available" if now else "no longer available"),
+            )
+
+    def call(self, bad: RunRecord, good: RunRecord, b: ToolCall, g: ToolCall) -> None:
+        name = f"{self.label(bad)}call {b.tool_call_id} {b.tool}"
+        common = {
+            "change": "changed",
+            "subject": f"call {b.tool_call_id} {b.tool}",
+            "tool_call_id": b.tool_call_id,
+            "good_tool_call_id": g.tool_call_id,
+        }
+        if (b.approval_state, _approval_text(b)) != (g.approval_state, _approval_text(g)):
+            self.change(
+                "approval",
+                "call",
+                bad,
+                good,
+                bad={"approval": b.approval.to_json_dict() if b.approval else None},
+                good={"approval": g.approval.to_json_dict() if g.approval else None},
+                summary=f"{name} {_approval_text(b)} (was {_approval_text(g)})",
+                **common,
+            )
+        if b.status != g.status:
+            failure = b.retry_state.last_failure
+            self.change(
+                "outcome",
+                "call",
+                bad,
+                good,
+                bad={"status": b.status},
+                good={"status": g.status},
+                summary=f"{name} {b.status} (was {g.status})" + (f": {failure}" if failure else ""),
+                **common,
+            )
+        if b.retry_state.attempts != g.retry_state.attempts:
+            self.change(
+                "attempts",
+                "call",
+                bad,
+                good,
+                bad={"attempts": b.retry_state.attempts},
+                good={"attempts": g.retry_state.attempts},
+                summary=f"{name} took {_attempts(b.retry_state.attempts)} "
+                f"(was {g.retry_state.attempts})",
+                **common,
+            )
+        for what, outputs in (("arguments", False), ("result", True)):
+            b_hashes, g_hashes = _hash_list(b, outputs), _hash_list(g, outputs)
+            if b_hashes != g_hashes and (not outputs or b.status == g.status):
+                noun = "argument" if what == "arguments" else "result"
+                self.change(
+                    what,
+                    "call",
+                    bad,
+                    good,
+                    bad={f"{noun}Hashes": b_hashes},
+                    good={f"{noun}Hashes": g_hashes},
+                    summary=f"{name} {what} changed ({_hashes_text(g_hashes, b_hashes, noun)})",
+                    **common,
+                )
+        if round(b.cost, 8) != round(g.cost, 8):
+            self.change(
+                "cost",
+                "call",
+                bad,
+                good,
+                bad={"cost": b.cost},
+                good={"cost": g.cost},
+                summary=f"{name} cost ${b.cost:.6f} (was ${g.cost:.6f})",
+                **common,
+            )
+        self.artifacts(bad, good, b.tool_call_id, g.tool_call_id)
+
+    def artifacts(
+        self, bad: RunRecord, good: RunRecord, b_call: str | None, g_call: str | None
+    ) -> None:
+        b_list = [a for a in bad.artifacts if a.tool_call_id == b_call] if b_call else []
+        g_list = [a for a in good.artifacts if a.tool_call_id == g_call] if g_call else []
+        if not b_list and not g_list:
+            return
+        # Pair the same URI first, then what is left by kind in order.
+        pairs: list[tuple[Artifact | None, Artifact | None]] = []
+        g_left = list(g_list)
+        b_left = []
+        for b in b_list:
+            same = next((g for g in g_left if (g.kind, g.uri) == (b.kind, b.uri)), None)
+            if same is not None:
+                g_left.remove(same)
+                pairs.append((b, same))
+            else:
+                b_left.append(b)
+        for b in b_left:
+            same = next((g for g in g_left if g.kind == b.kind), None)
+            if same is not None:
+                g_left.remove(same)
+            pairs.append((b, same))
+        pairs.extend((None, g) for g in g_left)
+        who = self.label(bad)
+        for b_art, g_art in pairs:
+            call = f"call {b_call}" if b_art else f"good run's call {g_call}"
+            if b_art is None or g_art is None:
+                art = b_art or g_art
+                assert art is not None
+                self.change(
+                    "artifact",
+                    "artifact",
+                    bad,
+                    good,
+                    change="added" if b_art else "removed",
+                    subject=f"artifact {art.kind} {art.uri}",
+                    tool_call_id=b_call if b_art else None,
+                    good_tool_call_id=g_call if g_art else None,
+                    bad=b_art.to_json_dict() if b_art else None,
+                    good=g_art.to_json_dict() if g_art else None,
+                    summary=f"{who}{call} "
+                    + ("made" if b_art else "no longer made")
+                    + f" {art.kind} {art.uri}",
+                )
+                continue
+            fields = {
+                k: (getattr(b_art, k), getattr(g_art, k))
+                for k in ("uri", "sha256", "size")
+                if getattr(b_art, k) != getattr(g_art, k)
+            }
+            if fields:
+                text = ", ".join(f"{k} {short(g)} → {short(b)}" for k, (b, g) in fields.items())
+                self.change(
+                    "artifact",
+                    "artifact",
+                    bad,
+                    good,
+                    change="changed",
+                    subject=f"artifact {b_art.kind} {b_art.uri}",
+                    tool_call_id=b_call,
+                    good_tool_call_id=g_call,
+                    bad={k: b for k, (b, _) in fields.items()},
+                    good={k: g for k, (_, g) in fields.items()},
+                    summary=f"{who}{call} {b_art.kind} changed: {text}",
+                )
+
+    def missing(self, bad: RunRecord, good: RunRecord, step: ToolCall | RunRecord) -> None:
+        who = self.label(bad)
+        if isinstance(step, ToolCall):
+            c = step
+            self.change(
+                "sequence",
+                "call",
+                bad,
+                good,
+                change="removed",
+                subject=f"call {c.tool_call_id} {c.tool}",
+                good_tool_call_id=c.tool_call_id,
+                good={"tool": c.tool, "status": c.status},
+                summary=f"{who}call {c.tool} is missing (the good run's call {c.tool_call_id})",
+            )
+            self.artifacts(bad, good, None, c.tool_call_id)
+        else:
+            self.change(
+                "sequence",
+                "sub_agent",
+                bad,
+                good,
+                change="removed",
+                subject=f"sub-agent {step.agent_id}",
+                good={"runId": step.run_id},
+                summary=f"{who}sub-agent {step.agent_id} was not started "
+                f"(the good run started {step.run_id})",
+            )
+            self.runs.append(RunPair(agent_id=step.agent_id, good=_side(step)))
+
+    def extra(self, bad: RunRecord, good: RunRecord, step: ToolCall | RunRecord) -> None:
+        who = self.label(bad)
+        if isinstance(step, ToolCall):
+            c = step
+            self.change(
+                "sequence",
+                "call",
+                bad,
+                good,
+                change="added",
+                subject=f"call {c.tool_call_id} {c.tool}",
+                tool_call_id=c.tool_call_id,
+                bad={"tool": c.tool, "status": c.status},
+                summary=f"{who}call {c.tool_call_id} {c.tool} is new "
+                f"({c.status}; the good run had no such call)",
+            )
+            self.artifacts(bad, good, c.tool_call_id, None)
+        else:
+            self.change(
+                "sequence",
+                "sub_agent",
+                bad,
+                good,
+                change="added",
+                subject=f"sub-agent {step.agent_id}",
+                bad={"runId": step.run_id},
+                summary=f"{who}sub-agent {step.agent_id} is new "
+                f"(run {step.run_id}, {step.final_status})",
+            )
+            self.runs.append(RunPair(agent_id=step.agent_id, bad=_side(step)))
+
+    def outcome(self, bad: RunRecord, good: RunRecord) -> None:
+        who = self.label(bad)
+        b_workers = _workers(bad.tool_calls)
+        g_workers = _workers(good.tool_calls)
+        if b_workers and g_workers and b_workers != g_workers:
+            self.change(
+                "worker",
+                "worker",
+                bad,
+                good,
+                change="changed",
+                subject="workerIdentity",
+                bad=sorted(b_workers),
+                good=sorted(g_workers),
+                summary=f"{who}calls ran on other workers: "
+                f"{', '.join(sorted(g_workers))} → {', '.join(sorted(b_workers))}",
+            )
+        if bad.final_status != good.final_status:
+            self.change(
+                "status",
+                "status",
+                bad,
+                good,
+                change="changed",
+                subject="finalStatus",
+                bad=bad.final_status,
+                good=good.final_status,
+                summary=f"{who}run {bad.final_status} (was {good.final_status})"
+                + (f": {bad.failure}" if bad.failure else ""),
+            )
+        if round(bad.cost.own, 8) != round(good.cost.own, 8):
+            self.change(
+                "cost",
+                "cost",
+                bad,
+                good,
+                change="changed",
+                subject="cost.own",
+                bad=bad.cost.own,
+                good=good.cost.own,
+                summary=f"{who}run cost ${bad.cost.own:.6f} (was ${good.cost.own:.6f})",
+            )
+
+
+def _attempts(n: int) -> str:
+    return f"{n} attempt" + ("" if n == 1 else "s")
+
+
+def _workers(calls: Iterable[ToolCall]) -> set[str]:
+    return {c.worker_identity for c in calls if c.worker_identity}
+
+
+def diff_runs(conn: Connection, bad_run_id: str, good_run_id: str | None = None) -> RunDiff:
+    """Compare BAD with GOOD (default: the last succeeded run of BAD's agent before it)."""
+    for value, what in ((bad_run_id, "BAD"), (good_run_id, "GOOD")):
+        if value is not None and "\x00" in value:
+            raise RunRecordError(f"{what} must not contain NUL characters")
+    bad = load_tree(conn, bad_run_id)
+    if not bad:
+        raise RunRecordError(f"no run {bad_run_id!r} in the records database")
+    if good_run_id is None:
+        good_run_id = last_good_run(conn, bad[0])
+        if good_run_id is None:
+            raise RunRecordError(
+                f"no succeeded run of agent {bad[0].agent_id!r} started before {bad_run_id!r}: "
+                "name the run to compare with as GOOD"
+            )
+    if good_run_id == bad_run_id:
+        raise RunRecordError("BAD and GOOD are the same run")
+    good = load_tree(conn, good_run_id)
+    if not good:
+        raise RunRecordError(f"no run {good_run_id!r} in the records database")
+    differ = _Differ(bad, good)
+    differ.pair(bad[0], good[0])
+    ranked = sorted(differ.changes, key=lambda t: (t[0], t[1]))
+    explanation = (
+        ranked[0][2].summary
+        if ranked
+        else "no difference in configuration, tool calls, artifacts or outcome"
+    )
+    return RunDiff(
+        bad_run_id=bad_run_id,
+        good_run_id=good_run_id,
+        explanation=explanation,
+        changes=[c for _, _, c in ranked],
+        runs=differ.runs,
+    )
