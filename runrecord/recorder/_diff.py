@@ -145,6 +145,26 @@ def _key(step: ToolCall | RunRecord) -> tuple[str, str | None]:
     return ("call", step.tool) if isinstance(step, ToolCall) else ("run", step.agent_id)
 
 
+def _align(good: list[Any], bad: list[Any]) -> list[tuple[str, int, int, int, int]]:
+    """difflib opcodes; the common head and tail are matched first (runs mostly agree, and
+    SequenceMatcher is quadratic on long sequences of few distinct tools)."""
+    head = 0
+    while head < min(len(good), len(bad)) and good[head] == bad[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(good), len(bad)) - head and good[-1 - tail] == bad[-1 - tail]:
+        tail += 1
+    ops = [("equal", 0, head, 0, head)] if head else []
+    middle = difflib.SequenceMatcher(
+        None, good[head : len(good) - tail], bad[head : len(bad) - tail], autojunk=False
+    )
+    for op, g1, g2, b1, b2 in middle.get_opcodes():
+        ops.append((op, g1 + head, g2 + head, b1 + head, b2 + head))
+    if tail:
+        ops.append(("equal", len(good) - tail, len(good), len(bad) - tail, len(bad)))
+    return ops
+
+
 def _hash_list(call: ToolCall, outputs: bool = False) -> list[str]:
     return [r.sha256 for r in (call.output_refs if outputs else call.input_refs)]
 
@@ -186,10 +206,9 @@ class _Differ:
         self.config(bad, good)
         bad_steps = execution_order(bad, self.bad)
         good_steps = execution_order(good, self.good)
-        matcher = difflib.SequenceMatcher(
-            None, [_key(s) for s in good_steps], [_key(s) for s in bad_steps], autojunk=False
-        )
-        for op, g1, g2, b1, b2 in matcher.get_opcodes():
+        for op, g1, g2, b1, b2 in _align(
+            [_key(s) for s in good_steps], [_key(s) for s in bad_steps]
+        ):
             if op == "equal":
                 for g, b in zip(good_steps[g1:g2], bad_steps[b1:b2], strict=True):
                     if isinstance(g, ToolCall) and isinstance(b, ToolCall):

@@ -7,9 +7,8 @@ that both agree.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -17,14 +16,15 @@ from typing import Any
 
 from pydantic import Field
 from sqlalchemy import (
-    CTE,
+    ARRAY,
     ColumnElement,
     Connection,
-    Select,
+    Integer,
+    String,
+    Text,
     and_,
-    case,
+    any_,
     cast,
-    distinct,
     exists,
     func,
     literal,
@@ -32,7 +32,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.orm import Session
 
 from runrecord._settings import RunRecordError
@@ -184,9 +184,11 @@ def _has_call(*where: ColumnElement[bool]) -> ColumnElement[bool]:
 
 def _registry_has_server(conn: Connection, server: str) -> ColumnElement[bool]:
     if conn.dialect.name == "postgresql":
-        # jsonb containment uses the GIN index on tool_registry; the value stays a parameter.
-        wanted = cast(literal(json.dumps([{"server": server}])), JSONB)
-        return RunRow.tool_registry.op("@>")(wanted)  # type: ignore[no-any-return]
+        # The GIN index on runrecord_mcp_servers(tool_registry) (migration 0003) has element
+        # statistics, so the planner knows how common the server is.
+        servers = func.runrecord_mcp_servers(RunRow.tool_registry)
+        wanted = cast(array([server]), ARRAY(Text))
+        return servers.op("@>")(wanted)  # type: ignore[no-any-return]
     entry = func.json_each(RunRow.tool_registry).table_valued("value").alias("entry")
     return exists(
         select(1).select_from(entry).where(func.json_extract(entry.c.value, "$.server") == server)
@@ -197,36 +199,69 @@ def _model_name() -> ColumnElement[Any]:
     return RunRow.model["name"].as_string()
 
 
-def run_conditions(conn: Connection, f: RunFilter) -> list[ColumnElement[bool]]:
-    """The WHERE clauses of a run filter, with every value bound as a parameter."""
-    where: list[ColumnElement[bool]] = []
+@dataclass(frozen=True)
+class _Probe:
+    """A filter whose matches may be rare or bunched in time: a condition to test one run,
+    and the runs that pass it, found from the other side (their tool calls, or an index)."""
+
+    condition: ColumnElement[bool]
+    runs: Any = None  # a SELECT of run_id; None when the condition reads only the run's row
+
+
+def _call_probe(*where: ColumnElement[bool]) -> _Probe:
+    return _Probe(
+        exists().where(ToolCallRow.run_id == RunRow.run_id, *where),
+        select(ToolCallRow.run_id).where(*where),
+    )
+
+
+def _probes(conn: Connection, f: RunFilter) -> list[_Probe]:
+    probes = []
     if f.side_effect:
-        where.append(_has_call(ToolCallRow.side_effect == f.side_effect, _let_run()))
+        probes.append(_call_probe(ToolCallRow.side_effect == f.side_effect, _let_run()))
     if f.approval:
-        where.append(_has_call(ToolCallRow.approval_state == f.approval))
+        probes.append(_call_probe(ToolCallRow.approval_state == f.approval))
     if f.mcp_server:
-        where.append(_has_call(ToolCallRow.mcp_server == f.mcp_server, _let_run()))
-    if f.mcp_available:
-        where.append(_registry_has_server(conn, f.mcp_available))
+        probes.append(_call_probe(ToolCallRow.mcp_server == f.mcp_server, _let_run()))
     if f.tool:
-        where.append(_has_call(ToolCallRow.tool == f.tool, _let_run()))
+        probes.append(_call_probe(ToolCallRow.tool == f.tool, _let_run()))
+    if f.mcp_available:
+        available = _registry_has_server(conn, f.mcp_available)
+        probes.append(_Probe(available))
+    if f.model:
+        used = select(ModelCallRow.run_id).where(ModelCallRow.model == f.model)
+        configured = select(RunRow.run_id).where(_model_name() == f.model)
+        # A scalar subquery, not EXISTS: under OR, PostgreSQL would hash every call of the model.
+        called = (
+            select(ModelCallRow.tool_call_id)
+            .where(ModelCallRow.run_id == RunRow.run_id, ModelCallRow.model == f.model)
+            .limit(1)
+            .scalar_subquery()
+        )
+        probes.append(
+            _Probe(
+                or_(_model_name() == f.model, called.is_not(None)),
+                used.union(configured),  # type: ignore[arg-type]
+            )
+        )
+    if f.prompt_version:
+        # "supervisor@3" matches "supervisor@3:<hash>"; LIKE wildcards in the value are escaped.
+        versions = or_(
+            RunRow.prompt_version == f.prompt_version,
+            RunRow.prompt_version.startswith(f.prompt_version + ":", autoescape=True),
+        )
+        probes.append(_Probe(versions))
+    return probes
+
+
+def _own_conditions(f: RunFilter) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
     if f.agent:
         where.append(RunRow.agent_id == f.agent)
     if f.turn:
         where.append(RunRow.turn_id == f.turn)
     if f.status:
         where.append(RunRow.final_status == f.status)
-    if f.model:
-        used = select(ModelCallRow.run_id).where(ModelCallRow.model == f.model)
-        where.append(or_(_model_name() == f.model, RunRow.run_id.in_(used)))
-    if f.prompt_version:
-        # "supervisor@3" matches "supervisor@3:<hash>"; LIKE wildcards in the value are escaped.
-        where.append(
-            or_(
-                RunRow.prompt_version == f.prompt_version,
-                RunRow.prompt_version.startswith(f.prompt_version + ":", autoescape=True),
-            )
-        )
     if f.since:
         where.append(RunRow.started_at >= f.since)
     if f.until:
@@ -236,59 +271,138 @@ def run_conditions(conn: Connection, f: RunFilter) -> list[ColumnElement[bool]]:
     return where
 
 
-def subtree(seed: Select[str, str], name: str = "subtree") -> CTE:
-    """(top, run_id) for every run of ``seed`` and every sub-agent run below it.
+def run_conditions(conn: Connection, f: RunFilter) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of a run filter, with every value bound as a parameter."""
+    return _own_conditions(f) + [p.condition for p in _probes(conn, f)]
 
-    UNION (not UNION ALL) makes a corrupt parent cycle end instead of looping.
+
+_CHUNK = 5000  # ids per statement on SQLite: far below its limit on bound parameters
+_MAX_DEPTH = 64  # delegation deeper than this is a corrupt parent loop, not a real tree
+
+
+def _among(conn: Connection, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:
+    if conn.dialect.name == "postgresql":  # one array parameter instead of thousands
+        return column == any_(literal(list(ids), ARRAY(String)))  # type: ignore[no-any-return]
+    return column.in_(list(ids))  # type: ignore[no-any-return]
+
+
+def _chunks(ids: Sequence[str], conn: Connection) -> Iterator[Sequence[str]]:
+    if conn.dialect.name == "postgresql":
+        yield ids  # one array parameter, any length
+        return
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
+
+
+def delegation(conn: Connection, runs: Mapping[str, str | None]) -> dict[str, str]:
+    """child run id → parent run id, for every sub-agent run below ``runs`` (id → root id).
+
+    Sub-agent runs share their root run id, so one indexed query reads every delegation
+    tree the runs belong to; a run recorded without a root id has its sub-agents looked
+    up level by level. A parent loop in corrupt data ends instead of repeating.
     """
-    top = seed.cte(name, recursive=True)
-    child = select(top.c.top, RunRow.run_id).join(top, RunRow.parent_run_id == top.c.run_id)
-    return top.union(child)
+    roots = sorted({root for root in runs.values() if root})
+    children: dict[str, list[str]] = {}
+    in_trees = {run for run, root in runs.items() if root}
+    for chunk in _chunks(roots, conn):
+        for child, parent in conn.execute(
+            select(RunRow.run_id, RunRow.parent_run_id).where(
+                _among(conn, RunRow.root_run_id, chunk), RunRow.parent_run_id.is_not(None)
+            )
+        ):
+            if parent is not None:
+                children.setdefault(parent, []).append(child)
+                in_trees.add(child)
+    parent_of: dict[str, str] = {}
+    seen = set(runs)
+    frontier = list(runs)
+    for _ in range(_MAX_DEPTH):
+        if not frontier:
+            break
+        found: list[Any] = [(c, parent) for parent in frontier for c in children.get(parent, [])]
+        outside = [run for run in frontier if run not in in_trees]
+        for chunk in _chunks(outside, conn):
+            found += conn.execute(
+                select(RunRow.run_id, RunRow.parent_run_id).where(
+                    _among(conn, RunRow.parent_run_id, chunk)
+                )
+            ).all()
+        frontier = []
+        for child, parent in found:
+            parent_of.setdefault(child, parent)
+            if child not in seen:
+                seen.add(child)
+                frontier.append(child)
+    return parent_of
 
 
-def _seed(ids: Sequence[str] | None, where: Sequence[ColumnElement[bool]] = ()) -> Select[str, str]:
-    seed = select(RunRow.run_id.label("top"), RunRow.run_id)
-    if ids is not None:
-        seed = seed.where(RunRow.run_id.in_(list(ids)))
-    return seed.where(*where)
+def _own_costs(conn: Connection, run_ids: Sequence[str] | None) -> dict[str, tuple[int, float]]:
+    query = select(
+        ToolCallRow.run_id, func.count(), func.coalesce(func.sum(ToolCallRow.cost), 0.0)
+    ).group_by(ToolCallRow.run_id)
+    if run_ids is None:
+        return {r: (int(n), float(c)) for r, n, c in conn.execute(query)}
+    own: dict[str, tuple[int, float]] = {}
+    for chunk in _chunks(run_ids, conn):
+        rows = conn.execute(query.where(_among(conn, ToolCallRow.run_id, chunk)))
+        own.update({r: (int(n), float(c)) for r, n, c in rows})
+    return own
 
 
-def rolled_up_costs(conn: Connection, run_ids: Sequence[str]) -> dict[str, tuple[int, Cost]]:
-    """For each run: its own number of tool calls, and its own and rolled-up cost."""
-    if not run_ids:
-        return {}
-    tree = subtree(_seed(run_ids))
-    own = tree.c.run_id == tree.c.top
-    rows = conn.execute(
-        select(
-            tree.c.top,
-            func.count(case((own, ToolCallRow.tool_call_id))),
-            func.coalesce(func.sum(case((own, ToolCallRow.cost), else_=0.0)), 0.0),
-            func.coalesce(func.sum(ToolCallRow.cost), 0.0),
-        )
-        .select_from(tree)
-        .outerjoin(ToolCallRow, ToolCallRow.run_id == tree.c.run_id)
-        .group_by(tree.c.top)
-    )
-    return {
-        top: (int(n), Cost(own=round(float(c_own), 8), total=round(float(c_all), 8)))
-        for top, n, c_own, c_all in rows
-    }
+def rolled_up_costs(
+    conn: Connection, runs: Mapping[str, str | None] | None
+) -> dict[str, tuple[int, float, float]]:
+    """For each run (run id → root run id; every run when None): its own number of tool
+    calls, its own cost, and its cost with every sub-agent run below it."""
+    parent_of: dict[str, str]
+    if runs is None:
+        links = select(RunRow.run_id, RunRow.parent_run_id).where(RunRow.parent_run_id.is_not(None))
+        parent_of = {run: parent for run, parent in conn.execute(links) if parent}
+        own = _own_costs(conn, None)
+        wanted: Iterable[str] = set(own) | set(parent_of)
+        in_scope = None
+    else:
+        parent_of = delegation(conn, runs)
+        in_scope = set(runs) | set(parent_of)
+        own = _own_costs(conn, list(in_scope))
+        wanted = runs
+    total = {run: spent for run, (_, spent) in own.items()}
+    for run, (_, spent) in own.items():
+        if not spent:
+            continue
+        seen = {run}
+        parent = parent_of.get(run)
+        while parent is not None and parent not in seen:
+            if in_scope is not None and parent not in in_scope:
+                break
+            total[parent] = total.get(parent, 0.0) + spent
+            seen.add(parent)
+            parent = parent_of.get(parent)
+    nothing = (0, 0.0)
+    return {run: (*own.get(run, nothing), total.get(run, 0.0)) for run in wanted}
 
 
 # --- the questions
 
 
-def find_runs(conn: Connection, f: RunFilter) -> list[RunSummary]:
-    """Runs matching every filter, newest first, at most ``f.limit``."""
-    rows = conn.execute(
+_RECENT = 2000  # runs tested one by one, newest first, before starting from the other side
+
+
+def _matching_rows(conn: Connection, f: RunFilter) -> list[Any]:
+    """The newest runs that pass the filter, fast whether a filter is common or rare.
+
+    Filters on the run's own row use the runs indexes. Filters on its calls (or registry)
+    are tested run by run among the newest runs first; when those hold too few answers
+    (a rare tool, or one not used lately), the search starts from the matching calls.
+    """
+    query = (
         select(
             RunRow.run_id,
             RunRow.agent_id,
             RunRow.agent_version,
             RunRow.turn_id,
             RunRow.final_status,
-            _model_name(),
+            _model_name().label("model"),
             RunRow.prompt_version,
             RunRow.parent_run_id,
             RunRow.root_run_id,
@@ -296,14 +410,58 @@ def find_runs(conn: Connection, f: RunFilter) -> list[RunSummary]:
             RunRow.started_at,
             RunRow.ended_at,
         )
-        .where(*run_conditions(conn, f))
+        .where(*_own_conditions(f))
         .order_by(RunRow.started_at.desc(), RunRow.run_id.desc())
         .limit(f.limit)
-    ).all()
-    costs = rolled_up_costs(conn, [r.run_id for r in rows])
+    )
+    probes = _probes(conn, f)
+    if not probes:
+        return list(conn.execute(query).all())
+    horizon = conn.execute(
+        select(RunRow.started_at)
+        .where(*_own_conditions(f))
+        .order_by(RunRow.started_at.desc())
+        .offset(_RECENT)
+        .limit(1)
+    ).scalar()
+    recent = query.where(*(p.condition for p in probes))
+    if horizon is None:
+        return list(conn.execute(recent).all())
+    rows = list(conn.execute(recent.where(RunRow.started_at >= horizon)).all())
+    if len(rows) == f.limit:
+        return rows
+    # Too few among the newest: rank every match by start time first (two narrow columns),
+    # then read the rows of the newest few.
+    ranked = select(RunRow.run_id, RunRow.started_at).where(*_own_conditions(f))
+    for i, probe in enumerate(probes):
+        if probe.runs is None:
+            ranked = ranked.where(probe.condition)
+        else:
+            ranked = ranked.where(RunRow.run_id.in_(select(_materialized(conn, probe.runs, i))))
+    matches = _materialized(conn, ranked, len(probes))
+    newest = (
+        select(matches.c.run_id)
+        .order_by(matches.c.started_at.desc(), matches.c.run_id.desc())
+        .limit(f.limit)
+    )
+    return list(conn.execute(query.where(RunRow.run_id.in_(newest))).all())
+
+
+def _materialized(conn: Connection, query: Any, i: int) -> Any:
+    cte = query.cte(f"matches_{i}")
+    if conn.dialect.name == "postgresql":  # computed once, so the plan starts from it
+        cte = cte.prefix_with("MATERIALIZED")
+    return cte
+
+
+def find_runs(conn: Connection, f: RunFilter) -> list[RunSummary]:
+    """Runs matching every filter, newest first, at most ``f.limit``."""
+    rows = _matching_rows(conn, f)
+    costs = rolled_up_costs(conn, {r.run_id: r.root_run_id for r in rows}) if rows else {}
     found = []
     for row in rows:
-        calls, cost = costs.get(row.run_id, (0, Cost()))
+        calls, own, total = costs.get(row.run_id, (0, 0.0, 0.0))
+        cost = Cost(own=round(own, 8), total=round(total, 8))
         started, ended = row.started_at, row.ended_at
         found.append(
             RunSummary(
@@ -312,7 +470,7 @@ def find_runs(conn: Connection, f: RunFilter) -> list[RunSummary]:
                 agent_version=row.agent_version,
                 turn_id=row.turn_id,
                 final_status=row.final_status,
-                model=row[5],
+                model=row.model,
                 prompt_version=row.prompt_version,
                 parent_run_id=row.parent_run_id,
                 root_run_id=row.root_run_id,
@@ -409,96 +567,110 @@ def cost_by(
     """Spend grouped by agent, model, turn or tool, most expensive first.
 
     The filters pick runs (by start time, agent, turn); their sub-agent runs are always
-    counted with them, wherever they started.
+    counted with them, wherever and whenever they started.
     """
     dimension = CostDimension(by)
     where = run_conditions(conn, RunFilter(since=since, until=until, agent=agent, turn=turn))
-    tree = subtree(_seed(None, where))
-    # Unfiltered, every run is in scope already: skip walking the delegation trees.
-    in_scope = select(tree.c.run_id) if where else None
+    picked: list[Any] = []
+    if where or dimension is CostDimension.AGENT:
+        picked = list(
+            conn.execute(select(RunRow.run_id, RunRow.agent_id, RunRow.root_run_id).where(*where))
+        )
+    roots = {run_id: root for run_id, _, root in picked}
     if dimension is CostDimension.AGENT:
-        own = tree.c.run_id == tree.c.top
+        costs = rolled_up_costs(conn, roots if where else None)
+        sums: dict[str | None, list[float]] = {}
+        nothing = (0, 0.0, 0.0)
+        for run_id, agent_id, _ in picked:
+            calls, own, total = costs.get(run_id, nothing)
+            line = sums.setdefault(agent_id, [0, 0, 0.0, 0.0])
+            line[0] += 1
+            line[1] += calls
+            line[2] += own
+            line[3] += total
+        answer = [
+            CostLine(
+                by=str(dimension),
+                key=agent_id,
+                runs=int(runs),
+                calls=int(calls),
+                cost=round(own, 8),
+                total=round(total, 8),
+            )
+            for agent_id, (runs, calls, own, total) in sums.items()
+        ]
+    else:
+        picks: ColumnElement[bool] | None = None
+        if where:
+            picks = and_(*where)
+            below = [r for r in delegation(conn, roots) if r not in roots]
+            if below:
+                picks = or_(picks, _among(conn, RunRow.run_id, below))
+        answer = [
+            CostLine(
+                by=str(dimension),
+                key=k,
+                runs=int(runs or 0),
+                calls=int(calls or 0),
+                cost=round(float(spent or 0.0), 8),
+                total=round(float(spent or 0.0), 8),
+                input_tokens=None if tin is None else int(tin),
+                output_tokens=None if tout is None else int(tout),
+            )
+            for k, runs, calls, spent, tin, tout in conn.execute(_spend(dimension, picks))
+        ]
+    answer.sort(key=lambda line: (-line.total, line.key or ""))
+    return answer
+
+
+def _spend(dimension: CostDimension, picks: ColumnElement[bool] | None) -> Any:
+    """key, runs, calls, cost, input tokens, output tokens — for the runs ``picks`` selects.
+
+    Summed per run first, then per key: two hash aggregations instead of sorting every
+    call for ``count(DISTINCT run_id)``.
+    """
+    if dimension is CostDimension.MODEL:
+        m = ModelCallRow
+        per_run: Any = select(
+            m.model.label("key"),
+            func.count().label("calls"),
+            func.sum(m.cost).label("cost"),
+            func.sum(m.input_tokens).label("tin"),
+            func.sum(m.output_tokens).label("tout"),
+        ).group_by(m.model, m.run_id)
+        if picks is not None:
+            per_run = per_run.join(RunRow, RunRow.run_id == m.run_id).where(picks)
+    elif dimension is CostDimension.TOOL:
+        t = ToolCallRow
+        per_run = select(
+            t.tool.label("key"),
+            func.count().label("calls"),
+            func.sum(t.cost).label("cost"),
+            cast(null(), Integer).label("tin"),
+            cast(null(), Integer).label("tout"),
+        ).group_by(t.tool, t.run_id)
+        if picks is not None:
+            per_run = per_run.join(RunRow, RunRow.run_id == t.run_id).where(picks)
+    else:
         per_run = (
             select(
-                tree.c.top,
-                func.count(case((own, ToolCallRow.tool_call_id))).label("calls"),
-                func.coalesce(func.sum(case((own, ToolCallRow.cost), else_=0.0)), 0.0).label(
-                    "cost"
-                ),
-                func.coalesce(func.sum(ToolCallRow.cost), 0.0).label("total"),
+                RunRow.turn_id.label("key"),
+                func.count(ToolCallRow.run_id).label("calls"),
+                func.coalesce(func.sum(ToolCallRow.cost), 0.0).label("cost"),
+                cast(null(), Integer).label("tin"),
+                cast(null(), Integer).label("tout"),
             )
-            .select_from(tree)
-            .outerjoin(ToolCallRow, ToolCallRow.run_id == tree.c.run_id)
-            .group_by(tree.c.top)
-            .subquery("per_run")
+            .outerjoin(ToolCallRow, ToolCallRow.run_id == RunRow.run_id)
+            .group_by(RunRow.turn_id, RunRow.run_id)
         )
-        query = (
-            select(
-                RunRow.agent_id,
-                func.count(),
-                func.sum(per_run.c.calls),
-                func.sum(per_run.c.cost),
-                func.sum(per_run.c.total),
-                null(),
-                null(),
-            )
-            .join(per_run, per_run.c.top == RunRow.run_id)
-            .group_by(RunRow.agent_id)
-        )
-    else:
-        if dimension is CostDimension.MODEL:
-            key: Any = ModelCallRow.model
-            query = select(
-                key,
-                func.count(distinct(ModelCallRow.run_id)),
-                func.count(),
-                func.sum(ModelCallRow.cost),
-                func.sum(ModelCallRow.cost),
-                func.sum(ModelCallRow.input_tokens),
-                func.sum(ModelCallRow.output_tokens),
-            )
-            if in_scope is not None:
-                query = query.where(ModelCallRow.run_id.in_(in_scope))
-        elif dimension is CostDimension.TOOL:
-            key = ToolCallRow.tool
-            query = select(
-                key,
-                func.count(distinct(ToolCallRow.run_id)),
-                func.count(),
-                func.sum(ToolCallRow.cost),
-                func.sum(ToolCallRow.cost),
-                null(),
-                null(),
-            )
-            if in_scope is not None:
-                query = query.where(ToolCallRow.run_id.in_(in_scope))
-        else:
-            key = RunRow.turn_id
-            spent = func.coalesce(func.sum(ToolCallRow.cost), 0.0)
-            query = select(
-                key,
-                func.count(distinct(RunRow.run_id)),
-                func.count(ToolCallRow.tool_call_id),
-                spent,
-                spent,
-                null(),
-                null(),
-            ).outerjoin(ToolCallRow, ToolCallRow.run_id == RunRow.run_id)
-            if in_scope is not None:
-                query = query.where(RunRow.run_id.in_(in_scope))
-        query = query.group_by(key)
-    lines = [
-        CostLine(
-            by=str(dimension),
-            key=k,
-            runs=int(runs or 0),
-            calls=int(calls or 0),
-            cost=round(float(cost or 0.0), 8),
-            total=round(float(total or 0.0), 8),
-            input_tokens=None if tin is None else int(tin),
-            output_tokens=None if tout is None else int(tout),
-        )
-        for k, runs, calls, cost, total, tin, tout in conn.execute(query)
-    ]
-    lines.sort(key=lambda line: (-line.total, line.key or ""))
-    return lines
+        if picks is not None:
+            per_run = per_run.where(picks)
+    runs = per_run.subquery("per_run")
+    return select(
+        runs.c.key,
+        func.count(),
+        func.sum(runs.c.calls),
+        func.sum(runs.c.cost),
+        func.sum(runs.c.tin),
+        func.sum(runs.c.tout),
+    ).group_by(runs.c.key)

@@ -268,9 +268,9 @@ def set_journal_offset(conn: Connection, file: str, offset: int) -> None:
 # --- reading
 
 
-def _attempts(call: ToolCall, journaled: list[AttemptRow]) -> RetryState:
+def _attempts(call: ToolCall, journaled: list[Any]) -> RetryState:
     """Merge the journal's attempts with what history says of the final one."""
-    state = call.retry_state.model_copy(deep=True)
+    state = call.retry_state  # freshly built by load_run: no copy needed
     by_number = {a.attempt: a for a in journaled}
     last = max([*by_number, state.attempts, 0])
     history: list[Attempt] = []
@@ -326,17 +326,14 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
     run = session.execute(select(RunRow).where(RunRow.run_id == run_id)).scalars().first()
     if run is None:
         return None
-    calls = (
-        session.execute(
-            select(ToolCallRow)
-            .where(ToolCallRow.run_id == run_id)
-            .order_by(ToolCallRow.scheduled_event_id)
-        )
-        .scalars()
-        .all()
-    )
-    attempts: dict[str, list[AttemptRow]] = {}
-    for a in session.execute(select(AttemptRow).where(AttemptRow.run_id == run_id)).scalars():
+    # Plain rows, not ORM objects: a run may have thousands of calls.
+    calls = conn.execute(
+        select(*_table(ToolCallRow).c)
+        .where(ToolCallRow.run_id == run_id)
+        .order_by(ToolCallRow.scheduled_event_id)
+    ).all()
+    attempts: dict[str, list[Any]] = {}
+    for a in conn.execute(select(*_table(AttemptRow).c).where(AttemptRow.run_id == run_id)):
         attempts.setdefault(a.tool_call_id, []).append(a)
     models = (
         session.execute(select(ModelCallRow).where(ModelCallRow.run_id == run_id)).scalars().all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -35,12 +35,12 @@ class RunRow(Base):
     final_status: Mapped[str] = mapped_column(String(32), index=True)
     failure: Mapped[str | None] = mapped_column(Text)
     parent_run_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    root_run_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    root_run_id: Mapped[str | None] = mapped_column(String(255))
     depth: Mapped[int] = mapped_column(Integer, default=0)
     temporal_run_ids: Mapped[list[str]] = mapped_column(Json, default=list)
     child_run_ids: Mapped[list[str]] = mapped_column(Json, default=list)
     consumes: Mapped[list[str]] = mapped_column(Json, default=list)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -157,24 +157,38 @@ class JournalCursorRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-Index("ix_tool_calls_run_event", ToolCallRow.run_id, ToolCallRow.scheduled_event_id)
+# Covers the cost roll-ups (migration 0003 adds the INCLUDE columns on PostgreSQL).
+Index(
+    "ix_tool_calls_run_event",
+    ToolCallRow.run_id,
+    ToolCallRow.scheduled_event_id,
+    postgresql_include=["tool", "cost"],
+)
 
-# Migration 0003: indexes for the operator's questions. ix_runs_model_name and
-# ix_runs_tool_registry exist on PostgreSQL only, like the SQL views the same migration
+# Migration 0003: indexes for the operator's questions. The last three exist on PostgreSQL
+# only, like the function runrecord_mcp_servers(jsonb) and the SQL views the same migration
 # creates there (run_summary, executed_calls, approvals, mcp_usage, artifact_lineage, ...;
 # see docs/records.md).
+# ix_runs_started_at and ix_runs_root_run_id come from 0001; 0003 adds their INCLUDE
+# columns on PostgreSQL, so time windows and delegation trees are read from the index alone.
+Index(
+    "ix_runs_started_at",
+    RunRow.started_at,
+    postgresql_include=["run_id", "agent_id", "root_run_id"],
+)
+Index("ix_runs_root_run_id", RunRow.root_run_id, postgresql_include=["run_id", "parent_run_id"])
 Index("ix_runs_agent_started", RunRow.agent_id, RunRow.started_at)
 Index(
     "ix_runs_prompt_version",
     RunRow.prompt_version,
     postgresql_ops={"prompt_version": "varchar_pattern_ops"},
 )
-Index("ix_runs_model_name", RunRow.model["name"].as_string())
-Index(
-    "ix_runs_tool_registry",
-    RunRow.tool_registry,
-    postgresql_using="gin",
-    postgresql_ops={"tool_registry": "jsonb_path_ops"},
-)
 Index("ix_artifacts_run_call", ArtifactRow.run_id, ArtifactRow.tool_call_id)
 Index("ix_artifacts_uri", ArtifactRow.uri, postgresql_using="hash")
+Index("ix_runs_model_started", RunRow.model["name"].as_string(), RunRow.started_at)
+Index("ix_runs_status_started", RunRow.final_status, RunRow.started_at)
+Index(
+    "ix_runs_mcp_servers",
+    func.runrecord_mcp_servers(RunRow.tool_registry),
+    postgresql_using="gin",
+)
