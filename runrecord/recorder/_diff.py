@@ -18,6 +18,7 @@ from pydantic import Field
 from sqlalchemy import Connection, select
 
 from runrecord._settings import RunRecordError
+from runrecord.recorder._queries import check_text
 from runrecord.recorder._store import load_tree
 from runrecord.recorder._tables import RunRow
 from runrecord.records import Artifact, Cost, Record, RunRecord, ToolCall
@@ -564,9 +565,8 @@ def _workers(calls: Iterable[ToolCall]) -> set[str]:
 
 def diff_runs(conn: Connection, bad_run_id: str, good_run_id: str | None = None) -> RunDiff:
     """Compare BAD with GOOD (default: the last succeeded run of BAD's agent before it)."""
-    for value, what in ((bad_run_id, "BAD"), (good_run_id, "GOOD")):
-        if value is not None and "\x00" in value:
-            raise RunRecordError(f"{what} must not contain NUL characters")
+    check_text(bad_run_id, "BAD")
+    check_text(good_run_id, "GOOD")
     bad = load_tree(conn, bad_run_id)
     if not bad:
         raise RunRecordError(f"no run {bad_run_id!r} in the records database")

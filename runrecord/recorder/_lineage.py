@@ -11,11 +11,9 @@ from pydantic import Field
 from sqlalchemy import Connection, and_, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from runrecord.recorder._queries import CallRef, _check_text, artifact_of, call_ref
+from runrecord.recorder._queries import MAX_DEPTH, CallRef, artifact_of, call_ref, check_text
 from runrecord.recorder._tables import ArtifactRow, LineageEdgeRow, RunRow, ToolCallRow
 from runrecord.records import Artifact, Record
-
-_MAX_DEPTH = 64  # delegation deeper than this is a corrupt parent loop, not a real chain
 
 
 class ChainLink(Record):
@@ -49,7 +47,7 @@ def _chain(conn: Connection, run_id: str) -> list[ChainLink]:
     links: list[ChainLink] = []
     seen: set[str] = set()
     current: str | None = run_id
-    while current is not None and current not in seen and len(links) < _MAX_DEPTH:
+    while current is not None and current not in seen and len(links) < MAX_DEPTH:
         seen.add(current)
         row = conn.execute(
             select(
@@ -137,7 +135,7 @@ def _consumers(conn: Connection, artifact_id: str) -> list[Consumer]:
 
 def lineage(conn: Connection, artifact: str) -> list[Lineage]:
     """The lineage of an artifact, by id or by exact URI (newest first when a URI matches many)."""
-    _check_text(artifact, "ARTIFACT")
+    check_text(artifact, "ARTIFACT")
     session = Session(bind=conn)
     rows = (
         session.execute(select(ArtifactRow).where(ArtifactRow.artifact_id == artifact))

@@ -64,7 +64,7 @@ def parse_when(text: str, *, what: str = "time", now: datetime | None = None) ->
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _check_text(value: str | None, what: str) -> None:
+def check_text(value: str | None, what: str) -> None:
     if value is not None and "\x00" in value:
         raise RunRecordError(f"{what} must not contain NUL characters")
 
@@ -99,7 +99,7 @@ class RunFilter:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, str):
-                _check_text(value, f"--{f.name.replace('_', '-')}")
+                check_text(value, f"--{f.name.replace('_', '-')}")
         if self.since and self.until and self.since > self.until:
             raise RunRecordError("--since is later than --until")
         if self.limit < 1:
@@ -174,12 +174,8 @@ class CostLine(Record):
 # --- building blocks
 
 
-def _let_run(call: type[ToolCallRow] = ToolCallRow) -> ColumnElement[bool]:
-    return call.approval_state.notin_([str(s) for s in NOT_LET_RUN])
-
-
-def _has_call(*where: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists().where(ToolCallRow.run_id == RunRow.run_id, *where)
+def _let_run() -> ColumnElement[bool]:
+    return ToolCallRow.approval_state.notin_([str(s) for s in NOT_LET_RUN])
 
 
 def _registry_has_server(conn: Connection, server: str) -> ColumnElement[bool]:
@@ -201,18 +197,15 @@ def _model_name() -> ColumnElement[Any]:
 
 @dataclass(frozen=True)
 class _Probe:
-    """A filter whose matches may be rare or bunched in time: a condition to test one run,
-    and the runs that pass it, found from the other side (their tool calls, or an index)."""
+    """A filter whose matches may be rare, or bunched in time: a condition to test one run,
+    and (when the condition cannot be planned as a join) a SELECT of the runs that pass."""
 
     condition: ColumnElement[bool]
-    runs: Any = None  # a SELECT of run_id; None when the condition reads only the run's row
+    runs: Any = None
 
 
 def _call_probe(*where: ColumnElement[bool]) -> _Probe:
-    return _Probe(
-        exists().where(ToolCallRow.run_id == RunRow.run_id, *where),
-        select(ToolCallRow.run_id).where(*where),
-    )
+    return _Probe(exists().where(ToolCallRow.run_id == RunRow.run_id, *where))
 
 
 def _probes(conn: Connection, f: RunFilter) -> list[_Probe]:
@@ -277,7 +270,7 @@ def run_conditions(conn: Connection, f: RunFilter) -> list[ColumnElement[bool]]:
 
 
 _CHUNK = 5000  # ids per statement on SQLite: far below its limit on bound parameters
-_MAX_DEPTH = 64  # delegation deeper than this is a corrupt parent loop, not a real tree
+MAX_DEPTH = 64  # delegation deeper than this is a corrupt parent loop, not a real tree
 
 
 def _among(conn: Connection, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:
@@ -316,7 +309,7 @@ def delegation(conn: Connection, runs: Mapping[str, str | None]) -> dict[str, st
     parent_of: dict[str, str] = {}
     seen = set(runs)
     frontier = list(runs)
-    for _ in range(_MAX_DEPTH):
+    for _ in range(MAX_DEPTH):
         if not frontier:
             break
         found: list[Any] = [(c, parent) for parent in frontier for c in children.get(parent, [])]
@@ -430,15 +423,14 @@ def _matching_rows(conn: Connection, f: RunFilter) -> list[Any]:
     rows = list(conn.execute(recent.where(RunRow.started_at >= horizon)).all())
     if len(rows) == f.limit:
         return rows
-    # Too few among the newest: rank every match by start time first (two narrow columns),
-    # then read the rows of the newest few.
+    # Too few among the newest: rank every match by start time first (two narrow columns,
+    # no LIMIT, so the planner starts from whichever side is smaller), then read the rows
+    # of the newest few.
     ranked = select(RunRow.run_id, RunRow.started_at).where(*_own_conditions(f))
-    for i, probe in enumerate(probes):
-        if probe.runs is None:
-            ranked = ranked.where(probe.condition)
-        else:
-            ranked = ranked.where(RunRow.run_id.in_(select(_materialized(conn, probe.runs, i))))
-    matches = _materialized(conn, ranked, len(probes))
+    for probe in probes:
+        found = probe.condition if probe.runs is None else RunRow.run_id.in_(probe.runs)
+        ranked = ranked.where(found)
+    matches = _materialized(conn, ranked)
     newest = (
         select(matches.c.run_id)
         .order_by(matches.c.started_at.desc(), matches.c.run_id.desc())
@@ -447,8 +439,8 @@ def _matching_rows(conn: Connection, f: RunFilter) -> list[Any]:
     return list(conn.execute(query.where(RunRow.run_id.in_(newest))).all())
 
 
-def _materialized(conn: Connection, query: Any, i: int) -> Any:
-    cte = query.cte(f"matches_{i}")
+def _materialized(conn: Connection, query: Any) -> Any:
+    cte = query.cte("matches")
     if conn.dialect.name == "postgresql":  # computed once, so the plan starts from it
         cte = cte.prefix_with("MATERIALIZED")
     return cte
@@ -526,7 +518,7 @@ def turn_artifacts(conn: Connection, turn_id: str) -> list[ArtifactOrigin]:
     An artifact carries the turn id of the call that made it, which every sub-agent
     inherits from the run that delegated to it.
     """
-    _check_text(turn_id, "--turn")
+    check_text(turn_id, "--turn")
     rows = (
         Session(bind=conn)
         .execute(

@@ -157,20 +157,16 @@ class JournalCursorRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-# Covers the cost roll-ups (migration 0003 adds the INCLUDE columns on PostgreSQL).
+# Migration 0003: indexes for the operator's questions (docs/records.md, "SQL tables").
+# ix_tool_calls_run_event, ix_runs_started_at and ix_runs_root_run_id come from 0001; on
+# PostgreSQL 0003 gives them INCLUDE columns, so the run filters' per-run checks, time
+# windows, delegation trees and cost roll-ups are read from the index alone.
 Index(
     "ix_tool_calls_run_event",
     ToolCallRow.run_id,
     ToolCallRow.scheduled_event_id,
-    postgresql_include=["tool", "cost"],
+    postgresql_include=["tool", "side_effect", "approval_state", "mcp_server", "cost"],
 )
-
-# Migration 0003: indexes for the operator's questions. The last three exist on PostgreSQL
-# only, like the function runrecord_mcp_servers(jsonb) and the SQL views the same migration
-# creates there (run_summary, executed_calls, approvals, mcp_usage, artifact_lineage, ...;
-# see docs/records.md).
-# ix_runs_started_at and ix_runs_root_run_id come from 0001; 0003 adds their INCLUDE
-# columns on PostgreSQL, so time windows and delegation trees are read from the index alone.
 Index(
     "ix_runs_started_at",
     RunRow.started_at,
@@ -178,6 +174,7 @@ Index(
 )
 Index("ix_runs_root_run_id", RunRow.root_run_id, postgresql_include=["run_id", "parent_run_id"])
 Index("ix_runs_agent_started", RunRow.agent_id, RunRow.started_at)
+Index("ix_runs_status_started", RunRow.final_status, RunRow.started_at)
 Index(
     "ix_runs_prompt_version",
     RunRow.prompt_version,
@@ -185,8 +182,15 @@ Index(
 )
 Index("ix_artifacts_run_call", ArtifactRow.run_id, ArtifactRow.tool_call_id)
 Index("ix_artifacts_uri", ArtifactRow.uri, postgresql_using="hash")
+
+# PostgreSQL only (0003), like the function runrecord_mcp_servers(jsonb) and the SQL views
+# the same migration creates there (run_summary, executed_calls, approvals, mcp_usage, ...).
 Index("ix_runs_model_started", RunRow.model["name"].as_string(), RunRow.started_at)
-Index("ix_runs_status_started", RunRow.final_status, RunRow.started_at)
+Index(
+    "ix_model_calls_run_cost",
+    ModelCallRow.run_id,
+    postgresql_include=["model", "cost", "input_tokens", "output_tokens"],
+)
 Index(
     "ix_runs_mcp_servers",
     func.runrecord_mcp_servers(RunRow.tool_registry),

@@ -29,7 +29,12 @@ _NOT_LET_RUN = "('requested', 'denied', 'expired')"
 _COVERING = [
     ("ix_runs_started_at", "runs", ["started_at"], ["run_id", "agent_id", "root_run_id"]),
     ("ix_runs_root_run_id", "runs", ["root_run_id"], ["run_id", "parent_run_id"]),
-    ("ix_tool_calls_run_event", "tool_calls", ["run_id", "scheduled_event_id"], ["tool", "cost"]),
+    (
+        "ix_tool_calls_run_event",
+        "tool_calls",
+        ["run_id", "scheduled_event_id"],
+        ["tool", "side_effect", "approval_state", "mcp_server", "cost"],
+    ),
 ]
 
 MCP_SERVERS_FUNCTION = """
@@ -230,6 +235,13 @@ def upgrade() -> None:
     for name, table, columns, include in _COVERING:
         op.drop_index(name, table_name=table)
         op.create_index(name, table, columns, unique=False, postgresql_include=include)
+    op.create_index(
+        "ix_model_calls_run_cost",
+        "model_calls",
+        ["run_id"],
+        unique=False,
+        postgresql_include=["model", "cost", "input_tokens", "output_tokens"],
+    )
     # The MCP servers a run's registry offered, as an array: a GIN index on it carries
     # element statistics, so the planner knows how common a server is (jsonb containment
     # on the whole registry would be estimated at a flat 1%).
@@ -250,6 +262,7 @@ def downgrade() -> None:
         for name in reversed(list(VIEWS)):
             op.execute(f"DROP VIEW IF EXISTS {name}")
         op.drop_index("ix_runs_mcp_servers", table_name="runs")
+        op.drop_index("ix_model_calls_run_cost", table_name="model_calls")
         op.execute("DROP FUNCTION IF EXISTS runrecord_mcp_servers(jsonb)")
         for name, table, columns, _ in _COVERING:
             op.drop_index(name, table_name=table)
