@@ -1,11 +1,13 @@
 """The operator's questions, answered by the CLI (``--json``) and by the SQL views, identically.
 
 One set of runs serves every test in this module: the example scenario (release supervisor
-delegating to a deployer) three times, and purpose-built reporter runs (tests/agents_for_queries.py)
-that fail, retry, change their prompt version, or are handed artifacts. All of them run on the
-real Temporal dev server and reach PostgreSQL through the mirror. Two states no agent can produce
-yet (a denied approval, calls to an MCP server) are written on top of real runs with the store's
-own writer, ``save_projection``; the tests that rely on them say so.
+delegating to a deployer) three times, purpose-built reporter runs (tests/agents_for_queries.py)
+that fail, retry, change their prompt version, or are handed artifacts, and the MCP example's clock
+reader twice against the real ``mcp-server-time``. All of them run on the real Temporal dev server
+and reach PostgreSQL through the mirror. States no agent can produce here (a denied approval, a
+reporter run whose tool went to MCP server ``git`` while ``time`` sat unused in its registry, a
+different MCP server version) are written on top of real runs with the store's own writer,
+``save_projection``; the tests that rely on them say so.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Scenario:
     prompt_v2: str  # same agent, prompt version 2
     denied: str  # publish_report denied by a person (written on top of a real run)
     mcp: str  # fetch_spec went to MCP server "git"; "time" was available (written on top)
+    clocks: list[str]  # real MCP runs; the second's time server reports 9.9.9 (written on top)
     turns: dict[str, str]
     roots: list[str]
     client: Client
@@ -89,6 +92,13 @@ def _deny_publish(projection: RunProjection) -> None:
     call.output_refs = []
 
 
+def _newer_time_server(projection: RunProjection) -> None:
+    projection.memo.mcp_servers = [
+        s.model_copy(update={"server_version": "9.9.9"}) if s.name == "time" else s
+        for s in projection.memo.mcp_servers
+    ]
+
+
 def _use_mcp(projection: RunProjection) -> None:
     registry = []
     for entry in projection.memo.tool_registry:
@@ -106,18 +116,22 @@ async def scenario(
 ) -> AsyncIterator[Scenario]:
     home = tmp_path_factory.mktemp("queries-home")
     journal = Journal(home / "journal")
-    client = await Client.connect(temporal_address, plugins=[RunRecordPlugin(journal)])
+    demo = load_agents(None)  # puts examples/ on sys.path
+    import mcp_agents
+
+    plugin = RunRecordPlugin(journal, mcp_servers=mcp_agents.MCP_SERVERS)
+    client = await Client.connect(temporal_address, plugins=[plugin])
     engine = open_engine(records_url)
     upgrade(engine)
-    demo = load_agents(None)
     workspace = demo.prepare_workspace(home / "workspace")
     queue = f"tq-queries-{uuid.uuid4().hex[:8]}"
     tag = uuid.uuid4().hex[:6]
     turns = {
         name: f"turn-{name}-{tag}"
-        for name in ("shared", "good2", "failed", "flaky", "v2", "denied", "mcp", "d2", "d3")
+        for name in ("shared", "good2", "failed", "flaky", "v2", "denied", "mcp", "d2", "d3", "c")
     }
-    activities = list({id(a): a for a in [*q.ACTIVITIES, *demo.ACTIVITIES]}.values())
+    every = [*q.ACTIVITIES, *demo.ACTIVITIES, *mcp_agents.ACTIVITIES]
+    activities = list({id(a): a for a in every}.values())
     started = datetime.now(UTC)
     roots: list[str] = []
 
@@ -135,7 +149,7 @@ async def scenario(
     async with Worker(
         client,
         task_queue=queue,
-        workflows=[*q.WORKFLOWS, *demo.WORKFLOWS],
+        workflows=[*q.WORKFLOWS, *demo.WORKFLOWS, *mcp_agents.WORKFLOWS],
         activities=activities,
     ):
         task = demo.ReleaseTask(workspace=str(workspace))
@@ -156,6 +170,10 @@ async def scenario(
         mcp = await run(q.Reporter.run, q.ReportTask(name="gamma"), turns["mcp"], "mcp")
         newer = task.model_copy(update={"version": "1.4.1"})
         demo_runs.append(await run(demo.ReleaseSupervisor.run, newer, turns["d3"], "demo3"))
+        clocks = [
+            await run(mcp_agents.ClockReader.run, "Europe/Paris", turns["c"], f"clock{i}")
+            for i in (1, 2)
+        ]
     journal.close()
     mirror = Mirror(client, engine, journal_dir=journal.directory)
     mirror.drain_journal()
@@ -163,6 +181,7 @@ async def scenario(
         await mirror.sync_tree(root)
     await _overlay(mirror, denied, _deny_publish)
     await _overlay(mirror, mcp, _use_mcp)
+    await _overlay(mirror, clocks[1], _newer_time_server)
     try:
         yield Scenario(
             url=records_url,
@@ -176,6 +195,7 @@ async def scenario(
             prompt_v2=prompt_v2,
             denied=denied,
             mcp=mcp,
+            clocks=clocks,
             turns=turns,
             roots=roots,
             client=client,
@@ -328,9 +348,12 @@ def test_runs_filters_find_the_runs_that_did_it(
     )
     # A denied call never ran: it is not a use of the tool (publish failed in `failed`, but ran).
     assert runs("--tool", "publish_report") == reporters - {s.denied}
+    # The clock readers really called the time server; the overlaid reporter only had it.
     assert runs("--mcp-server", "git") == {s.mcp}
-    assert runs("--mcp-available", "time") == {s.mcp}
-    assert runs("--mcp-server", "time") == set()
+    assert runs("--mcp-server", "time") == set(s.clocks)
+    assert runs("--mcp-available", "time") == {s.mcp, *s.clocks}
+    assert runs("--mcp-available", "git") == {s.mcp}
+    assert runs("--mcp-server", "time", "--tool", "get_current_time") == set(s.clocks)
     assert runs("--prompt-version", "reporter@2") == {s.prompt_v2}
     assert runs("--parent", s.demo[0]) == {f"{s.demo[0]}.release-deployer"}
     assert runs("--agent", "reporter", "--tool", "upload_report", "--status", "failed") == {
@@ -488,6 +511,17 @@ def test_diff_compares_tool_registry_and_mcp_servers(
     assert "MCP server git now available" in summaries
     assert "tool get_current_time added to the registry" in summaries
     assert result["explanation"] == summaries[0]
+
+
+def test_diff_names_a_new_mcp_server_version_first(
+    scenario: Scenario, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two real runs against mcp-server-time; the second's server version is written on top."""
+    result = diff_json(capsys, scenario.clocks[1])
+    assert result["goodRunId"] == scenario.clocks[0]
+    assert re.fullmatch(
+        r"MCP server time serverVersion changed \S+ → 9\.9\.9", result["explanation"]
+    )
 
 
 def test_diff_of_the_example_scenario_sees_changed_input_across_sub_agents(
@@ -807,6 +841,7 @@ async def test_the_cli_gives_the_same_answers_on_sqlite(
         await mirror.sync_tree(root)
     await _overlay(mirror, s.denied, _deny_publish)
     await _overlay(mirror, s.mcp, _use_mcp)
+    await _overlay(mirror, s.clocks[1], _newer_time_server)
     report = _report_of(s, s.good1)
     questions = [
         ["runs", "--limit", "1000"],

@@ -296,8 +296,11 @@ class _Differ:
                         f"{who}tool {name} {key} changed "
                         f"{short(g_entry.get(key))} → {short(b_entry[key])}",
                     )
-        b_servers = {t.server for t in bad.tool_registry if t.server}
-        g_servers = {t.server for t in good.tool_registry if t.server}
+        # MCP servers: those the registry offers tools of, and those the run listed.
+        b_info = {m.name: m for m in bad.mcp_servers}
+        g_info = {m.name: m for m in good.mcp_servers}
+        b_servers = {t.server for t in bad.tool_registry if t.server} | set(b_info)
+        g_servers = {t.server for t in good.tool_registry if t.server} | set(g_info)
         for server in sorted(b_servers ^ g_servers):
             now = server in b_servers
             self.change(
@@ -312,6 +315,17 @@ class _Differ:
                 summary=f"{who}MCP server {server} "
                 + ("now available" if now else "no longer available"),
             )
+        for server in sorted(set(b_info) & set(g_info)):
+            b_server, g_server = b_info[server].to_json_dict(), g_info[server].to_json_dict()
+            for key in b_server:
+                if key != "name":
+                    field(
+                        f"mcpServer.{server}.{key}",
+                        b_server[key],
+                        g_server.get(key),
+                        f"{who}MCP server {server} {key} changed "
+                        f"{short(g_server.get(key))} → {short(b_server[key])}",
+                    )
 
     def call(self, bad: RunRecord, good: RunRecord, b: ToolCall, g: ToolCall) -> None:
         name = f"{self.label(bad)}call {b.tool_call_id} {b.tool}"
@@ -342,6 +356,35 @@ class _Differ:
                 bad={"status": b.status},
                 good={"status": g.status},
                 summary=f"{name} {b.status} (was {g.status})" + (f": {failure}" if failure else ""),
+                **common,
+            )
+        b_mcp, g_mcp = b.mcp, g.mcp
+        b_error = b_mcp.is_error if b_mcp else None
+        g_error = g_mcp.is_error if g_mcp else None
+        if b.status == g.status and bool(b_error) != bool(g_error):
+            self.change(
+                "outcome",
+                "call",
+                bad,
+                good,
+                bad={"isError": b_error},
+                good={"isError": g_error},
+                summary=f"{name} "
+                + ("returned an MCP error (was fine)" if b_error else "no longer returns an error"),
+                **common,
+            )
+        b_drift = b_mcp.drift if b_mcp else None
+        if b_drift is not None and (g_mcp is None or g_mcp.drift is None):
+            self.change(
+                "outcome",
+                "call",
+                bad,
+                good,
+                bad={"drift": b_drift.to_json_dict()},
+                good={"drift": None},
+                summary=f"{name} tool schema drifted since the run started"
+                + (f" ({', '.join(b_drift.changed)})" if b_drift.changed else "")
+                + (", call refused" if b_drift.refused else ""),
                 **common,
             )
         if b.retry_state.attempts != g.retry_state.attempts:
