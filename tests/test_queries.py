@@ -35,6 +35,7 @@ import runrecord
 from runrecord.cli import main
 from runrecord.cli._stack import load_agents
 from runrecord.recorder import Mirror, RunProjection, open_engine, save_projection, upgrade
+from runrecord.recorder import _queries as queries
 from runrecord.recorder._tables import Base
 from runrecord.records import Approval, ApprovalState, ToolCallStatus, ToolRegistryEntry
 from runrecord.worker import Journal, RunRecordPlugin
@@ -245,6 +246,7 @@ def test_every_runs_filter_answers_like_its_view(
 ) -> None:
     s = scenario
     since = (s.started + timedelta(seconds=0)).isoformat()
+    started = dict(view(s, "select run_id, started_at from runs"))
     cases: list[tuple[list[str], str, dict[str, Any]]] = [
         (["--side-effect", "write"], "select run_id from runs_that_wrote", {}),
         (
@@ -326,8 +328,14 @@ def test_every_runs_filter_answers_like_its_view(
         ),
     ]
     for args, sql, params in cases:
-        answered = ids(cli_json(capsys, "runs", *args, "--limit", "1000"))
-        assert answered == view_ids(s, sql, **params), args
+        expected = view_ids(s, sql, **params)
+        assert ids(cli_json(capsys, "runs", *args, "--limit", "1000")) == expected, args
+        # The search that starts from the matching calls, when the newest runs hold too few.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(queries, "_RECENT", 1)
+            assert ids(cli_json(capsys, "runs", *args, "--limit", "3")) == set(
+                sorted(expected, key=started.__getitem__, reverse=True)[:3]
+            ), args
 
 
 def test_runs_filters_find_the_runs_that_did_it(
@@ -864,8 +872,13 @@ async def test_the_cli_gives_the_same_answers_on_sqlite(
     on_postgres = [cli_json(capsys, *q) for q in questions]
     monkeypatch.setenv("RUNRECORD_DATABASE_URL", f"sqlite:///{tmp_path / 'records.sqlite3'}")
     on_sqlite = [cli_json(capsys, *q) for q in questions]
-    for question, pg, lite_answer in zip(questions, on_postgres, on_sqlite, strict=True):
+    monkeypatch.setattr(queries, "_RECENT", 1)  # the search from the matching calls, too
+    from_calls = [cli_json(capsys, *q) for q in questions]
+    for question, pg, lite_answer, lite_calls in zip(
+        questions, on_postgres, on_sqlite, from_calls, strict=True
+    ):
         assert _normalized(lite_answer) == _normalized(pg), question
+        assert _normalized(lite_calls) == _normalized(pg), question
     lite.dispose()
 
 
