@@ -34,10 +34,24 @@ from temporalio.worker import Worker
 import runrecord
 from runrecord.cli import main
 from runrecord.cli._stack import load_agents
-from runrecord.recorder import Mirror, RunProjection, open_engine, save_projection, upgrade
+from runrecord.recorder import (
+    Mirror,
+    RunProjection,
+    apply_journal,
+    open_engine,
+    save_projection,
+    upgrade,
+)
 from runrecord.recorder import _queries as queries
 from runrecord.recorder._tables import Base
-from runrecord.records import Approval, ApprovalState, ToolCallStatus, ToolRegistryEntry
+from runrecord.records import (
+    Approval,
+    ApprovalState,
+    Artifact,
+    JournalEntry,
+    ToolCallStatus,
+    ToolRegistryEntry,
+)
 from runrecord.worker import Journal, RunRecordPlugin
 from tests import agents_for_queries as q
 from tests._postgres import create_test_database, drop_test_database
@@ -775,6 +789,35 @@ def test_bad_input_is_one_clear_line(
     assert code != 0 and out == ""
     (line,) = err.strip().splitlines()
     assert line.startswith("runrecord: error: ") and needle in line, line
+
+
+def test_recorded_values_that_look_like_markup_are_printed_as_they_are(
+    scenario: Scenario, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An artifact URI with rich markup in it, journaled for a real run."""
+    run_id = scenario.clocks[0]
+    odd = Artifact(
+        artifact_id="0dd0dd0dd0dd0dd0dd0dd0dd",
+        kind="file",
+        uri="file:///tmp/[/red][bold]notes[x].md",
+        tool_call_id="1",
+        attempt=1,
+        run_id=run_id,
+        agent_id="clock-reader",
+        turn_id=scenario.turns["c"],
+    )
+    with scenario.engine.begin() as conn:
+        apply_journal(
+            conn, [JournalEntry(kind="artifact", run_id=run_id, tool_call_id="1", artifact=odd)]
+        )
+    for args in (
+        ["show", run_id],
+        ["artifacts", "--turn", scenario.turns["c"]],
+        ["lineage", odd.uri],
+    ):
+        code, out, err = cli(capsys, *args)
+        assert code == 0, err
+        assert odd.uri in out.replace("\n", ""), args
 
 
 def test_diff_without_an_earlier_good_run_says_what_to_do(

@@ -7,6 +7,7 @@ import typer
 from runrecord.cli._query import (
     JSON_HELP,
     TIME_HELP,
+    add_row,
     echo_json,
     money,
     records,
@@ -60,5 +61,5 @@ def cost(
             row.append(money(line.total))
         if by is CostDimension.MODEL:
             row += [str(line.input_tokens or 0), str(line.output_tokens or 0)]
-        t.add_row(*row)
+        add_row(t, *row)
     show_table(t)

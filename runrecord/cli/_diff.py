@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from runrecord.cli._query import JSON_HELP, echo_json, millis, money, records, show_table, table
+from runrecord.cli._query import (
+    JSON_HELP,
+    add_row,
+    echo_json,
+    millis,
+    money,
+    records,
+    show_table,
+    table,
+)
 from runrecord.recorder import diff_runs
 
 
@@ -33,14 +42,15 @@ def diff(
     if result.changes:
         t = table("agent", "what", "change", "detail")
         for c in result.changes:
-            t.add_row(c.agent_id or "", c.kind, c.change, c.summary)
+            add_row(t, c.agent_id or "", c.kind, c.change, c.summary)
         show_table(t)
     pairs = table(
         "agent", "bad run", "status", "duration", "cost", "good run", "status", "duration", "cost"
     )
     for p in result.runs:
         b, g = p.bad, p.good
-        pairs.add_row(
+        add_row(
+            pairs,
             p.agent_id or "",
             b.run_id if b else "—",
             b.final_status if b else "",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
 from runrecord._settings import RunRecordError
-from runrecord.cli._query import JSON_HELP, echo_json, records, show_table, stamp, table
+from runrecord.cli._query import JSON_HELP, add_row, echo_json, records, show_table, stamp, table
 from runrecord.recorder import CallRef, turn_artifacts
 from runrecord.recorder import lineage as find_lineage
 
@@ -35,7 +36,8 @@ def artifacts(
     t = table("artifact", "kind", "uri", "agent", "run", "call", "approval", "created (UTC)")
     for item in found:
         a, call = item.artifact, item.produced_by
-        t.add_row(
+        add_row(
+            t,
             a.artifact_id,
             a.kind,
             a.uri,
@@ -67,39 +69,40 @@ def lineage(
     console = Console()
     for item in found:
         a = item.artifact
-        root = Tree(f"turn [cyan]{item.turn_id or '?'}[/cyan]")
+        root = Tree(f"turn [cyan]{escape(item.turn_id or '?')}[/cyan]")
         node = root
         for link in item.chain:
             node = node.add(
-                f"[bold]{link.agent_id}[/bold]"
-                + (f" {link.agent_version}" if link.agent_version else "")
-                + f"  run [cyan]{link.run_id}[/cyan]  {link.final_status}"
+                f"[bold]{escape(link.agent_id or '')}[/bold]"
+                + (f" {escape(link.agent_version)}" if link.agent_version else "")
+                + f"  run [cyan]{escape(link.run_id)}[/cyan]  {link.final_status}"
             )
         call = item.produced_by
         if call is not None:
             decided = _decided(call)
             node = node.add(
-                f"call #{call.tool_call_id} [bold]{call.tool}[/bold] "
+                f"call #{escape(call.tool_call_id)} [bold]{escape(call.tool)}[/bold] "
                 f"[magenta]{call.side_effect}[/magenta]  {call.status}"
-                + (f"  approval {decided}" if decided else "")
-                + (f"  mcp {call.mcp_server}" if call.mcp_server else "")
+                + (f"  approval {escape(decided)}" if decided else "")
+                + (f"  mcp {escape(call.mcp_server)}" if call.mcp_server else "")
             )
         made = node.add(
-            f"[blue]artifact[/blue] {a.artifact_id} {a.kind} {a.uri}"
-            + (f"  sha256 {a.sha256[:12]}…" if a.sha256 else "")
+            f"[blue]artifact[/blue] {escape(a.artifact_id)} {escape(a.kind)} {escape(a.uri)}"
+            + (f"  sha256 {escape(a.sha256[:12])}…" if a.sha256 else "")
         )
         if not item.consumed_by:
             made.add("not consumed by any later call or sub-agent")
         for consumer in item.consumed_by:
+            agent = escape(consumer.agent_id or "")
             if consumer.call is not None:
                 c = consumer.call
                 text = (
-                    f"consumed by {consumer.agent_id} run [cyan]{consumer.run_id}[/cyan] "
-                    f"call #{c.tool_call_id} [bold]{c.tool}[/bold] {c.status}"
+                    f"consumed by {agent} run [cyan]{escape(consumer.run_id)}[/cyan] "
+                    f"call #{escape(c.tool_call_id)} [bold]{escape(c.tool)}[/bold] {c.status}"
                 )
             else:
-                text = f"passed to sub-agent {consumer.agent_id} run [cyan]{consumer.run_id}[/cyan]"
+                text = f"passed to sub-agent {agent} run [cyan]{escape(consumer.run_id)}[/cyan]"
             used = made.add(text)
             for produced in consumer.produced:
-                used.add(f"which produced artifact {produced}")
+                used.add(f"which produced artifact {escape(produced)}")
         console.print(root)

@@ -10,6 +10,7 @@ from datetime import datetime
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -56,6 +57,11 @@ def table(*columns: str) -> Table:
     for name in columns:
         t.add_column(name, overflow="fold")
     return t
+
+
+def add_row(t: Table, *cells: str) -> None:
+    """Cells as plain text: recorded values are never read as rich markup."""
+    t.add_row(*(Text(cell) for cell in cells))
 
 
 def show_table(t: Table) -> None:

@@ -7,6 +7,7 @@ import typer
 from runrecord.cli._query import (
     JSON_HELP,
     TIME_HELP,
+    add_row,
     echo_json,
     millis,
     money,
@@ -99,7 +100,8 @@ def runs(
         agent_text = (r.agent_id or "") + (f" {r.agent_version}" if r.agent_version else "")
         if r.depth:
             agent_text = f"{'  ' * r.depth}↳ {agent_text}"
-        t.add_row(
+        add_row(
+            t,
             r.run_id,
             agent_text,
             r.final_status,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -34,7 +35,8 @@ _STATUS_STYLE = {
 def ui_link(record: RunRecord, ui_url: str | None) -> str | None:
     if not ui_url:
         return None
-    return f"{ui_url.rstrip('/')}/namespaces/{record.namespace}/workflows/{record.run_id}"
+    namespace, run_id = quote(record.namespace, safe=""), quote(record.run_id, safe="")
+    return f"{ui_url.rstrip('/')}/namespaces/{namespace}/workflows/{run_id}"
 
 
 def _styled(status: str) -> str:
@@ -72,12 +74,12 @@ def _run_label(record: RunRecord, ui_url: str | None) -> str:
             f"\n  mcp {escape(server.name)} {escape(found)} ({server.transport}, {trust}): {state}"
         )
     if record.consumes:
-        label += "\n  received artifacts " + ", ".join(record.consumes)
+        label += "\n  received artifacts " + escape(", ".join(record.consumes))
     if record.failure:
         label += f"\n  [red]{escape(record.failure)}[/red]"
     link = ui_link(record, ui_url)
     if link:
-        label += f"\n  [link={link}]{link}[/link]"
+        label += f"\n  [link={link}]{escape(link)}[/link]"
     return label
 
 
@@ -104,7 +106,7 @@ def _call_label(call: ToolCall) -> str:
     if call.cost:
         text += f"  ${call.cost:.6f}"
     if call.consumes:
-        text += "  consumed " + ", ".join(call.consumes)
+        text += "  consumed " + escape(", ".join(call.consumes))
     if call.status in ("failed", "timed_out") and call.retry_state.last_failure:
         text += f"\n  [red]{escape(call.retry_state.last_failure)}[/red]"
     return text
@@ -119,7 +121,7 @@ def render_tree(records: list[RunRecord], ui_url: str | None) -> Tree:
         artifacts_by_call: dict[str, list[str]] = {}
         for a in record.artifacts:
             artifacts_by_call.setdefault(a.tool_call_id, []).append(
-                f"[blue]artifact[/blue] {a.artifact_id} {escape(a.kind)} {escape(a.uri)}"
+                f"[blue]artifact[/blue] {escape(a.artifact_id)} {escape(a.kind)} {escape(a.uri)}"
             )
         for step in execution_order(record, by_id):
             if isinstance(step, RunRecord):
