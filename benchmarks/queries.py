@@ -17,6 +17,7 @@ Targets: every query p95 < 50 ms; the diff < 200 ms.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -873,6 +874,7 @@ def main() -> None:
         print(f"loaded {counts} in {loaded:.0f} s (+ VACUUM ANALYZE {vacuumed:.0f} s)")
         print(f"load average before timing: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
         results = []
+        gc.freeze()  # as `runrecord` does before running a command
         with engine.connect() as conn:
             for title, fn in queries(conn, gen.sample, gen.now):
                 results.append(bench(conn, title, fn, args.repeat))

@@ -1,5 +1,3 @@
-import sys
+from runrecord.cli import run
 
-from runrecord.cli import main
-
-sys.exit(main())
+run()

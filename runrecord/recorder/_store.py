@@ -333,7 +333,8 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
         .order_by(ToolCallRow.scheduled_event_id)
     ).all()
     attempts: dict[str, list[Any]] = {}
-    for a in conn.execute(select(*_table(AttemptRow).c).where(AttemptRow.run_id == run_id)):
+    journaled = select(*_table(AttemptRow).c).where(AttemptRow.run_id == run_id)
+    for a in conn.execute(journaled).all():  # one fetch: row by row costs ~0.1 ms a row
         attempts.setdefault(a.tool_call_id, []).append(a)
     models = (
         session.execute(select(ModelCallRow).where(ModelCallRow.run_id == run_id)).scalars().all()
