@@ -61,8 +61,8 @@ EFFECTS = {  # side effect -> weight among a registry's tools
     "network": 12,
     "exec": 6,
     "delete": 3,
-    "deploy": 2,
-    "payment": 1,
+    "deploy": 3,
+    "payment": 2,
     "unknown": 2,
 }
 
@@ -123,97 +123,32 @@ class Sample:
 class Loader:
     """Writes synthetic records through one COPY per table, streaming."""
 
-    TABLES = {
-        "runs": [
-            "run_id",
-            "namespace",
-            "workflow_type",
-            "task_queue",
-            "agent_id",
-            "agent_version",
-            "turn_id",
-            "model",
-            "prompt_version",
-            "tool_registry",
-            "final_status",
-            "failure",
-            "parent_run_id",
-            "root_run_id",
-            "depth",
-            "temporal_run_ids",
-            "child_run_ids",
-            "consumes",
-            "started_at",
-            "ended_at",
-            "last_event_id",
-            "updated_at",
-        ],
-        "tool_calls": [
-            "run_id",
-            "tool_call_id",
-            "temporal_run_id",
-            "activity_id",
-            "scheduled_event_id",
-            "tool",
-            "side_effect",
-            "idempotent",
-            "irreversible",
-            "compensator",
-            "schema_hash",
-            "approval_state",
-            "approval",
-            "status",
-            "input_refs",
-            "output_refs",
-            "timeouts",
-            "retry_policy",
-            "attempts",
-            "last_failure",
-            "timeout_type",
-            "scheduled_at",
-            "started_at",
-            "ended_at",
-            "duration_ms",
-            "worker_identity",
-            "cost",
-            "mcp_server",
-            "consumes",
-        ],
-        "tool_call_attempts": [
-            "run_id",
-            "tool_call_id",
-            "attempt",
-            "started_at",
-            "ended_at",
-            "outcome",
-            "error",
-            "worker_identity",
-        ],
-        "model_calls": [
-            "run_id",
-            "tool_call_id",
-            "provider",
-            "model",
-            "prompt_version",
-            "input_tokens",
-            "output_tokens",
-            "cost",
-            "latency_ms",
-        ],
-        "artifacts": [
-            "artifact_id",
-            "run_id",
-            "tool_call_id",
-            "attempt",
-            "kind",
-            "uri",
-            "sha256",
-            "size",
-            "agent_id",
-            "turn_id",
-            "created_at",
-        ],
-        "lineage_edges": ["artifact_id", "consumer_run_id", "consumer_tool_call_id"],
+    TABLES = {  # the columns each COPY writes; the rest take their defaults
+        "runs": (
+            "run_id namespace workflow_type task_queue agent_id agent_version turn_id model "
+            "prompt_version tool_registry final_status failure parent_run_id root_run_id "
+            "depth temporal_run_ids child_run_ids consumes started_at ended_at last_event_id "
+            "updated_at "
+        ).split(),
+        "tool_calls": (
+            "run_id tool_call_id temporal_run_id activity_id scheduled_event_id tool "
+            "side_effect idempotent irreversible compensator schema_hash approval_state "
+            "approval status input_refs output_refs timeouts retry_policy attempts "
+            "last_failure timeout_type scheduled_at started_at ended_at duration_ms "
+            "worker_identity cost mcp_server consumes "
+        ).split(),
+        "tool_call_attempts": (
+            "run_id tool_call_id attempt started_at ended_at outcome error worker_identity "
+        ).split(),
+        "model_calls": (
+            "run_id tool_call_id provider model prompt_version input_tokens output_tokens "
+            "cost latency_ms "
+        ).split(),
+        "artifacts": (
+            "artifact_id run_id tool_call_id attempt kind uri sha256 size agent_id turn_id "
+            "created_at "
+        ).split(),
+        "lineage_edges": ("artifact_id consumer_run_id consumer_tool_call_id ").split(),
     }
 
     def __init__(self, url: str) -> None:
@@ -395,16 +330,9 @@ class Generator:
         effect = tool.side_effect if tool else "model"
         approval_state, approval, status = "not_required", None, "succeeded"
         if tool is not None and tool.approval:
-            roll = rng.random()
-            approval_state = (
-                "approved"
-                if roll < 0.93
-                else "denied"
-                if roll < 0.97
-                else "expired"
-                if roll < 0.985
-                else "requested"
-            )
+            approval_state = rng.choices(
+                ["approved", "denied", "expired", "requested"], [93, 4, 1.5, 1.5]
+            )[0]
             by = (
                 "policy:auto-allow"
                 if rng.random() < 0.7
@@ -422,16 +350,9 @@ class Generator:
             elif approval_state == "requested":
                 status = "scheduled"
         if status == "succeeded":
-            roll = rng.random()
-            status = (
-                "succeeded"
-                if roll < 0.95
-                else "failed"
-                if roll < 0.98
-                else "timed_out"
-                if roll < 0.99
-                else "cancelled"
-            )
+            status = rng.choices(["succeeded", "failed", "timed_out", "cancelled"], [95, 3, 1, 1])[
+                0
+            ]
         if last and run_status == "failed":
             status = "failed"
         attempts = 1 if rng.random() < 0.92 else rng.choice([2, 2, 2, 3, 4, 5])
@@ -510,7 +431,7 @@ class Generator:
             "duration_ms": duration if ended else None,
             "worker_identity": f"{1000 + rng.randint(0, 30)}@worker-{rng.randint(1, 6)}",
             "cost": cost,
-            "mcp_server": tool.server if tool and approval_state not in ("requested",) else None,
+            "mcp_server": tool.server if tool else None,
             "consumes": json.dumps(consumes),
             "_produced": produced,
             "_model": tool is None and status == "succeeded",
@@ -581,7 +502,7 @@ class Generator:
                     "attempt": call["attempts"],
                     "kind": kind,
                     "uri": uri,
-                    "sha256": sha("content", artifact_id),
+                    "sha256": sha("content", uri),  # the same file, the same content
                     "size": rng.randint(100, 50000),
                     "agent_id": agent.agent_id,
                     "turn_id": turn,
@@ -614,17 +535,11 @@ class Generator:
                 plan[child_id] = (depth + 1, run_id, [])
                 frontier.append(child_id)
         agent_of = {rid: self._pick_agent() for rid in plan}
-        status_roll = rng.random()
-        age = (self.now - started) / timedelta(hours=1)
-        status = (
-            "running"
-            if age < 0.5 and status_roll < 0.5
-            else "succeeded"
-            if status_roll < 0.87
-            else "failed"
-            if status_roll < 0.96
-            else rng.choice(["cancelled", "terminated", "timed_out"])
-        )
+        status = rng.choices(
+            ["succeeded", "failed", "cancelled", "terminated", "timed_out"], [87, 9, 2, 1, 1]
+        )[0]
+        if self.now - started < timedelta(minutes=30) and rng.random() < 0.5:
+            status = "running"  # half the runs of the last half hour are still going
         if status == "failed":
             self.sample.failed.append(root_id)
         self.sample.roots.append(root_id)

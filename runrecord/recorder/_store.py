@@ -334,7 +334,7 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
     ).all()
     attempts: dict[str, list[Any]] = {}
     journaled = select(*_table(AttemptRow).c).where(AttemptRow.run_id == run_id)
-    for a in conn.execute(journaled).all():  # one fetch: row by row costs ~0.1 ms a row
+    for a in conn.execute(journaled).all():  # one fetch, not a round of fetchone per row
         attempts.setdefault(a.tool_call_id, []).append(a)
     models = (
         session.execute(select(ModelCallRow).where(ModelCallRow.run_id == run_id)).scalars().all()
