@@ -1,6 +1,6 @@
 """How fast the operator's questions are answered on a realistic records database.
 
-Creates a PostgreSQL database of its own, migrates it (with the query indexes of 0004),
+Creates a PostgreSQL database of its own, migrates it (with the query indexes of 0005),
 loads synthetic records with COPY — by default 100,000 runs (delegation trees up to four
 deep), 1,000,000 tool calls, one attempt row per attempt, model calls, artifacts and
 lineage edges over 30 days — then times each query the CLI runs (the recorder function

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import gc
+import gc as garbage_collector
 import sys
 
 import typer
@@ -85,7 +85,7 @@ def run() -> None:
     """The process entry point (``runrecord``, ``python -m runrecord.cli``)."""
     # Imports leave ~180k objects that every full garbage collection would scan again; a
     # query reading thousands of calls would spend half its time there.
-    gc.freeze()
+    garbage_collector.freeze()
     sys.exit(main())
 
 

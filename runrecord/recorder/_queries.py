@@ -1,7 +1,7 @@
 """The operator's questions, answered from the records: filtered runs, artifacts of a turn, cost.
 
 Every value a user types reaches the database as a bound parameter, never as SQL text.
-The same answers are available to SQL users as views (migration 0004); the tests check
+The same answers are available to SQL users as views (migration 0005); the tests check
 that both agree.
 """
 
@@ -180,7 +180,7 @@ def _let_run() -> ColumnElement[bool]:
 
 def _registry_has_server(conn: Connection, server: str) -> ColumnElement[bool]:
     if conn.dialect.name == "postgresql":
-        # The GIN index on runrecord_mcp_servers(tool_registry) (migration 0004) has element
+        # The GIN index on runrecord_mcp_servers(tool_registry) (migration 0005) has element
         # statistics, so the planner knows how common the server is.
         servers = func.runrecord_mcp_servers(RunRow.tool_registry)
         wanted = cast(array([server]), ARRAY(Text))

@@ -157,9 +157,9 @@ class JournalCursorRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-# Migration 0004: indexes for the operator's questions (docs/records.md, "SQL tables").
+# Migration 0005: indexes for the operator's questions (docs/records.md, "SQL tables").
 # ix_tool_calls_run_event, ix_runs_started_at and ix_runs_root_run_id come from 0001; on
-# PostgreSQL 0004 gives them INCLUDE columns, so the run filters' per-run checks, time
+# PostgreSQL 0005 gives them INCLUDE columns, so the run filters' per-run checks, time
 # windows, delegation trees and cost roll-ups are read from the index alone.
 Index(
     "ix_tool_calls_run_event",
@@ -183,7 +183,7 @@ Index(
 Index("ix_artifacts_run_call", ArtifactRow.run_id, ArtifactRow.tool_call_id)
 Index("ix_artifacts_uri", ArtifactRow.uri, postgresql_using="hash")
 
-# PostgreSQL only (0004), like the function runrecord_mcp_servers(jsonb) and the SQL views
+# PostgreSQL only (0005), like the function runrecord_mcp_servers(jsonb) and the SQL views
 # the same migration creates there (run_summary, executed_calls, approvals, mcp_usage, ...).
 Index("ix_runs_model_started", RunRow.model["name"].as_string(), RunRow.started_at)
 Index(
