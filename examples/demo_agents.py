@@ -2,7 +2,9 @@
 
 Both agents are ordinary Temporal workflows driven by the offline scripted model;
 every tool is an ordinary Temporal activity declared with ``@runrecord.tool``.
-Run it with ``runrecord demo``.
+``deploy`` and ``charge_invoice`` need a person's approval: ``runrecord demo`` approves the
+deploy and denies the charge as ``demo-operator``, through the same signal as
+``runrecord approve`` / ``deny``. Run it with ``runrecord demo``.
 """
 
 from __future__ import annotations
@@ -186,11 +188,15 @@ async def _agent_loop(agent_cls: type, task: ReleaseTask) -> str:
                 child.run, task, id=f"{workflow.info().workflow_id}.{decision.delegate}"
             )
         elif decision.tool:
-            result = await workflow.execute_activity(
-                TOOLS[decision.tool],
-                args=[task.workspace, *decision.arguments.values()],
-                start_to_close_timeout=timedelta(seconds=30),
-            )
+            try:
+                result = await workflow.execute_activity(
+                    TOOLS[decision.tool],
+                    args=[task.workspace, *decision.arguments.values()],
+                    start_to_close_timeout=timedelta(seconds=30),
+                )
+            except runrecord.ToolDenied as denied:
+                # A person said no: tell the model and carry on.
+                result = f"{decision.tool} denied by {denied.decided_by}: {denied.reason}"
         messages.append(str(result))
     raise RuntimeError("agent did not finish within 20 steps")
 

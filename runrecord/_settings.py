@@ -47,3 +47,13 @@ class Settings:
         """Redacted payload copies; ``RUNRECORD_BLOBS`` or ``$RUNRECORD_HOME/blobs``."""
         configured = os.environ.get("RUNRECORD_BLOBS")
         return Path(configured).expanduser() if configured else self.home / "blobs"
+
+    @property
+    def policy_file(self) -> Path | None:
+        """The approval policy: ``RUNRECORD_POLICY``, else ``$RUNRECORD_HOME/runrecord.toml``
+        if it exists, else none (the built-in default)."""
+        named = os.environ.get("RUNRECORD_POLICY")
+        if named:
+            return Path(named).expanduser()
+        default = self.home / "runrecord.toml"
+        return default if default.is_file() else None

@@ -183,11 +183,48 @@ class MCPCall(Record):
 
 
 class Approval(Record):
+    """Whether a call needed a human's approval, and the decision."""
+
     state: ApprovalState
     decided_by: str | None = None
     decided_at: datetime | None = None
     reason: str | None = None
     rule: str | None = None
+    requested_at: datetime | None = None
+    expires_at: datetime | None = None
+    approvers: list[str] = Field(default_factory=list)
+    signed: bool = False
+    signal_identity: str | None = None
+
+
+class ApprovalRejection(Record):
+    """A decision the run refused: unknown call, already decided, not allowed, unsigned ..."""
+
+    tool_call_id: str | None = None
+    decision: str
+    approver: str | None = None
+    reason: str
+    at: datetime | None = None
+    signal_identity: str | None = None
+
+
+class NotUndone(Record):
+    tool_call_id: str
+    tool: str
+    why: str
+
+
+class Rollback(Record):
+    """What a rollback undid, in reverse call order, and what it could not undo."""
+
+    requested_by: str
+    reason: str | None = None
+    to_call: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    compensated: list[str] = Field(default_factory=list)
+    not_undone: list[NotUndone] = Field(default_factory=list)
+    outcome: FinalStatus
 
 
 class Attempt(Record):
@@ -256,6 +293,7 @@ class ToolCall(Record):
     network: bool = False
     mcp: MCPCall | None = None
     consumes: list[str] = Field(default_factory=list)
+    compensates: str | None = None
 
 
 class ModelCall(Record):
@@ -323,6 +361,9 @@ class RunRecord(Record):
     depth: int = 0
     child_run_ids: list[str] = Field(default_factory=list)
     consumes: list[str] = Field(default_factory=list)
+    rerun_of: str | None = None
+    approval_rejections: list[ApprovalRejection] = Field(default_factory=list)
+    rollback: Rollback | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
     cost: Cost = Field(default_factory=Cost)
@@ -349,6 +390,7 @@ class RunContext(Record):
     root_run_id: str | None = None
     depth: int = 0
     consumes: list[str] = Field(default_factory=list)
+    rerun_of: str | None = None
 
 
 class RunMemo(Record):
@@ -385,6 +427,7 @@ class CallHeader(Record):
     network: bool = False
     mcp: MCPCall | None = None
     consumes: list[str] = Field(default_factory=list)
+    compensates: str | None = None
 
 
 class ModelResult(Record):
@@ -413,3 +456,81 @@ class JournalEntry(Record):
     tool_call_id: str
     attempt: Attempt | None = None
     artifact: Artifact | None = None
+
+
+# Human control: approval signals, and what the run writes into history about them.
+
+APPROVE_SIGNAL = "runrecord.approve"
+DENY_SIGNAL = "runrecord.deny"
+ROLLBACK_SIGNAL = "runrecord.rollback"
+DECISION_QUERY = "runrecord.decision"
+PENDING_QUERY = "runrecord.approvals"
+EVENT_MEMO_KEY = "runrecord.event"
+PENDING_MEMO_KEY = "runrecord.pending"
+
+# The failure types a run ends with when runrecord ends it, and the status each one means.
+FAILURE_STATUS: dict[str, FinalStatus] = {
+    "ToolDenied": FinalStatus.ESCALATED,
+    "ApprovalExpired": FinalStatus.ESCALATED,
+    "RolledBack": FinalStatus.ROLLED_BACK,
+    "RollbackIncomplete": FinalStatus.ROLLBACK_INCOMPLETE,
+}
+
+
+class ApprovalDecision(Record):
+    """The payload of a ``runrecord.approve`` / ``runrecord.deny`` signal."""
+
+    tool_call_id: str
+    approver: str
+    reason: str
+    run_id: str | None = None
+    signature: str | None = None
+    nonce: str | None = None
+
+
+class ApprovalRequest(Record):
+    """A call waiting for a decision: what an approver sees before deciding."""
+
+    run_id: str
+    tool_call_id: str
+    tool: str
+    side_effect: SideEffect
+    rule: str
+    approvers: list[str]
+    signatures_required: bool = False
+    requested_at: datetime
+    expires_at: datetime
+    request_digest: str
+    arguments: str
+    agent_id: str | None = None
+
+
+class RollbackRequest(Record):
+    """The payload of a ``runrecord.rollback`` signal."""
+
+    requested_by: str
+    reason: str | None = None
+    to_call: str | None = None
+
+
+class ControlEvent(Record):
+    """One human-control event, upserted as memo ``runrecord.event`` so history holds it.
+
+    kinds: ``requested`` (``call``), ``decided`` / ``expired`` / ``withdrawn`` (``call`` with
+    its approval), ``rejected`` (``rejection``), ``rollback`` (``rollback``). ``signal`` is the
+    1-based number of the approval signal that caused it, to find the sender's identity.
+    """
+
+    kind: str
+    call: CallHeader | None = None
+    rejection: ApprovalRejection | None = None
+    rollback: Rollback | None = None
+    signal: int | None = None
+
+
+class DecisionOutcome(Record):
+    """What the run did with one approval signal (answered by the ``runrecord.decision`` query)."""
+
+    nonce: str
+    applied: bool
+    message: str

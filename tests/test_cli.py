@@ -65,8 +65,16 @@ def test_demo_json_validates_and_covers_six_side_effects_across_two_agents(
         for m in r["modelCalls"]
     )
     assert root["cost"]["total"] == pytest.approx(root["cost"]["own"] + child["cost"]["total"])
+    # The deploy was approved and the charge denied, through approval signals.
+    calls = {c["tool"]: c for c in child["toolCalls"]}
+    assert calls["deploy"]["approvalState"] == "approved"
+    assert calls["deploy"]["approval"]["decidedBy"] == "demo-operator"
+    assert calls["deploy"]["approval"]["signalIdentity"]
+    charge = calls["charge_invoice"]
+    assert (charge["status"], charge["approvalState"]) == ("denied", "denied")
+    assert charge["approval"]["reason"] == "no release fee for staging"
     kinds = sorted(a["kind"] for r in records for a in r["artifacts"])
-    assert kinds == ["file", "message", "url"]
+    assert kinds == ["file", "url"]  # no receipt: the charge never ran
     write = next(c for c in root["toolCalls"] if c["tool"] == "write_file")
     assert write["compensator"] == "delete_file"
 
@@ -81,6 +89,8 @@ def test_demo_tree_names_agents_tools_and_the_temporal_ui(cli_env: dict[str, str
         "release-deployer",
         "charge_invoice",
         "payment",
+        "approval approved by demo-operator",
+        "approval denied by demo-operator",
         "artifact",
         "/namespaces/default/workflows/release-",
     ):

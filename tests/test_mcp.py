@@ -23,7 +23,9 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Replayer, Worker
 
 from runrecord import MCPServerSpec, MCPToolPolicy
+from runrecord._settings import RunRecordError
 from runrecord.activities._mcp import tool_definition
+from runrecord.cli._approvals import pending_approvals, send_decision
 from runrecord.recorder import Mirror, load_run
 from runrecord.recorder._tables import ToolCallRow
 from runrecord.records import RunRecord, ToolCall
@@ -91,16 +93,20 @@ class Session:
             workflows=[*mcp_agents.WORKFLOWS, *agents.WORKFLOWS],
             activities=mcp_agents.ACTIVITIES,
         ):
+            handle = await self.client.start_workflow(
+                workflow, arg, id=run_id, task_queue=self.queue
+            )
+            operator = asyncio.create_task(_approve_everything(self.client, run_id))
             try:
-                result = await self.client.execute_workflow(
-                    workflow, arg, id=run_id, task_queue=self.queue
-                )
+                result = await handle.result()
             except WorkflowFailureError as err:
                 if not fails:
                     raise
                 result = err
             else:
                 assert not fails, f"the run was expected to fail, it returned {result!r}"
+            finally:
+                operator.cancel()
         mirror = Mirror(self.client, self.engine, journal_dir=self.journal.directory)
         mirror.drain_journal()
         await mirror.sync_run(run_id)
@@ -108,6 +114,23 @@ class Session:
             record = load_run(conn, run_id)
         assert record is not None
         return result, record
+
+
+OPERATOR = "mcp-test-operator"
+
+
+async def _approve_everything(client: Client, run_id: str) -> None:
+    """Approve, as an operator would, every call the run asks approval for (git_commit)."""
+    while True:
+        try:
+            waiting = await pending_approvals(client, run_id)
+        except RunRecordError:
+            waiting = []
+        for request in waiting:
+            await send_decision(
+                client, run_id, request.tool_call_id, "approve", approver=OPERATOR, reason="ok"
+            )
+        await asyncio.sleep(0.05)
 
 
 def _call(record: RunRecord, tool: str, nth: int = 0) -> ToolCall:
@@ -188,7 +211,8 @@ async def test_git_and_time_calls_record_server_schema_arguments_and_side_effect
     )
     assert (commit.side_effect, commit.approval_state) == ("write", "approved")
     assert registry[("git", "git_commit")].approval is True
-    assert commit.approval is not None and commit.approval.decided_by == "policy:auto-allow"
+    # git_commit needs approval: it ran once the operator's approval signal arrived.
+    assert commit.approval is not None and commit.approval.decided_by == OPERATOR
     assert (reset.side_effect, reset.network) == ("delete", False)
     assert _call(record, "get_current_time").side_effect == "read"
     assert _call(record, "list-tools").side_effect == "read"

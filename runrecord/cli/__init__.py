@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc as garbage_collector
+import os
 import sys
 
 import typer
@@ -15,6 +16,8 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from runrecord._settings import RunRecordError
+from runrecord.cli._approvals import approvals, approve, deny, keygen
+from runrecord.cli._control import pause, replay, rerun, reset, resume, rollback
 from runrecord.cli._cost import cost
 from runrecord.cli._db import db_app, schema
 from runrecord.cli._diff import diff
@@ -48,6 +51,16 @@ app.command()(lineage)
 app.command()(cost)
 app.command()(schema)
 app.command()(gc)
+app.command()(approvals)
+app.command()(approve)
+app.command()(deny)
+app.command()(keygen)
+app.command()(pause)
+app.command()(resume)
+app.command()(rollback)
+app.command()(reset)
+app.command()(rerun)
+app.command()(replay)
 app.add_typer(db_app, name="db")
 app.add_typer(mirror_app, name="mirror")
 
@@ -81,12 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Exit without interpreter teardown: temporalio's client threads can abort a finalizing
+    interpreter (sdk-python issue 300), which would turn a finished command into a crash."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def run() -> None:
     """The process entry point (``runrecord``, ``python -m runrecord.cli``)."""
     # Imports leave ~180k objects that every full garbage collection would scan again; a
     # query reading thousands of calls would spend half its time there.
     garbage_collector.freeze()
-    sys.exit(main())
+    exit_now(main())
 
 
 if __name__ == "__main__":

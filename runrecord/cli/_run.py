@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
+from typing import Any
 
 import typer
 from rich.console import Console
+from temporalio.client import Client
 
 from runrecord._settings import RunRecordError, Settings
+from runrecord.cli._approvals import pending_approvals, send_decision
 from runrecord.cli._show import print_records
 from runrecord.cli._stack import (
     load_agents,
@@ -20,6 +23,39 @@ from runrecord.cli._stack import (
 from runrecord.recorder import load_tree
 
 err = Console(stderr=True)
+
+DEMO_OPERATOR = "demo-operator"
+# What the demo's operator decides, per tool: the same signal `runrecord approve`/`deny` sends.
+DEMO_DECISIONS = {
+    "deploy": ("approve", "staging deploy of a tested build"),
+    "charge_invoice": ("deny", "no release fee for staging"),
+}
+
+
+async def _operate(client: Client, run_ids: list[str], finished: asyncio.Future[Any]) -> int:
+    """Decide, as the demo operator, every call the demo's runs ask approval for."""
+    decided: set[tuple[str, str]] = set()
+    while not finished.done():
+        for run_id in run_ids:
+            try:
+                waiting = await pending_approvals(client, run_id)
+            except RunRecordError:
+                continue  # the sub-agent has not started yet
+            for request in waiting:
+                if (run_id, request.tool_call_id) in decided:
+                    continue
+                decision, reason = DEMO_DECISIONS.get(request.tool, ("deny", "not in the demo"))
+                await send_decision(
+                    client,
+                    run_id,
+                    request.tool_call_id,
+                    decision,
+                    approver=DEMO_OPERATOR,
+                    reason=reason,
+                )
+                decided.add((run_id, request.tool_call_id))
+        await asyncio.sleep(0.1)
+    return len(decided)
 
 
 async def _until_signalled() -> None:
@@ -68,7 +104,9 @@ def demo(
 
     Starts the embedded stack if none is running (and stops what it started),
     runs the release supervisor agent, which delegates to a deployer sub-agent,
-    then prints the run as a tree with the Temporal UI link.
+    then prints the run as a tree with the Temporal UI link. The deployer's two
+    gated calls are decided as `demo-operator` through approval signals: the
+    staging deploy is approved, the release fee charge is denied.
     """
     settings = Settings.from_env()
 
@@ -95,10 +133,17 @@ def demo(
                         id=run_id,
                         task_queue=queue,
                     )
+                    result = asyncio.ensure_future(handle.result())
+                    operator = asyncio.create_task(
+                        _operate(client, [run_id, f"{run_id}.release-deployer"], result)
+                    )
                     try:
-                        await asyncio.wait_for(handle.result(), timeout=120)
+                        await asyncio.wait_for(asyncio.shield(result), timeout=120)
                     except TimeoutError:
                         raise RunRecordError(f"run {run_id} did not finish within 120 s") from None
+                    finally:
+                        result.cancel()
+                        await operator
                     status.update("Mirroring history into the records database ...")
                     await asyncio.to_thread(mirror.drain_journal)
                     await mirror.sync_tree(run_id)

@@ -25,6 +25,10 @@ _STATUS_STYLE = {
     "expired": "red",
     "terminated": "red",
     "cancelled": "red",
+    "escalated": "red",
+    "rolled_back": "magenta",
+    "rollback_incomplete": "red",
+    "compensated": "magenta",
     "running": "yellow",
     "scheduled": "yellow",
     "awaiting_approval": "yellow",
@@ -64,6 +68,8 @@ def _run_label(record: RunRecord, ui_url: str | None) -> str:
         details.append(f"prompt {escape(record.prompt_version)}")
     if record.turn_id:
         details.append(f"turn {escape(record.turn_id)}")
+    if record.rerun_of:
+        details.append(f"rerun of {escape(record.rerun_of)}")
     if details:
         label += "\n  " + "  ".join(details)
     for server in record.mcp_servers:
@@ -107,6 +113,8 @@ def _call_label(call: ToolCall) -> str:
         text += f"  ${call.cost:.6f}"
     if call.consumes:
         text += "  consumed " + escape(", ".join(call.consumes))
+    if call.compensates:
+        text += f"  undoes #{escape(call.compensates)}"
     if call.status in ("failed", "timed_out") and call.retry_state.last_failure:
         text += f"\n  [red]{escape(call.retry_state.last_failure)}[/red]"
     return text
@@ -136,6 +144,19 @@ def render_tree(records: list[RunRecord], ui_url: str | None) -> Tree:
                         )
             for text in artifacts_by_call.get(step.tool_call_id, []):
                 call_node.add(text)
+        for refused in record.approval_rejections:
+            target = f"#{refused.tool_call_id} " if refused.tool_call_id else ""
+            node.add(
+                f"[red]refused {refused.decision}[/red] {escape(target)}by "
+                f"{escape(refused.approver or '?')}: {escape(refused.reason)}"
+            )
+        if record.rollback is not None:
+            undone = ", ".join(f"#{c}" for c in record.rollback.compensated) or "nothing"
+            text = f"[magenta]rollback[/magenta] by {escape(record.rollback.requested_by)}: undid "
+            text += escape(undone)
+            for missed in record.rollback.not_undone:
+                text += escape(f"; not undone #{missed.tool_call_id} {missed.tool} ({missed.why})")
+            node.add(text)
         for child_id in record.child_run_ids:
             if child_id not in by_id:
                 node.add(f"sub-agent run {escape(child_id)} (not mirrored yet)")

@@ -25,6 +25,7 @@ from runrecord._settings import RunRecordError, Settings
 from runrecord.activities import MCPServerSpec
 from runrecord.recorder import BlobStore, Mirror, check_not_newer, open_engine, upgrade
 from runrecord.worker import SEARCH_ATTRIBUTES, DevServer, Journal, RunRecordPlugin, port_open
+from runrecord.workflows import Policy, PolicyError
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 DEFAULT_UI = "http://127.0.0.1:8233"
@@ -45,12 +46,26 @@ def check_redaction() -> None:
         raise RunRecordError(f"{PATTERNS_ENV}: {err}") from None
 
 
+def load_policy(settings: Settings) -> Policy:
+    """The approval policy: ``RUNRECORD_POLICY``, else ``$RUNRECORD_HOME/runrecord.toml``."""
+    path = settings.policy_file
+    try:
+        return Policy.load(path) if path is not None else Policy()
+    except PolicyError as err:
+        raise RunRecordError(str(err)) from None
+
+
 async def connect(
-    address: str, namespace: str, plugins: Sequence[RunRecordPlugin] = (), timeout: float = 10.0
+    address: str,
+    namespace: str,
+    plugins: Sequence[RunRecordPlugin] = (),
+    timeout: float = 10.0,
+    identity: str | None = None,
 ) -> Client:
     try:
         return await asyncio.wait_for(
-            Client.connect(address, namespace=namespace, plugins=list(plugins)), timeout
+            Client.connect(address, namespace=namespace, plugins=list(plugins), identity=identity),
+            timeout,
         )
     except (TimeoutError, RuntimeError, RPCError, OSError) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else "timed out"
@@ -62,7 +77,8 @@ async def ensure_search_attributes(client: Client) -> None:
     request = AddSearchAttributesRequest(
         namespace=client.namespace,
         search_attributes={
-            key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES
+            key.name: IndexedValueType.ValueType(key.indexed_value_type)
+            for key in SEARCH_ATTRIBUTES
         },
     )
     try:
@@ -153,7 +169,9 @@ async def recording_worker(
     """A worker for ``agents`` with recording installed, and the mirror following its runs."""
     check_redaction()
     engine = engine or records_engine(settings)
-    plugin = RunRecordPlugin(mcp_servers=getattr(agents, "MCP_SERVERS", []))
+    plugin = RunRecordPlugin(
+        mcp_servers=getattr(agents, "MCP_SERVERS", []), policy=load_policy(settings)
+    )
     client = await connect(address, settings.namespace, [plugin])
     await ensure_search_attributes(client)
     # Temporal answered: only now write anything (schema, journal).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,10 +23,16 @@ from temporalio.api.history.v1 import HistoryEvent
 from runrecord._redaction import default_redactor
 from runrecord.recorder._blobs import canonical_json
 from runrecord.records import (
+    APPROVE_SIGNAL,
+    DENY_SIGNAL,
+    EVENT_MEMO_KEY,
+    FAILURE_STATUS,
     HEADER_KEY,
     MEMO_KEY,
+    ApprovalRejection,
     ApprovalState,
     CallHeader,
+    ControlEvent,
     FinalStatus,
     ModelCall,
     ModelResult,
@@ -33,6 +40,7 @@ from runrecord.records import (
     Ref,
     RetryPolicy,
     RetryState,
+    Rollback,
     RunContext,
     RunMemo,
     RunRecord,
@@ -174,6 +182,16 @@ def _drift_failure(failure: Failure) -> SchemaDrift | None:
         failure = failure.cause
 
 
+@dataclass(frozen=True)
+class SeenSignal:
+    """A signal as history holds it: enough to send it again (after a reset)."""
+
+    event_id: int
+    name: str
+    identity: str
+    input: Payloads
+
+
 class RunProjection:
     """The run record of one workflow id, built from its history events."""
 
@@ -198,6 +216,12 @@ class RunProjection:
         self._parent_from_history: str | None = None
         self._root_from_history: str | None = None
         self.bodies: dict[str, Body] = {}
+        self.signals: list[SeenSignal] = []
+        self.approval_rejections: list[ApprovalRejection] = []
+        self.rollback: Rollback | None = None
+        self._approval_identities: list[str] = []
+        self._last_task_completed = 0
+        self._reset_points: dict[str, int] = {}
 
     def apply_all(self, events: list[HistoryEvent], temporal_run_id: str | None = None) -> None:
         for event in events:
@@ -238,11 +262,90 @@ class RunProjection:
             self._set_memo(memo)
 
     def _properties_modified(self, event: HistoryEvent, _: str | None) -> None:
-        memo = event.workflow_properties_modified_event_attributes.upserted_memo.fields.get(
-            MEMO_KEY
-        )
+        fields = event.workflow_properties_modified_event_attributes.upserted_memo.fields
+        memo = fields.get(MEMO_KEY)
         if memo is not None:
             self._set_memo(memo)
+        control = fields.get(EVENT_MEMO_KEY)
+        if control is not None:
+            self._control_event(control, event)
+
+    def _task_completed(self, event: HistoryEvent, _: str | None) -> None:
+        self._last_task_completed = event.event_id
+
+    # --- human control: approval signals and the run's own record of what it did with them
+
+    def _signaled(self, event: HistoryEvent, _: str | None) -> None:
+        attrs = event.workflow_execution_signaled_event_attributes
+        self.signals.append(
+            SeenSignal(event.event_id, attrs.signal_name, attrs.identity, attrs.input)
+        )
+        if attrs.signal_name in (APPROVE_SIGNAL, DENY_SIGNAL):
+            self._approval_identities.append(attrs.identity)
+
+    def _signal_identity(self, number: int | None) -> str | None:
+        if number is None or not 0 < number <= len(self._approval_identities):
+            return None
+        return self._approval_identities[number - 1] or None
+
+    def _control_event(self, payload: Payload, event: HistoryEvent) -> None:
+        value = _json(payload)
+        try:
+            control = ControlEvent.model_validate(value) if isinstance(value, dict) else None
+        except ValueError:
+            control = None
+        if control is None:
+            return
+        identity = self._signal_identity(control.signal)
+        if control.kind == "rejected" and control.rejection is not None:
+            rejection = control.rejection.model_copy(update={"signal_identity": identity})
+            self.approval_rejections.append(rejection)
+        elif control.kind == "rollback" and control.rollback is not None:
+            self.rollback = control.rollback
+        elif control.call is not None:
+            self._approval_event(control.kind, control.call, identity, event)
+
+    def _approval_event(
+        self, kind: str, header: CallHeader, identity: str | None, event: HistoryEvent
+    ) -> None:
+        approval = header.approval.model_copy(update={"signal_identity": identity})
+        call = self.calls.get(header.tool_call_id)
+        if call is None:
+            call = self._call_from_header(header, header.tool_call_id, ToolCallStatus.SCHEDULED)
+            call.scheduled_at = _time(event.event_time)
+            self.calls[header.tool_call_id] = call
+            self._scheduled_event[header.tool_call_id] = event.event_id
+            self._reset_points[header.tool_call_id] = self._last_task_completed
+        call.approval, call.approval_state = approval, approval.state
+        if kind == "expired":
+            call.status = ToolCallStatus.EXPIRED
+        elif kind == "withdrawn":
+            call.status = ToolCallStatus.CANCELLED
+        elif approval.state == ApprovalState.DENIED:
+            call.status = ToolCallStatus.DENIED
+        if call.status != ToolCallStatus.SCHEDULED:
+            call.ended_at = _time(event.event_time)
+
+    def _call_from_header(
+        self, header: CallHeader | None, call_id: str, status: ToolCallStatus
+    ) -> ToolCall:
+        return ToolCall(
+            tool_call_id=call_id,
+            tool=header.tool if header else "",
+            side_effect=header.side_effect if header else SideEffect.UNKNOWN,
+            idempotent=header.idempotent if header else False,
+            irreversible=header.irreversible if header else False,
+            compensator=header.compensator if header else None,
+            schema_hash=header.schema_hash if header else None,
+            approval_state=header.approval.state if header else ApprovalState.NOT_REQUIRED,
+            approval=header.approval if header else None,
+            status=status,
+            mcp_server=header.mcp_server if header else None,
+            network=header.network if header else False,
+            mcp=header.mcp.model_copy(deep=True) if header and header.mcp else None,
+            consumes=list(header.consumes) if header else [],
+            compensates=header.compensates if header else None,
+        )
 
     def _set_memo(self, payload: Payload) -> None:
         value = _json(payload)
@@ -276,37 +379,29 @@ class RunProjection:
                 header = None
         call_id = header.tool_call_id if header else f"a{attrs.activity_id}"
         policy = attrs.retry_policy
-        call = ToolCall(
-            tool_call_id=call_id,
-            tool=header.tool if header else attrs.activity_type.name,
-            side_effect=header.side_effect if header else SideEffect.UNKNOWN,
-            idempotent=header.idempotent if header else False,
-            irreversible=header.irreversible if header else False,
-            compensator=header.compensator if header else None,
-            schema_hash=header.schema_hash if header else None,
-            approval_state=header.approval.state if header else ApprovalState.NOT_REQUIRED,
-            approval=header.approval if header else None,
-            input_refs=_refs(attrs.input, self.bodies),
-            status=ToolCallStatus.SCHEDULED,
-            retry_state=RetryState(maximum_attempts=policy.maximum_attempts or None),
-            retry_policy=_retry_policy(policy) if attrs.HasField("retry_policy") else None,
-            timeouts=Timeouts(
-                schedule_to_close_ms=_ms(attrs.schedule_to_close_timeout),
-                schedule_to_start_ms=_ms(attrs.schedule_to_start_timeout),
-                start_to_close_ms=_ms(attrs.start_to_close_timeout),
-                heartbeat_ms=_ms(attrs.heartbeat_timeout),
-            ),
-            activity_id=attrs.activity_id,
-            mcp_server=header.mcp_server if header else None,
-            network=header.network if header else False,
-            mcp=header.mcp.model_copy(deep=True) if header and header.mcp else None,
-            consumes=list(header.consumes) if header else [],
-            temporal_run_id=temporal_run_id,
-            scheduled_at=_time(event.event_time),
+        call = self._call_from_header(header, call_id, ToolCallStatus.SCHEDULED)
+        if header is None:
+            call.tool = attrs.activity_type.name
+        requested = self.calls.get(call_id)
+        if requested is not None and requested.approval is not None:
+            # Waited for approval: keep what the approval events said (the sender's identity).
+            call.approval, call.approval_state = requested.approval, requested.approval_state
+        call.input_refs = _refs(attrs.input, self.bodies)
+        call.retry_state = RetryState(maximum_attempts=policy.maximum_attempts or None)
+        call.retry_policy = _retry_policy(policy) if attrs.HasField("retry_policy") else None
+        call.timeouts = Timeouts(
+            schedule_to_close_ms=_ms(attrs.schedule_to_close_timeout),
+            schedule_to_start_ms=_ms(attrs.schedule_to_start_timeout),
+            start_to_close_ms=_ms(attrs.start_to_close_timeout),
+            heartbeat_ms=_ms(attrs.heartbeat_timeout),
         )
+        call.activity_id = attrs.activity_id
+        call.temporal_run_id = temporal_run_id
+        call.scheduled_at = _time(event.event_time)
         self.calls[call_id] = call
         self._by_scheduled[event.event_id] = call_id
-        self._scheduled_event[call_id] = event.event_id
+        self._scheduled_event.setdefault(call_id, event.event_id)
+        self._reset_points.setdefault(call_id, self._last_task_completed)
 
     def _call(self, scheduled_event_id: int) -> ToolCall | None:
         call_id = self._by_scheduled.get(scheduled_event_id)
@@ -344,6 +439,9 @@ class RunProjection:
         )
         if call is None:
             return
+        undone = self.calls.get(call.compensates) if call.compensates else None
+        if undone is not None:
+            undone.status = ToolCallStatus.COMPENSATED
         self._outputs(call, attrs.result)
 
     def _outputs(self, call: ToolCall, result_payloads: Payloads) -> None:
@@ -408,8 +506,9 @@ class RunProjection:
         # The interceptor numbers activities and local activities with one counter, the
         # same one the SDK uses for default activity ids, so the id is the toolCallId.
         call_id = activity_id if activity_id.isdigit() else f"local-{activity_id}"
-        if call_id in self.calls and self.calls[call_id].activity_id != activity_id:
-            call_id = f"local-{activity_id}"
+        existing = self.calls.get(call_id)
+        if existing is not None and existing.activity_id not in (None, activity_id):
+            call_id, existing = f"local-{activity_id}", None
         tool = next((t for t in self.memo.tool_registry if t.name == activity_type), None)
         ended = _time(event.event_time)
         failed = attrs.HasField("failure")
@@ -436,15 +535,24 @@ class RunProjection:
         if failed and (timeout := _timeout_type(attrs.failure)):
             call.status = ToolCallStatus.TIMED_OUT
             call.retry_state.timeout_type = timeout
+        if existing is not None and existing.approval is not None:
+            # It waited for approval: the approval events described it first.
+            call.approval, call.approval_state = existing.approval, existing.approval_state
         self.calls[call_id] = call
-        self._scheduled_event[call_id] = event.event_id
+        self._scheduled_event.setdefault(call_id, event.event_id)
         if "result" in attrs.details:
             self._outputs(call, attrs.details["result"])
 
     # --- the result
 
     def scheduled_event_id(self, tool_call_id: str) -> int:
+        """The call's first event: its approval request, else its ActivityTaskScheduled."""
         return self._scheduled_event.get(tool_call_id, 0)
+
+    def reset_point(self, tool_call_id: str) -> int | None:
+        """The WorkflowTaskCompleted event just before the call began: where a reset to
+        before the call goes. None if the run has no such call."""
+        return self._reset_points.get(tool_call_id)
 
     def record(self) -> RunRecord:
         memo = self.memo
@@ -456,6 +564,12 @@ class RunProjection:
             or (self.run_id if parent is None else None)
         )
         model_calls = list(self.model_calls.values())
+        status = self.final_status
+        if status is FinalStatus.RUNNING and any(
+            c.approval_state == ApprovalState.REQUESTED and c.status == ToolCallStatus.SCHEDULED
+            for c in self.calls.values()
+        ):
+            status = FinalStatus.AWAITING_APPROVAL
         return RunRecord(
             run_id=self.run_id,
             temporal_run_ids=list(self.temporal_run_ids),
@@ -472,13 +586,16 @@ class RunProjection:
             mcp_servers=list(memo.mcp_servers),
             tool_calls=list(self.calls.values()),
             model_calls=model_calls,
-            final_status=self.final_status,
+            final_status=status,
             failure=self.failure,
             parent_run_id=parent,
             root_run_id=root,
             depth=self.context.depth or memo.depth,
             child_run_ids=list(self.child_run_ids),
             consumes=list(self.context.consumes),
+            rerun_of=self.context.rerun_of,
+            approval_rejections=list(self.approval_rejections),
+            rollback=self.rollback,
             started_at=self.started_at,
             ended_at=self.ended_at,
         )
@@ -500,7 +617,11 @@ def _closed(status: FinalStatus) -> Any:
         self.final_status = status
         self.ended_at = _time(event.event_time)
         if status is FinalStatus.FAILED:
-            self.failure = _failure_text(event.workflow_execution_failed_event_attributes.failure)
+            failure = event.workflow_execution_failed_event_attributes.failure
+            self.failure = _failure_text(failure)
+            # Runs runrecord ends itself: escalated (unhandled denial or expiry), rolled back.
+            kind = failure.application_failure_info.type
+            self.final_status = FAILURE_STATUS.get(kind, status)
         elif status is FinalStatus.TERMINATED:
             reason = event.workflow_execution_terminated_event_attributes.reason
             self.failure = default_redactor().text(reason) or None
@@ -517,6 +638,8 @@ _HANDLERS: dict[int, Any] = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: _closed(FinalStatus.TERMINATED),
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: _closed(FinalStatus.TIMED_OUT),
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: RunProjection._continued,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: RunProjection._signaled,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: RunProjection._task_completed,
     EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: RunProjection._child_initiated,
     EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: RunProjection._scheduled,
     EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED: RunProjection._activity_started,

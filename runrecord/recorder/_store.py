@@ -25,6 +25,7 @@ from runrecord.recorder._tables import (
     ToolCallRow,
 )
 from runrecord.records import (
+    ApprovalRejection,
     Artifact,
     Attempt,
     AttemptOutcome,
@@ -38,6 +39,7 @@ from runrecord.records import (
     Ref,
     RetryPolicy,
     RetryState,
+    Rollback,
     RunRecord,
     Timeouts,
     ToolCall,
@@ -120,6 +122,9 @@ def save_projection(conn: Connection, projection: RunProjection) -> None:
                 "temporal_run_ids": record.temporal_run_ids,
                 "child_run_ids": record.child_run_ids,
                 "consumes": record.consumes,
+                "rerun_of": record.rerun_of,
+                "approval_rejections": [r.to_json_dict() for r in record.approval_rejections],
+                "rollback": record.rollback.to_json_dict() if record.rollback else None,
                 "started_at": record.started_at,
                 "ended_at": record.ended_at,
                 "last_event_id": projection.last_event_id,
@@ -206,6 +211,7 @@ def _call_row(run_id: str, c: ToolCall, scheduled_event_id: int) -> dict[str, An
         "mcp": c.mcp.to_json_dict() if c.mcp else None,
         "schema_drift": c.mcp is not None and c.mcp.drift is not None,
         "consumes": list(c.consumes),
+        "compensates": c.compensates,
     }
 
 
@@ -384,6 +390,7 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
             network=row.network,
             mcp=MCPCall.model_validate(row.mcp) if row.mcp else None,
             consumes=list(row.consumes or []),
+            compensates=row.compensates,
         )
         call.retry_state = _attempts(call, attempts.get(row.tool_call_id, []))
         tool_calls.append(call)
@@ -439,6 +446,11 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
         depth=run.depth,
         child_run_ids=list(run.child_run_ids or []),
         consumes=list(run.consumes or []),
+        rerun_of=run.rerun_of,
+        approval_rejections=[
+            ApprovalRejection.model_validate(r) for r in run.approval_rejections or []
+        ],
+        rollback=Rollback.model_validate(run.rollback) if run.rollback else None,
         started_at=run.started_at,
         ended_at=run.ended_at,
         cost=Cost(own=own, total=own),

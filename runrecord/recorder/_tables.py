@@ -40,6 +40,9 @@ class RunRow(Base):
     temporal_run_ids: Mapped[list[str]] = mapped_column(Json, default=list)
     child_run_ids: Mapped[list[str]] = mapped_column(Json, default=list)
     consumes: Mapped[list[str]] = mapped_column(Json, default=list)
+    rerun_of: Mapped[str | None] = mapped_column(String(255), index=True)
+    approval_rejections: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    rollback: Mapped[dict[str, Any] | None] = mapped_column(Json)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -84,6 +87,7 @@ class ToolCallRow(Base):
     schema_drift: Mapped[bool] = mapped_column(default=False, index=True)
     consumes: Mapped[list[str]] = mapped_column(Json, default=list)
     local: Mapped[bool] = mapped_column(default=False)
+    compensates: Mapped[str | None] = mapped_column(String(64))
 
 
 class AttemptRow(Base):

@@ -2,17 +2,20 @@
 
 from runrecord.worker._devserver import DevServer, free_port, port_open, temporal_binary
 from runrecord.worker._interceptor import (
+    AWAITING_ATTR,
     SEARCH_ATTRIBUTES,
     RunRecordInterceptor,
     current_turn,
     decode_header,
     encode_header,
+    starting,
     turn,
 )
 from runrecord.worker._journal import Journal, journal_files, read_from
 from runrecord.worker._plugin import RunRecordPlugin
 
 __all__ = [
+    "AWAITING_ATTR",
     "SEARCH_ATTRIBUTES",
     "DevServer",
     "Journal",
@@ -25,6 +28,7 @@ __all__ = [
     "journal_files",
     "port_open",
     "read_from",
+    "starting",
     "temporal_binary",
     "turn",
 ]

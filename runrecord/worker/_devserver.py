@@ -50,7 +50,8 @@ def temporal_binary() -> str:
 def search_attribute_flags() -> list[str]:
     flags: list[str] = []
     for key in SEARCH_ATTRIBUTES:
-        flags += ["--search-attribute", f"{key.name}=Keyword"]
+        kind = "Bool" if key.value_type is bool else "Keyword"
+        flags += ["--search-attribute", f"{key.name}={kind}"]
     return flags
 
 

@@ -3,7 +3,10 @@
 Workflow side: every scheduled activity, local activity, child workflow, signal sent
 and continue-as-new carries a ``runrecord`` header, so what the run did is in Temporal
 history (the mirror reads it back). Nothing is written from inside the workflow, so
-replay records nothing twice.
+replay records nothing twice. Every activity passes the approval gate first: a call the
+policy wants approved is not scheduled until an approval signal arrives (memo
+``runrecord.event`` records each request and decision in history). A rollback signal
+cancels the agent and compensates its completed calls.
 
 Activity side: every attempt (start, end, outcome, error, model route) and every
 artifact goes to the journal, because history keeps only an activity's final attempt.
@@ -14,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import os
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn, TypeVar, cast
 
 import temporalio.activity
 import temporalio.api.common.v1
@@ -27,33 +31,55 @@ import temporalio.client
 import temporalio.converter
 import temporalio.worker
 import temporalio.workflow
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+from temporalio.exceptions import ApplicationError
 
 from runrecord.activities._artifacts import CurrentCall, current_call
 from runrecord.activities._mcp import MCPServerSpec, parse_activity
 from runrecord.activities._tool import ToolSpec, tool_spec, undeclared
 from runrecord.records import (
+    EVENT_MEMO_KEY,
+    FAILURE_STATUS,
     HEADER_KEY,
     MEMO_KEY,
-    Approval,
+    PENDING_MEMO_KEY,
+    ROLLBACK_SIGNAL,
+    ApprovalRejection,
+    ApprovalRequest,
     ApprovalState,
     Artifact,
     Attempt,
     AttemptOutcome,
     CallHeader,
+    ControlEvent,
     JournalEntry,
     MCPCall,
+    RollbackRequest,
     RunContext,
     RunMemo,
 )
-from runrecord.workflows._agent import agent_spec
+from runrecord.workflows._agent import AgentSpec, agent_spec
+from runrecord.workflows._approvals import ApprovalGate
 from runrecord.workflows._mcp import MCPSnapshot
+from runrecord.workflows._policy import Action, Policy
+from runrecord.workflows._rollback import (
+    ROLLBACK_ON_FAILURE,
+    CompletedCall,
+    roll_back,
+    summary,
+)
 
 AGENT_ATTR = SearchAttributeKey.for_keyword("RunRecordAgent")
 TURN_ATTR = SearchAttributeKey.for_keyword("RunRecordTurn")
 STATUS_ATTR = SearchAttributeKey.for_keyword("RunRecordStatus")
-SEARCH_ATTRIBUTES = (AGENT_ATTR, TURN_ATTR, STATUS_ATTR)
+AWAITING_ATTR = SearchAttributeKey.for_bool("RunRecordAwaitingApproval")
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
+    AGENT_ATTR,
+    TURN_ATTR,
+    STATUS_ATTR,
+    AWAITING_ATTR,
+)
 """Search attributes every namespace that runs agents must have registered."""
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -112,6 +138,18 @@ def _fired_timeout(info: temporalio.activity.Info, started: datetime) -> str | N
     return None
 
 
+_COMPENSATION_TIMEOUT = timedelta(minutes=5)
+
+
+def _positional_parameters(fn: Callable[..., Any]) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in params if p.kind in kinds and p.name != "self")
+
+
 def _error_text(err: BaseException) -> str:
     text = f"{type(err).__name__}: {err}"
     return text if len(text) <= 2000 else text[:1997] + "..."
@@ -127,11 +165,14 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
         tools: Iterable[ToolSpec] = (),
         identity: str | None = None,
         mcp_servers: Iterable[MCPServerSpec] = (),
+        policy: Policy | None = None,
     ) -> None:
         self.record = record
         self.identity = identity or f"{os.getpid()}@{socket.gethostname()}"
         self.tools: dict[str, ToolSpec] = {spec.name: spec for spec in tools}
         self.mcp_servers: dict[str, MCPServerSpec] = {s.name: s for s in mcp_servers}
+        self.policy = policy or Policy()
+        self._arity: dict[str, int] = {}
         outer = self
 
         class _BoundWorkflowInbound(_WorkflowInbound):
@@ -144,9 +185,40 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
             spec = tool_spec(fn)
             if spec is not None:
                 self.tools[spec.name] = spec
+                self._arity[spec.name] = _positional_parameters(fn)
 
     def spec_for(self, name: str) -> ToolSpec:
         return self.tools.get(name) or tool_spec(name) or undeclared(name)
+
+    def arity(self, name: str) -> int | None:
+        """How many positional arguments the activity ``name`` takes, if this worker knows it."""
+        return self._arity.get(name)
+
+    def refusal(self, activity: str, header: CallHeader | None) -> str | None:
+        """Why an activity must not run here: the fail-closed check on the activity side."""
+        if header is not None and parse_activity(activity) is not None:
+            # An MCP call: the tool and its side effect come from the run's MCP snapshot.
+            need = self.policy.requirement(header.tool, header.side_effect, False)
+        else:
+            spec = self.spec_for(activity)
+            need = self.policy.requirement(spec.name, spec.side_effect, spec.approval)
+        if need.action is Action.NOT_REQUIRED:
+            return None
+        if need.action is Action.DENY:
+            return f"tool {activity!r} is denied by policy rule {need.rule!r}; it was not run"
+        approval = header.approval if header is not None else None
+        if approval is None or approval.state != ApprovalState.APPROVED:
+            return (
+                f"tool {activity!r} needs approval (policy rule {need.rule!r}) but was scheduled "
+                "without one, outside the runrecord approval gate; it was not run"
+            )
+        decider = approval.decided_by or ""
+        if need.action is Action.REQUIRE and not self.policy.may_decide(decider, need.approvers):
+            return (
+                f"tool {activity!r} was approved by {decider!r}, who may not approve it under "
+                f"policy rule {need.rule!r}; it was not run"
+            )
+        return None
 
     def intercept_client(
         self, next: temporalio.client.OutboundInterceptor
@@ -169,7 +241,7 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
         self, input: temporalio.client.StartWorkflowInput
     ) -> temporalio.client.WorkflowHandle[Any, Any]:
         if HEADER_KEY not in input.headers:
-            context = RunContext(turn_id=current_turn() or str(uuid.uuid4()))
+            context = _start_var.get() or RunContext(turn_id=current_turn() or str(uuid.uuid4()))
             input.headers = {**input.headers, HEADER_KEY: encode_header(context)}
         return await super().start_workflow(input)
 
@@ -181,10 +253,17 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         self.run_id = ""
         self.agent_id: str | None = None
         self.host: str | None = None
+        self.spec: AgentSpec | None = None
         self.context = RunContext()
         self.memo = RunMemo()
         self.mcp = MCPSnapshot(self.interceptor.mcp_servers)
         self._seq = 0
+        self._awaiting = False
+        self.gate = ApprovalGate(self.interceptor.policy, self._publish)
+        self.completed: list[CompletedCall] = []
+        self.rollback_request: RollbackRequest | None = None
+        self.rolling_back = False
+        self.compensating: str | None = None
         super().init(_WorkflowOutbound(outbound, self))
 
     async def execute_workflow(self, input: temporalio.worker.ExecuteWorkflowInput) -> Any:
@@ -195,7 +274,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         if context.root_run_id is None:
             context.root_run_id = info.workflow_id
         self.run_id, self.context = info.workflow_id, context
-        spec = agent_spec(input.type)
+        spec = self.spec = agent_spec(input.type)
         self.agent_id = spec.agent_id if spec else info.workflow_type
         self.host = f"{self.agent_id}@{spec.version}" if spec and spec.version else self.agent_id
         self.memo = RunMemo(
@@ -213,25 +292,105 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             depth=context.depth,
         )
         self._upsert_memo()
+        self.gate.install()
+        temporalio.workflow.set_signal_handler(ROLLBACK_SIGNAL, self._on_rollback)
         self._set_status("running", first=True)
+        # The agent runs as its own task so that a rollback signal can stop it.
+        agent = asyncio.create_task(self._run_agent(input))
         try:
-            if spec and spec.mcp_servers:
-                # Listed side by side: each server starts while the others do.
-                listings = (self.mcp.list_at_start(s, self.agent_id) for s in spec.mcp_servers)
-                await asyncio.gather(*listings)
-            result = await super().execute_workflow(input)
-        except temporalio.workflow.ContinueAsNewError:
-            raise
+            await temporalio.workflow.wait_condition(
+                lambda: agent.done() or self.rollback_request is not None
+            )
         except asyncio.CancelledError:
+            agent.cancel()
+            return await self._outcome(agent)
+        if not agent.done() and self.rollback_request is not None:
+            agent.cancel()
+            await asyncio.wait([agent])
+            await self._roll_back(self.rollback_request, None)
+        return await self._outcome(agent)
+
+    async def _run_agent(self, input: temporalio.worker.ExecuteWorkflowInput) -> Any:
+        spec = self.spec
+        if spec and spec.mcp_servers:
+            # Listed side by side: each server starts while the others do.
+            listings = (self.mcp.list_at_start(s, self.agent_id) for s in spec.mcp_servers)
+            await asyncio.gather(*listings)
+        return await super().execute_workflow(input)
+
+    async def _outcome(self, agent: asyncio.Task[Any]) -> Any:
+        try:
+            result = await agent
+        except (temporalio.workflow.ContinueAsNewError, asyncio.CancelledError):
             raise
-        except Exception:
-            self._set_status("failed")
+        except Exception as err:
+            if self.spec is not None and self.spec.rollback_on_failure and not self.rolling_back:
+                request = RollbackRequest(
+                    requested_by=ROLLBACK_ON_FAILURE, reason=_error_text(err)[:500]
+                )
+                await self._roll_back(request, err)
+            kind = err.type if isinstance(err, ApplicationError) else None
+            self._set_status(FAILURE_STATUS[kind] if kind in FAILURE_STATUS else "failed")
             raise
         self._set_status("succeeded")
         return result
 
+    async def _roll_back(self, request: RollbackRequest, cause: BaseException | None) -> NoReturn:
+        self.rolling_back = True
+        report = await roll_back(self.completed, request, self._compensate)
+        self._publish(ControlEvent(kind="rollback", rollback=report), self.gate.pending())
+        self._set_status(report.outcome)
+        kind = "RollbackIncomplete" if report.not_undone else "RolledBack"
+        raise ApplicationError(
+            summary(report), report.to_json_dict(), type=kind, non_retryable=True
+        ) from cause
+
+    async def _compensate(self, call: CompletedCall) -> None:
+        name = call.header.compensator or ""
+        args = [*call.args, call.result]
+        arity = self.interceptor.arity(name)
+        if arity is not None:
+            args = args[:arity]
+        self.compensating = call.header.tool_call_id
+        try:
+            handle = temporalio.workflow.start_activity(name, args=args, **call.options)
+        finally:
+            self.compensating = None
+        await handle
+
+    def _on_rollback(self, *args: Any) -> None:
+        try:
+            request = RollbackRequest.model_validate(args[0] if len(args) == 1 else None)
+        except ValidationError as err:
+            why = f"malformed rollback payload: {err.errors()[0]['msg']}"
+        else:
+            if self.rollback_request is None and not self.rolling_back:
+                self.rollback_request = request
+                return
+            why = "a rollback is already under way"
+        rejection = ApprovalRejection(decision="rollback", reason=why, at=temporalio.workflow.now())
+        self._publish(ControlEvent(kind="rejected", rejection=rejection), self.gate.pending())
+
+    def _publish(self, event: ControlEvent, pending: list[ApprovalRequest]) -> None:
+        temporalio.workflow.upsert_memo(
+            {
+                # Defaults left out: memo size is limited (the dev server warns above 2 KB).
+                EVENT_MEMO_KEY: event.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+                PENDING_MEMO_KEY: [
+                    p.model_dump(mode="json", by_alias=True, exclude_defaults=True) for p in pending
+                ],
+            }
+        )
+        awaiting = bool(pending)
+        if awaiting != self._awaiting:
+            self._awaiting = awaiting
+            self._set_status("awaiting_approval" if awaiting else "running")
+
     def _set_status(self, status: str, *, first: bool = False) -> None:
-        pairs: list[SearchAttributeUpdate[Any]] = [STATUS_ATTR.value_set(status)]
+        pairs: list[SearchAttributeUpdate[Any]] = [
+            STATUS_ATTR.value_set(status),
+            AWAITING_ATTR.value_set(self._awaiting and status == "awaiting_approval"),
+        ]
         if first:
             pairs += [
                 AGENT_ATTR.value_set(self.agent_id or ""),
@@ -259,7 +418,9 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         value = self.memo.model_dump(mode="json", by_alias=True, exclude_none=True)
         temporalio.workflow.upsert_memo({MEMO_KEY: value})
 
-    def next_call(self, activity: str, args: Sequence[Any], *, local: bool) -> CallHeader:
+    def next_call(
+        self, activity: str, args: Sequence[Any], *, local: bool
+    ) -> tuple[CallHeader, ToolSpec]:
         self._seq += 1
         target = parse_activity(activity)
         mcp: MCPCall | None = None
@@ -267,14 +428,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             spec, mcp = self.mcp.call(*target, args, host=self.host)
         else:
             spec = self.interceptor.spec_for(activity)
-        approval = (
-            Approval(
-                state=ApprovalState.APPROVED, decided_by="policy:auto-allow", rule="auto-allow"
-            )
-            if spec.approval
-            else Approval(state=ApprovalState.NOT_REQUIRED)
-        )
-        return CallHeader(
+        header = CallHeader(
             tool_call_id=str(self._seq),
             tool=spec.name,
             side_effect=spec.side_effect,
@@ -282,7 +436,6 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             irreversible=spec.irreversible,
             compensator=spec.compensator,
             schema_hash=spec.schema_hash,
-            approval=approval,
             run_id=self.run_id,
             agent_id=self.agent_id,
             turn_id=self.context.turn_id,
@@ -291,7 +444,63 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             network=spec.network,
             mcp=mcp,
             consumes=artifact_ids(args),
+            compensates=self.compensating,
         )
+        return header, spec
+
+    def schedule(
+        self,
+        input: temporalio.worker.StartActivityInput | temporalio.worker.StartLocalActivityInput,
+        start: Callable[[Any], temporalio.workflow.ActivityHandle[Any]],
+    ) -> temporalio.workflow.ActivityHandle[Any]:
+        """Pass a call through the approval gate, then schedule it with its header."""
+        local = isinstance(input, temporalio.worker.StartLocalActivityInput)
+        if self.rolling_back and self.compensating is None:
+            raise asyncio.CancelledError(f"run {self.run_id} is rolling back")
+        header, spec = self.next_call(input.activity, input.args, local=local)
+        need = self.gate.requirement(header, spec.approval)
+        if need.action is not Action.REQUIRE:
+            header.approval = self.gate.decide_by_policy(header, need)
+            return self._start(input, header, start)
+
+        async def after_approval() -> Any:
+            approval = await self.gate.wait(header, need, input.args)
+            return await self._start(input, header.model_copy(update={"approval": approval}), start)
+
+        # Nothing reaches history until the decision; the agent awaits this task like a handle.
+        return cast(temporalio.workflow.ActivityHandle[Any], asyncio.create_task(after_approval()))
+
+    def _start(
+        self,
+        input: temporalio.worker.StartActivityInput | temporalio.worker.StartLocalActivityInput,
+        header: CallHeader,
+        start: Callable[[Any], temporalio.workflow.ActivityHandle[Any]],
+    ) -> temporalio.workflow.ActivityHandle[Any]:
+        input.headers = {**input.headers, HEADER_KEY: encode_header(header)}
+        server = header.mcp_server
+        registration = self.interceptor.mcp_servers.get(server) if server else None
+        if registration is not None and input.retry_policy is None:
+            # temporalio-mcp retries a dead server forever by default; the registration bounds it.
+            input.retry_policy = registration.retry_policy
+        handle = start(input)
+        if server and header.mcp and header.mcp.operation == "list-tools":
+            handle.add_done_callback(functools.partial(self.mcp_listed, server))
+        args = list(input.args)
+        options = {
+            "task_queue": getattr(input, "task_queue", None),
+            "schedule_to_close_timeout": input.schedule_to_close_timeout,
+            "start_to_close_timeout": input.start_to_close_timeout
+            or (None if input.schedule_to_close_timeout else _COMPENSATION_TIMEOUT),
+            "heartbeat_timeout": getattr(input, "heartbeat_timeout", None),
+            "retry_policy": input.retry_policy,
+        }
+
+        def completed(task: asyncio.Future[Any]) -> None:
+            if not task.cancelled() and task.exception() is None:
+                self.completed.append(CompletedCall(header, args, task.result(), options))
+
+        handle.add_done_callback(completed)
+        return handle
 
     def sender_context(self) -> RunContext:
         """On a signal this run sends: which run (and turn) it came from."""
@@ -322,24 +531,12 @@ class _WorkflowOutbound(temporalio.worker.WorkflowOutboundInterceptor):
     def start_activity(
         self, input: temporalio.worker.StartActivityInput
     ) -> temporalio.workflow.ActivityHandle[Any]:
-        header = self._root.next_call(input.activity, input.args, local=False)
-        input.headers = {**input.headers, HEADER_KEY: encode_header(header)}
-        server = header.mcp_server
-        registration = self._root.interceptor.mcp_servers.get(server) if server else None
-        if registration is not None and input.retry_policy is None:
-            # temporalio-mcp retries a dead server forever by default; the registration bounds it.
-            input.retry_policy = registration.retry_policy
-        handle = super().start_activity(input)
-        if server and header.mcp and header.mcp.operation == "list-tools":
-            handle.add_done_callback(functools.partial(self._root.mcp_listed, server))
-        return handle
+        return self._root.schedule(input, self.next.start_activity)
 
     def start_local_activity(
         self, input: temporalio.worker.StartLocalActivityInput
     ) -> temporalio.workflow.ActivityHandle[Any]:
-        header = self._root.next_call(input.activity, input.args, local=True)
-        input.headers = {**input.headers, HEADER_KEY: encode_header(header)}
-        return super().start_local_activity(input)
+        return self._root.schedule(input, self.next.start_local_activity)
 
     async def start_child_workflow(
         self, input: temporalio.worker.StartChildWorkflowInput
@@ -377,6 +574,9 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
     async def execute_activity(self, input: temporalio.worker.ExecuteActivityInput) -> Any:
         info = temporalio.activity.info()
         header = decode_header(input.headers, CallHeader)
+        refusal = self._root.refusal(info.activity_type, header)
+        if refusal is not None:
+            raise ApplicationError(refusal, type="ApprovalMissing", non_retryable=True)
         if header is None:
             # Not scheduled by a recorded run (e.g. a standalone activity): nothing to link to.
             return await super().execute_activity(input)
@@ -450,6 +650,27 @@ def _discard(entry: JournalEntry) -> None:
 _turn_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "runrecord_turn", default=None
 )
+
+
+_start_var: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
+    "runrecord_start", default=None
+)
+
+
+class starting:  # noqa: N801 - a context manager
+    """Runs started inside this block get ``context`` (e.g. a ``rerun_of`` link) as theirs."""
+
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+        self._token: contextvars.Token[RunContext | None] | None = None
+
+    def __enter__(self) -> RunContext:
+        self._token = _start_var.set(self.context)
+        return self.context
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _start_var.reset(self._token)
 
 
 def current_turn() -> str | None:

@@ -17,18 +17,22 @@ from runrecord._redaction import redact_logs
 from runrecord.activities._mcp import MCPServerSpec
 from runrecord.worker._interceptor import RunRecordInterceptor
 from runrecord.worker._journal import Journal
+from runrecord.workflows import Policy
+
+# runrecord's own modules are deterministic and hold the tool registry and the policy;
+# cryptography verifies signed approvals inside the workflow.
+_PASSTHROUGH = ("runrecord", "cryptography")
 
 
 def _runner(existing: temporalio.worker.WorkflowRunner | None) -> temporalio.worker.WorkflowRunner:
-    # runrecord's own modules are deterministic and hold the tool registry: share them.
     if isinstance(existing, SandboxedWorkflowRunner):
         return SandboxedWorkflowRunner(
-            restrictions=existing.restrictions.with_passthrough_modules("runrecord")
+            restrictions=existing.restrictions.with_passthrough_modules(*_PASSTHROUGH)
         )
     if existing is None:
         return SandboxedWorkflowRunner(
             restrictions=SandboxedWorkflowRunner().restrictions.with_passthrough_modules(
-                "runrecord"
+                *_PASSTHROUGH
             )
         )
     return existing
@@ -42,6 +46,8 @@ class RunRecordPlugin(SimplePlugin):
     these workers may use: temporalio-mcp's ``MCPPlugin`` is installed for them, and
     every call to them is recorded with its server, schema and derived side effect.
     Temporal's own log lines about failed activities and workflows are redacted.
+    ``policy`` decides which calls wait for a person's approval (default: tools
+    declared ``approval=True``, anyone may decide).
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class RunRecordPlugin(SimplePlugin):
         *,
         identity: str | None = None,
         mcp_servers: Sequence[MCPServerSpec] = (),
+        policy: Policy | None = None,
     ) -> None:
         redact_logs()
         record = journal.record if journal is not None else None
@@ -57,7 +64,9 @@ class RunRecordPlugin(SimplePlugin):
         names = [s.name for s in mcp_servers]
         if len(set(names)) != len(names):
             raise ValueError(f"MCP server names must be unique, got {names}")
-        self.interceptor = RunRecordInterceptor(record, identity=identity, mcp_servers=mcp_servers)
+        self.interceptor = RunRecordInterceptor(
+            record, identity=identity, mcp_servers=mcp_servers, policy=policy
+        )
         self.mcp = MCPPlugin({s.name: s.client for s in mcp_servers}) if mcp_servers else None
         super().__init__(
             "runrecord.RunRecordPlugin",

@@ -21,6 +21,7 @@ class AgentSpec:
     model: ModelSpec | None = None
     prompt: Prompt | None = None
     mcp_servers: tuple[str, ...] = ()
+    rollback_on_failure: bool = False
 
 
 def agent(
@@ -30,17 +31,22 @@ def agent(
     model: ModelSpec | None = None,
     prompt: Prompt | None = None,
     mcp: Sequence[str] = (),
+    rollback_on_failure: bool = False,
 ) -> Callable[[T], T]:
     """Mark a workflow class as an agent; its runs get a run record under ``agent_id``.
 
     ``mcp`` names the MCP servers (registered on the worker) the agent uses: their tools
     are listed when each run starts, and that listing is the run's registry snapshot.
+    With ``rollback_on_failure``, a run that fails has its completed side-effecting calls
+    compensated before it ends (``rolled_back`` or ``rollback_incomplete``).
     """
     if isinstance(mcp, str):
         raise TypeError("mcp takes a list of MCP server names, e.g. mcp=['git']")
 
     def declare(cls: T) -> T:
-        setattr(cls, _ATTR, AgentSpec(agent_id, version, model, prompt, tuple(mcp)))
+        setattr(
+            cls, _ATTR, AgentSpec(agent_id, version, model, prompt, tuple(mcp), rollback_on_failure)
+        )
         return cls
 
     return declare

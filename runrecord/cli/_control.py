@@ -1,0 +1,391 @@
+"""``runrecord pause``, ``resume``, ``rollback``, ``reset``, ``rerun`` and ``replay``: repair runs.
+
+Pause and resume are Temporal's native workflow pause; rollback is a signal the run acts on;
+reset, rerun and replay work on the run's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import typer
+from temporalio.api.common.v1 import Payload, WorkflowExecution
+from temporalio.api.enums.v1 import ResetReapplyExcludeType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflowservice.v1 import (
+    PauseWorkflowExecutionRequest,
+    ResetWorkflowExecutionRequest,
+    UnpauseWorkflowExecutionRequest,
+)
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.worker import Replayer
+
+from runrecord._settings import RunRecordError
+from runrecord.cli._approvals import pending_approvals
+from runrecord.cli._stack import load_agents, load_policy
+from runrecord.cli._temporal import acting_as, control_client, describe_run, require_open
+from runrecord.recorder import RunProjection
+from runrecord.records import (
+    APPROVE_SIGNAL,
+    DENY_SIGNAL,
+    ROLLBACK_SIGNAL,
+    FinalStatus,
+    Rollback,
+    RollbackRequest,
+    RunContext,
+)
+from runrecord.worker import RunRecordPlugin, starting
+from runrecord.workflows import Policy
+from runrecord.workflows._rollback import summary
+
+_APPROVALS = (APPROVE_SIGNAL, DENY_SIGNAL)
+
+# --- what the commands do, callable from code
+
+
+async def pause_run(client: Client, run_id: str, *, by: str, reason: str) -> None:
+    state = await describe_run(client, run_id)
+    require_open(state, "pause it")
+    if state.status == "paused":
+        raise RunRecordError(f"run {run_id!r} is already paused")
+    request = PauseWorkflowExecutionRequest(
+        namespace=client.namespace,
+        workflow_id=run_id,
+        identity=by,
+        reason=reason,
+        request_id=str(uuid.uuid4()),
+    )
+    try:
+        await client.workflow_service.pause_workflow_execution(request)
+    except RPCError as err:
+        raise RunRecordError(f"cannot pause run {run_id!r}: {err.message}") from None
+
+
+async def resume_run(client: Client, run_id: str, *, by: str, reason: str) -> None:
+    state = await describe_run(client, run_id)
+    if state.status != "paused":
+        raise RunRecordError(f"run {run_id!r} is not paused ({state.status})")
+    request = UnpauseWorkflowExecutionRequest(
+        namespace=client.namespace,
+        workflow_id=run_id,
+        identity=by,
+        reason=reason,
+        request_id=str(uuid.uuid4()),
+    )
+    try:
+        await client.workflow_service.unpause_workflow_execution(request)
+    except RPCError as err:
+        raise RunRecordError(f"cannot resume run {run_id!r}: {err.message}") from None
+
+
+async def _projection(client: Client, run_id: str) -> tuple[RunProjection, list[HistoryEvent]]:
+    try:
+        history = await client.get_workflow_handle(run_id).fetch_history()
+    except RPCError as err:
+        raise RunRecordError(f"cannot read the history of run {run_id!r}: {err.message}") from None
+    events = list(history.events)
+    projection = RunProjection(run_id, client.namespace)
+    projection.apply_all(events)
+    return projection, events
+
+
+async def request_rollback(
+    client: Client, run_id: str, *, by: str, reason: str | None, to_call: str | None
+) -> None:
+    """Ask the run to undo its completed side-effecting calls after ``to_call`` (all if None)."""
+    state = await describe_run(client, run_id)
+    require_open(state, "roll it back (reset it first to bring it back)")
+    if to_call is not None:
+        projection, _ = await _projection(client, run_id)
+        if to_call not in projection.calls:
+            raise RunRecordError(f"run {run_id!r} has no call {to_call}")
+    payload = RollbackRequest(requested_by=by, reason=reason, to_call=to_call)
+    try:
+        await client.get_workflow_handle(run_id).signal(ROLLBACK_SIGNAL, payload.to_json_dict())
+    except RPCError as err:
+        raise RunRecordError(f"cannot signal run {run_id!r}: {err.message}") from None
+
+
+async def rollback_report(client: Client, run_id: str, timeout: float) -> Rollback:
+    """Wait for a rolling-back run to end and return what it undid."""
+    try:
+        await asyncio.wait_for(client.get_workflow_handle(run_id).result(), timeout)
+    except TimeoutError:
+        raise RunRecordError(
+            f"run {run_id!r} did not finish its rollback within {timeout:.0f} s"
+        ) from None
+    except WorkflowFailureError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type in (
+            "RolledBack",
+            "RollbackIncomplete",
+        ):
+            return Rollback.model_validate(cause.details[0])
+        raise RunRecordError(f"run {run_id!r} ended without a rollback: {cause}") from None
+    raise RunRecordError(f"run {run_id!r} finished before the rollback started")
+
+
+@dataclass(frozen=True)
+class ResetResult:
+    old_temporal_run_id: str
+    new_temporal_run_id: str
+    event_id: int
+    resent: int
+    withheld: int
+
+
+async def reset_run(
+    client: Client,
+    run_id: str,
+    to_call: str,
+    *,
+    by: str,
+    reason: str,
+    reapply_approvals: bool = False,
+) -> ResetResult:
+    """Reset the run to just before ``to_call``. Signals after that point are sent again, in
+    order, except runrecord's own (approvals, unless ``reapply_approvals``, and rollbacks):
+    Temporal would re-apply them all, silently reusing a person's approval."""
+    state = await describe_run(client, run_id)
+    projection, _ = await _projection(client, run_id)
+    point = projection.reset_point(to_call)
+    if point is None:
+        raise RunRecordError(f"run {run_id!r} has no call {to_call}")
+    request = ResetWorkflowExecutionRequest(
+        namespace=client.namespace,
+        workflow_execution=WorkflowExecution(workflow_id=run_id, run_id=state.temporal_run_id),
+        reason=f"runrecord reset to before call {to_call} by {by}: {reason}",
+        workflow_task_finish_event_id=point,
+        request_id=str(uuid.uuid4()),
+        reset_reapply_exclude_types=[ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL],
+        identity=by,
+    )
+    try:
+        response = await client.workflow_service.reset_workflow_execution(request)
+    except RPCError as err:
+        raise RunRecordError(f"cannot reset run {run_id!r}: {err.message}") from None
+    later = [s for s in projection.signals if s.event_id > point]
+    resend = [
+        s
+        for s in later
+        if s.name != ROLLBACK_SIGNAL and (reapply_approvals or s.name not in _APPROVALS)
+    ]
+    handle = client.get_workflow_handle(run_id, run_id=response.run_id)
+    for seen in resend:
+        if seen.name in _APPROVALS:
+            # Delivered before the new run asks again, the decision would find no such call.
+            await _until_waiting(client, run_id, _call_id(seen.input.payloads))
+        await handle.signal(seen.name, args=[RawValue(p) for p in seen.input.payloads])
+    return ResetResult(
+        old_temporal_run_id=state.temporal_run_id,
+        new_temporal_run_id=response.run_id,
+        event_id=point,
+        resent=len(resend),
+        withheld=len(later) - len(resend),
+    )
+
+
+def _call_id(payloads: Sequence[Payload]) -> str | None:
+    try:
+        value = json.loads(payloads[0].data) if len(payloads) == 1 else None
+    except ValueError:
+        return None
+    call = value.get("toolCallId") if isinstance(value, dict) else None
+    return call if isinstance(call, str) else None
+
+
+async def _until_waiting(
+    client: Client, run_id: str, call: str | None, timeout: float = 30
+) -> None:
+    """Wait (bounded) until the run asks for a decision on ``call`` again."""
+    if call is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if any(r.tool_call_id == call for r in await pending_approvals(client, run_id)):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def rerun_run(client: Client, run_id: str, new_run_id: str | None = None) -> str:
+    """Start the run again as a new run, with the same workflow, inputs, task queue and
+    timeouts, linked as ``rerunOf``. ``client`` must have the runrecord plugin."""
+    _, events = await _projection(client, run_id)
+    if not events or not events[0].HasField("workflow_execution_started_event_attributes"):
+        raise RunRecordError(f"run {run_id!r} has no start event to rerun")
+    started = events[0].workflow_execution_started_event_attributes
+    new_run_id = new_run_id or f"{run_id}-rerun-{uuid.uuid4().hex[:8]}"
+
+    def span(d: object) -> timedelta | None:
+        seconds = getattr(d, "seconds", 0) + getattr(d, "nanos", 0) / 1e9
+        return timedelta(seconds=seconds) if seconds else None
+
+    with starting(RunContext(turn_id=str(uuid.uuid4()), rerun_of=run_id)):
+        try:
+            await client.start_workflow(
+                started.workflow_type.name,
+                args=[RawValue(p) for p in started.input.payloads],
+                id=new_run_id,
+                task_queue=started.task_queue.name,
+                execution_timeout=span(started.workflow_execution_timeout),
+                run_timeout=span(started.workflow_run_timeout),
+                task_timeout=span(started.workflow_task_timeout),
+            )
+        except RPCError as err:
+            raise RunRecordError(f"cannot start the rerun of {run_id!r}: {err.message}") from None
+    return new_run_id
+
+
+async def replay_run(
+    client: Client, run_id: str, module: str | None, policy: Policy | None = None
+) -> str | None:
+    """Replay the run's history against the current worker code: None, or the first failure."""
+    agents = load_agents(module)
+    try:
+        history = await client.get_workflow_handle(run_id).fetch_history()
+    except RPCError as err:
+        raise RunRecordError(f"cannot read the history of run {run_id!r}: {err.message}") from None
+    replayer = Replayer(workflows=agents.WORKFLOWS, plugins=[RunRecordPlugin(policy=policy)])
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    if result.replay_failure is None:
+        return None
+    failure = result.replay_failure
+    text = str(failure).strip() or type(failure).__name__
+    return text.splitlines()[0]
+
+
+# --- the commands
+
+_AS = typer.Option(None, "--as", help="Who acts (default: your OS user name).")
+
+
+def pause(
+    run_id: str = typer.Argument(..., help="The run (workflow id)."),
+    reason: str = typer.Option(..., "--reason", help="Why: recorded with the pause."),
+    name: str = _AS,
+) -> None:
+    """Pause RUN with Temporal's native workflow pause: no new tool calls until resumed."""
+    by = acting_as(name)
+
+    async def main() -> None:
+        async with control_client() as (_, client):
+            await pause_run(client, run_id, by=by, reason=reason)
+
+    asyncio.run(main())
+    typer.echo(f"run {run_id} paused by {by}")
+
+
+def resume(
+    run_id: str = typer.Argument(..., help="The run (workflow id)."),
+    reason: str = typer.Option("resumed", "--reason", help="Why: recorded with the resume."),
+    name: str = _AS,
+) -> None:
+    """Resume a paused RUN."""
+    by = acting_as(name)
+
+    async def main() -> None:
+        async with control_client() as (_, client):
+            await resume_run(client, run_id, by=by, reason=reason)
+
+    asyncio.run(main())
+    typer.echo(f"run {run_id} resumed by {by}")
+
+
+def rollback(
+    run_id: str = typer.Argument(..., help="The run (workflow id); it must still be open."),
+    to: str = typer.Option(
+        None, "--to", help="Keep this call and those before it; undo the ones after (default all)."
+    ),
+    reason: str = typer.Option(None, "--reason", help="Why: recorded with the rollback."),
+    name: str = _AS,
+    wait: float = typer.Option(120.0, "--wait", help="Seconds to wait for the report."),
+) -> None:
+    """Undo RUN's completed side-effecting calls, newest first, with their compensators.
+
+    The run stops, runs each tool's declared compensator, and ends `rolled_back`, or
+    `rollback_incomplete` listing what it could not undo (irreversible calls, calls without a
+    compensator, failed compensators); then this command exits non-zero.
+    """
+    by = acting_as(name)
+
+    async def main() -> Rollback:
+        async with control_client() as (_, client):
+            await request_rollback(client, run_id, by=by, reason=reason, to_call=to)
+            return await rollback_report(client, run_id, wait)
+
+    report = asyncio.run(main())
+    if report.outcome == FinalStatus.ROLLBACK_INCOMPLETE:
+        raise RunRecordError(f"rollback of {run_id} incomplete: {summary(report)}")
+    typer.echo(f"run {run_id} {summary(report)}")
+
+
+def reset(
+    run_id: str = typer.Argument(..., help="The run (workflow id)."),
+    to_call: str = typer.Option(..., "--to-call", help="Reset to just before this call."),
+    reason: str = typer.Option("repair", "--reason", help="Why: recorded with the reset."),
+    reapply_approvals: bool = typer.Option(
+        False,
+        "--reapply-approvals",
+        help="Re-apply the approvals and denials given after that point (default: ask again).",
+    ),
+    name: str = _AS,
+) -> None:
+    """Reset RUN to just before call CALL; the run continues from there as a new Temporal run.
+
+    Approval signals after that point are not re-applied unless --reapply-approvals, so a
+    person's approval is never silently reused; other signals are sent again in order.
+    """
+    by = acting_as(name)
+
+    async def main() -> ResetResult:
+        async with control_client() as (_, client):
+            return await reset_run(
+                client, run_id, to_call, by=by, reason=reason, reapply_approvals=reapply_approvals
+            )
+
+    result = asyncio.run(main())
+    typer.echo(
+        f"run {run_id} reset to before call {to_call} (event {result.event_id}): Temporal run "
+        f"{result.old_temporal_run_id} -> {result.new_temporal_run_id}; "
+        f"{result.resent} signal(s) sent again, {result.withheld} runrecord signal(s) withheld"
+    )
+
+
+def rerun(
+    run_id: str = typer.Argument(..., help="The run (workflow id) to run again."),
+    new_id: str = typer.Option(None, "--id", help="Id for the new run (default RUN-rerun-<hex>)."),
+) -> None:
+    """Start RUN again as a new run with the same inputs and configuration (rerunOf: RUN)."""
+
+    async def main() -> str:
+        async with control_client(recording=True) as (_, client):
+            return await rerun_run(client, run_id, new_id)
+
+    typer.echo(f"started run {asyncio.run(main())} (rerun of {run_id})")
+
+
+def replay(
+    run_id: str = typer.Argument(..., help="The run (workflow id)."),
+    module: str = typer.Option(
+        None, "--module", "-m", help="Module with the WORKFLOWS list (default: the example agents)."
+    ),
+) -> None:
+    """Replay RUN's history against the current worker code: OK, or the first nondeterminism."""
+
+    async def main() -> str | None:
+        async with control_client() as (settings, client):
+            return await replay_run(client, run_id, module, load_policy(settings))
+
+    failure = asyncio.run(main())
+    if failure is not None:
+        raise RunRecordError(f"replay of {run_id} failed: {failure}")
+    typer.echo(f"OK: run {run_id} replays deterministically against the current code")

@@ -1,0 +1,112 @@
+"""What the control commands share: who is acting, and a run's state read from raw responses.
+
+temporalio 1.35 cannot decode status 8 (PAUSED) in ``describe()``, so runs are read through
+``workflow_service`` directly.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.api.common.v1 import Payload, WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from runrecord._settings import RunRecordError, Settings
+from runrecord.cli._stack import connect, load_policy, temporal_cluster
+from runrecord.worker import RunRecordPlugin
+
+_STATUS = {
+    1: "running",
+    2: "completed",
+    3: "failed",
+    4: "canceled",
+    5: "terminated",
+    6: "continued-as-new",
+    7: "timed-out",
+    8: "paused",
+}
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def acting_as(name: str | None) -> str:
+    """The person an action is recorded for: ``--as``, else the OS user."""
+    person = (name or os_user()).strip()
+    if not person or person.startswith("policy:"):
+        raise RunRecordError(f"{person!r} cannot act: give a person's name with --as")
+    return person
+
+
+def client_identity() -> str:
+    """The Temporal identity of CLI requests: who really sent them, whatever ``--as`` says."""
+    return f"{os_user()}@{socket.gethostname()} (runrecord cli)"
+
+
+@dataclass(frozen=True)
+class RunState:
+    run_id: str
+    temporal_run_id: str
+    status: str
+    memo: dict[str, Payload]
+
+    @property
+    def open(self) -> bool:
+        return self.status in ("running", "paused")
+
+    def memo_json(self, key: str) -> Any:
+        payload = self.memo.get(key)
+        if payload is None:
+            return None
+        try:
+            return json.loads(payload.data)
+        except ValueError:
+            return None
+
+
+async def describe_run(client: Client, run_id: str) -> RunState:
+    request = DescribeWorkflowExecutionRequest(
+        namespace=client.namespace, execution=WorkflowExecution(workflow_id=run_id)
+    )
+    try:
+        response = await client.workflow_service.describe_workflow_execution(request)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise RunRecordError(f"no run {run_id!r} in namespace {client.namespace}") from None
+        raise RunRecordError(f"cannot read run {run_id!r}: {err.message}") from None
+    info = response.workflow_execution_info
+    return RunState(
+        run_id=run_id,
+        temporal_run_id=info.execution.run_id,
+        status=_STATUS.get(int(info.status), f"status {int(info.status)}"),
+        memo=dict(info.memo.fields),
+    )
+
+
+def require_open(state: RunState, action: str) -> None:
+    if not state.open:
+        raise RunRecordError(f"run {state.run_id!r} has ended ({state.status}); cannot {action}")
+
+
+@asynccontextmanager
+async def control_client(*, recording: bool = False) -> AsyncIterator[tuple[Settings, Client]]:
+    """A client of the configured cluster (never starts a dev server)."""
+    settings = Settings.from_env()
+    async with temporal_cluster(settings, start_if_missing=False) as temporal:
+        plugins = [RunRecordPlugin(policy=load_policy(settings))] if recording else []
+        client = await connect(
+            temporal.address, settings.namespace, plugins, identity=client_identity()
+        )
+        yield settings, client

@@ -1,0 +1,359 @@
+"""The approval policy: which calls need a human's approval, who may decide, and how long to wait.
+
+A policy is a TOML file (``runrecord.toml``; ``RUNRECORD_POLICY`` names another). Rules are
+tried in order and the first whose ``tools`` and ``side_effects`` both match a call decides:
+
+    [approval]
+    expiry = "1h"                  # default wait before a request expires
+    approvers = ["*"]              # who decides calls of tools declared approval=True
+    require_signatures = false
+
+    [groups]
+    finance = ["alice", "bob"]
+
+    [approvers.alice]
+    ed25519_public_key = "base64 of the 32-byte key"   # `runrecord keygen alice` makes one
+    [approvers.bob]
+    hmac_key_env = "BOB_APPROVAL_KEY"                   # or hmac_key = "..."
+
+    [[rule]]
+    name = "payments"
+    side_effects = ["payment"]
+    action = "require"             # require | allow | deny
+    approvers = ["group:finance"]
+    expiry = "30m"
+    require_signatures = true
+
+A call no rule matches needs approval only if its tool is declared ``approval=True``
+(rule ``declared``). Everything here runs inside the workflow sandbox: pure and deterministic.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import hashlib
+import hmac
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from runrecord.records import SideEffect
+
+DEFAULT_EXPIRY = timedelta(hours=1)
+DECLARED_RULE = "declared"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class PolicyError(ValueError):
+    """The policy file is missing, unreadable or says something runrecord cannot follow."""
+
+
+class Action(StrEnum):
+    NOT_REQUIRED = "not_required"
+    REQUIRE = "require"
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+def parse_duration(value: Any, where: str) -> timedelta:
+    """``"90s"``, ``"30m"``, ``"1h"``, ``"2d"`` or a number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise PolicyError(f"{where}: {value!r} is not a duration like '30m' or '1h'")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise PolicyError(f"{where}: a duration must be positive, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What the policy says about one call."""
+
+    action: Action
+    rule: str | None = None
+    approvers: tuple[str, ...] = ()
+    expiry: timedelta = DEFAULT_EXPIRY
+    signatures_required: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    action: Action
+    tools: tuple[str, ...] = ()
+    side_effects: tuple[SideEffect, ...] = ()
+    approvers: tuple[str, ...] = ()
+    expiry: timedelta | None = None
+    require_signatures: bool | None = None
+
+    def matches(self, tool: str, side_effect: SideEffect) -> bool:
+        if self.tools and not any(fnmatch.fnmatchcase(tool, t) for t in self.tools):
+            return False
+        return not self.side_effects or side_effect in self.side_effects
+
+
+@dataclass(frozen=True)
+class ApproverKey:
+    """How an approver's signatures are checked; ``secret`` never leaves the process."""
+
+    kind: str  # "ed25519" or "hmac-sha256"
+    public: bytes = b""
+    secret: bytes = field(default=b"", repr=False)
+
+
+@dataclass(frozen=True)
+class Policy:
+    rules: tuple[Rule, ...] = ()
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    keys: dict[str, ApproverKey] = field(default_factory=dict)
+    expiry: timedelta = DEFAULT_EXPIRY
+    approvers: tuple[str, ...] = ("*",)
+    require_signatures: bool = False
+    source: str = "built-in default"
+
+    # --- loading
+
+    @classmethod
+    def load(cls, path: Path | str) -> Policy:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise PolicyError(f"policy file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise PolicyError(f"cannot read policy file {path}: {err}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise PolicyError(f"policy file {path} is not valid TOML: {err}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "inline") -> Policy:
+        unknown = set(data) - {"approval", "groups", "approvers", "rule"}
+        if unknown:
+            raise PolicyError(f"{source}: unknown section(s) {sorted(unknown)}")
+        defaults = _table(data.get("approval", {}), f"{source} [approval]")
+        _only(defaults, {"expiry", "approvers", "require_signatures"}, f"{source} [approval]")
+        groups = {
+            str(name): _names(members, f"{source} [groups] {name}")
+            for name, members in _table(data.get("groups", {}), f"{source} [groups]").items()
+        }
+        keys = {
+            str(name): _key(spec, f"{source} [approvers.{name}]")
+            for name, spec in _table(data.get("approvers", {}), f"{source} [approvers]").items()
+        }
+        raw_rules = data.get("rule", [])
+        if not isinstance(raw_rules, list):
+            raise PolicyError(f"{source}: [[rule]] must be an array of tables")
+        rules = tuple(_rule(r, f"{source} [[rule]] #{i + 1}") for i, r in enumerate(raw_rules))
+        names = [r.name for r in rules]
+        if len(set(names)) != len(names):
+            raise PolicyError(f"{source}: rule names must be unique, got {names}")
+        policy = cls(
+            rules=rules,
+            groups=groups,
+            keys=keys,
+            expiry=parse_duration(defaults["expiry"], f"{source} [approval] expiry")
+            if "expiry" in defaults
+            else DEFAULT_EXPIRY,
+            approvers=_names(defaults.get("approvers", ["*"]), f"{source} [approval] approvers"),
+            require_signatures=_bool(
+                defaults.get("require_signatures", False), f"{source} require_signatures"
+            ),
+            source=source,
+        )
+        for name, members in [("[approval]", policy.approvers)] + [
+            (f"rule {r.name!r}", r.approvers) for r in rules
+        ]:
+            for member in members:
+                if member.startswith("group:") and member[6:] not in groups:
+                    raise PolicyError(f"{source}: {name} names unknown group {member[6:]!r}")
+        return policy
+
+    # --- deciding
+
+    def requirement(self, tool: str, side_effect: SideEffect, declared: bool) -> Requirement:
+        for rule in self.rules:
+            if rule.matches(tool, side_effect):
+                return Requirement(
+                    action=rule.action,
+                    rule=rule.name,
+                    approvers=rule.approvers or self.approvers,
+                    expiry=rule.expiry or self.expiry,
+                    signatures_required=self.require_signatures
+                    if rule.require_signatures is None
+                    else rule.require_signatures,
+                )
+        if declared:
+            return Requirement(
+                action=Action.REQUIRE,
+                rule=DECLARED_RULE,
+                approvers=self.approvers,
+                expiry=self.expiry,
+                signatures_required=self.require_signatures,
+            )
+        return Requirement(action=Action.NOT_REQUIRED)
+
+    def may_decide(self, approver: str, approvers: tuple[str, ...] | list[str]) -> bool:
+        for allowed in approvers:
+            if allowed == "*" or allowed == approver:
+                return True
+            if allowed.startswith("group:") and approver in self.groups.get(allowed[6:], ()):
+                return True
+        return False
+
+    def verify(self, approver: str, message: bytes, signature: str | None) -> str | None:
+        """None if ``signature`` is ``approver``'s over ``message``, else why not."""
+        if not signature:
+            return "unsigned: this policy requires signed decisions"
+        key = self.keys.get(approver)
+        if key is None:
+            return f"no signing key for {approver!r} in the policy"
+        kind, _, value = signature.partition(":")
+        if kind != key.kind:
+            return f"signature is {kind or 'untyped'}, but {approver!r} signs with {key.kind}"
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return "signature is not base64"
+        if key.kind == "hmac-sha256":
+            expected = hmac.new(key.secret, message, hashlib.sha256).digest()
+            return None if hmac.compare_digest(raw, expected) else "signature does not verify"
+        try:
+            Ed25519PublicKey.from_public_bytes(key.public).verify(raw, message)
+        except (InvalidSignature, ValueError):
+            return "signature does not verify"
+        return None
+
+
+def signing_message(
+    decision: str, run_id: str, tool_call_id: str, request_digest: str, approver: str, reason: str
+) -> bytes:
+    """The exact bytes an approver signs: binds the decision to this call and its arguments."""
+    doc = {
+        "decision": decision,
+        "runId": run_id,
+        "toolCallId": tool_call_id,
+        "requestDigest": request_digest,
+        "approver": approver,
+        "reason": reason,
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+# --- parsing helpers
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PolicyError(f"{where} must be a table")
+    return value
+
+
+def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(table) - allowed
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {sorted(unknown)}")
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise PolicyError(f"{where} must be a list of names")
+    return tuple(value)
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise PolicyError(f"{where} must be true or false")
+    return value
+
+
+def _rule(raw: Any, where: str) -> Rule:
+    table = _table(raw, where)
+    _only(
+        table,
+        {"name", "action", "tools", "side_effects", "approvers", "expiry", "require_signatures"},
+        where,
+    )
+    name = table.get("name")
+    if not isinstance(name, str) or not name or name.startswith("policy:"):
+        raise PolicyError(f"{where} needs a name")
+    try:
+        action = Action(table.get("action", "require"))
+        effects = tuple(SideEffect(e) for e in table.get("side_effects", []))
+    except ValueError as err:
+        raise PolicyError(f"{where} ({name}): {err}") from None
+    if action is Action.NOT_REQUIRED:
+        raise PolicyError(f"{where} ({name}): action must be require, allow or deny")
+    return Rule(
+        name=name,
+        action=action,
+        tools=_names(table.get("tools", []), f"{where} tools"),
+        side_effects=effects,
+        approvers=_names(table.get("approvers", []), f"{where} approvers"),
+        expiry=parse_duration(table["expiry"], f"{where} expiry") if "expiry" in table else None,
+        require_signatures=_bool(table["require_signatures"], f"{where} require_signatures")
+        if "require_signatures" in table
+        else None,
+    )
+
+
+def _key(raw: Any, where: str) -> ApproverKey:
+    table = _table(raw, where)
+    _only(table, {"ed25519_public_key", "hmac_key", "hmac_key_env"}, where)
+    if len(table) != 1:
+        raise PolicyError(
+            f"{where} needs exactly one of ed25519_public_key, hmac_key, hmac_key_env"
+        )
+    if "ed25519_public_key" in table:
+        try:
+            public = base64.b64decode(str(table["ed25519_public_key"]), validate=True)
+            Ed25519PublicKey.from_public_bytes(public)
+        except (binascii.Error, ValueError):
+            raise PolicyError(f"{where}: ed25519_public_key is not a base64 32-byte key") from None
+        return ApproverKey("ed25519", public=public)
+    if "hmac_key_env" in table:
+        secret = os.environ.get(str(table["hmac_key_env"]), "")
+        if not secret:
+            raise PolicyError(f"{where}: environment variable {table['hmac_key_env']} is not set")
+    else:
+        secret = str(table["hmac_key"])
+    if len(secret) < 16:
+        raise PolicyError(f"{where}: an HMAC key needs at least 16 characters")
+    return ApproverKey("hmac-sha256", secret=secret.encode())
+
+
+def sign(policy: Policy, approver: str, message: bytes, private_key_pem: bytes | None) -> str:
+    """Sign ``message`` as ``approver``: with their HMAC key from the policy, or their Ed25519
+    private key (PEM, as ``runrecord keygen`` writes it)."""
+    key = policy.keys.get(approver)
+    if key is None:
+        raise PolicyError(f"the policy lists no signing key for {approver!r}")
+    if key.kind == "hmac-sha256":
+        digest = hmac.new(key.secret, message, hashlib.sha256).digest()
+        return "hmac-sha256:" + base64.b64encode(digest).decode()
+    if private_key_pem is None:
+        raise PolicyError(f"{approver!r} signs with Ed25519: pass the private key with --key")
+    try:
+        private = load_pem_private_key(private_key_pem, password=None)
+    except (ValueError, TypeError):
+        raise PolicyError("the private key is not an unencrypted PEM key") from None
+    if not isinstance(private, Ed25519PrivateKey):
+        raise PolicyError("the private key is not an Ed25519 key")
+    return "ed25519:" + base64.b64encode(private.sign(message)).decode()

@@ -1,0 +1,231 @@
+"""Pause, resume, rollback, reset, rerun and replay, from the CLI, on real Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowFailureError
+
+from runrecord.cli._approvals import send_decision
+from runrecord.worker import Journal
+from tests import control_agents as agents
+from tests.test_approvals import record, waiting_for, worker
+from tests.test_cli import assert_one_line_error, runrecord
+
+
+async def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(runrecord, *args, env=env)
+
+
+async def _scheduled(client: Client, run_id: str) -> int:
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    return sum(1 for e in history.events if e.HasField("activity_task_scheduled_event_attributes"))
+
+
+async def _status(client: Client, run_id: str) -> int:
+    response = await client.workflow_service.describe_workflow_execution(
+        DescribeWorkflowExecutionRequest(
+            namespace=client.namespace, execution=WorkflowExecution(workflow_id=run_id)
+        )
+    )
+    return int(response.workflow_execution_info.status)
+
+
+async def test_pause_stops_new_tool_calls_until_resume(
+    cli_env: dict[str, str], temporal_address: str, journal: Journal
+) -> None:
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"ticker-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(agents.Ticker.run, 12, id=run_id, task_queue=queue)
+        while await _scheduled(client, run_id) < 2:
+            await asyncio.sleep(0.05)
+        paused = await _cli(
+            "pause", run_id, "--reason", "investigating", "--as", "olga", env=cli_env
+        )
+        assert paused.returncode == 0, paused.stderr
+        assert paused.stdout.strip() == f"run {run_id} paused by olga"
+        assert await _status(client, run_id) == 8  # PAUSED
+        before = await _scheduled(client, run_id)
+        await asyncio.sleep(1.5)
+        assert await _scheduled(client, run_id) <= before + 1  # at most the one already due
+        frozen = await _scheduled(client, run_id)
+        await asyncio.sleep(1.0)
+        assert await _scheduled(client, run_id) == frozen
+        assert_one_line_error(
+            await _cli("pause", run_id, "--reason", "again", env=cli_env), "already paused"
+        )
+        resumed = await _cli("resume", run_id, "--as", "olga", env=cli_env)
+        assert resumed.returncode == 0, resumed.stderr
+        assert await asyncio.wait_for(handle.result(), 30) == 12
+    assert await _scheduled(client, run_id) == 12
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    pauses = [
+        e.workflow_execution_paused_event_attributes
+        for e in history.events
+        if e.HasField("workflow_execution_paused_event_attributes")
+    ]
+    assert [(p.identity, p.reason) for p in pauses] == [("olga", "investigating")]
+
+
+async def test_rollback_restores_a_written_file_and_reports_the_payment_not_undone(
+    cli_env: dict[str, str], temporal_address: str, journal: Journal, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "ledger.txt"
+    path.write_text("old content")
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"books-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(
+            agents.Bookkeeper.run, str(path), id=run_id, task_queue=queue
+        )
+        await waiting_for(client, run_id, "2")
+        assert (
+            await send_decision(client, run_id, "2", "approve", approver="fay", reason="ok")
+        ).applied
+        await waiting_for(client, run_id, "3")
+        assert path.read_text() == "new content"
+
+        rolled = await _cli(
+            "rollback", run_id, "--reason", "wrong ledger", "--as", "fay", env=cli_env
+        )
+        assert_one_line_error(
+            rolled, "rollback of", "incomplete", "2 charge (declared irreversible)"
+        )
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert path.read_text() == "old content"
+    assert agents.ran("deploy", "prod") == []
+
+    done = await record(client, engine, run_id)
+    assert done.final_status == "rollback_incomplete"
+    assert done.rollback is not None
+    assert (done.rollback.requested_by, done.rollback.reason) == ("fay", "wrong ledger")
+    assert done.rollback.compensated == ["1"]
+    assert [(n.tool_call_id, n.tool, n.why) for n in done.rollback.not_undone] == [
+        ("2", "charge", "declared irreversible")
+    ]
+    calls = {c.tool_call_id: c for c in done.tool_calls}
+    assert calls["1"].status == "compensated"
+    assert calls["2"].status == "succeeded"
+    assert calls["3"].status == "cancelled" and calls["3"].approval_state == "requested"
+    undo = next(c for c in done.tool_calls if c.compensates == "1")
+    assert (undo.tool, undo.status) == ("restore_file", "succeeded")
+
+
+async def test_an_agent_can_opt_in_to_rollback_on_failure(
+    temporal_address: str, journal: Journal, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.txt"
+    path.write_text("before")
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"fragile-{uuid.uuid4().hex[:8]}"
+        with pytest.raises(WorkflowFailureError):
+            await client.execute_workflow(
+                agents.FragileWriter.run, str(path), id=run_id, task_queue=queue
+            )
+    assert path.read_text() == "before"
+    done = await record(client, engine, run_id)
+    assert done.final_status == "rolled_back"
+    assert done.rollback is not None
+    assert done.rollback.requested_by == "policy:rollback-on-failure"
+    assert "disk quota exceeded" in (done.rollback.reason or "")
+
+
+async def test_reset_asks_again_instead_of_reusing_an_approval(
+    cli_env: dict[str, str], temporal_address: str, journal: Journal, engine: Engine
+) -> None:
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"reset-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(
+            agents.Deployer.run, [f"r-{run_id}"], id=run_id, task_queue=queue
+        )
+        await waiting_for(client, run_id, "1")
+        await send_decision(client, run_id, "1", "approve", approver="gil", reason="go")
+        await handle.result()
+        assert agents.ran("deploy", f"r-{run_id}") == [f"r-{run_id}"]
+
+        # Asked for explicitly, the approval given after the reset point is applied again.
+        again = await _cli("reset", run_id, "--to-call", "1", "--reapply-approvals", env=cli_env)
+        assert again.returncode == 0, again.stderr
+        assert "1 signal(s) sent again" in again.stdout
+        assert await client.get_workflow_handle(run_id).result() == [f"deployed r-{run_id}"]
+        assert len(agents.ran("deploy", f"r-{run_id}")) == 2
+
+        # By default it is not: the call asks for a decision again and does not run.
+        reset = await _cli("reset", run_id, "--to-call", "1", "--reason", "redo", env=cli_env)
+        assert reset.returncode == 0, reset.stderr
+        assert "1 runrecord signal(s) withheld" in reset.stdout
+        request = await waiting_for(client, run_id, "1")
+        assert request.tool == "deploy"
+        await asyncio.sleep(0.5)
+        assert len(agents.ran("deploy", f"r-{run_id}")) == 2
+        waiting = await record(client, engine, run_id)
+        assert waiting.final_status == "awaiting_approval"
+        assert waiting.tool_calls[0].approval_state == "requested"
+        assert_one_line_error(
+            await _cli("reset", run_id, "--to-call", "7", env=cli_env), "has no call 7"
+        )
+
+
+async def test_rerun_starts_a_linked_run_and_replay_reports_determinism(
+    cli_env: dict[str, str], temporal_address: str, journal: Journal, engine: Engine
+) -> None:
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"rerun-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(agents.Ticker.run, 2, id=run_id, task_queue=queue)
+        await handle.result()
+
+        rerun = await _cli("rerun", run_id, "--id", f"{run_id}-again", env=cli_env)
+        assert rerun.returncode == 0, rerun.stderr
+        assert await client.get_workflow_handle(f"{run_id}-again").result() == 2
+        again = await record(client, engine, f"{run_id}-again")
+        original = await record(client, engine, run_id)
+        assert again.rerun_of == run_id
+        assert again.turn_id != original.turn_id
+        assert [c.tool for c in again.tool_calls] == [c.tool for c in original.tool_calls]
+
+        ok = await _cli("replay", run_id, "-m", "tests.control_agents", env=cli_env)
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout.startswith("OK")
+        changed = await _cli("replay", run_id, "-m", "tests.changed_agents", env=cli_env)
+        assert_one_line_error(changed, f"replay of {run_id} failed", "ondeterminism")
+
+
+async def test_control_commands_refuse_bad_input_in_one_line(
+    cli_env: dict[str, str], temporal_address: str, journal: Journal, tmp_path: Path
+) -> None:
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"done-{uuid.uuid4().hex[:8]}"
+        await client.execute_workflow(agents.Ticker.run, 1, id=run_id, task_queue=queue)
+    cases = [
+        (("approve", run_id, "1", "--reason", "x"), "has ended (completed)"),
+        (("rollback", run_id), "has ended (completed)"),
+        (("pause", run_id, "--reason", "x"), "has ended (completed)"),
+        (("resume", run_id), "is not paused"),
+        (("approve", "no-such-run", "1", "--reason", "x"), "no run 'no-such-run'"),
+        (("deny", run_id, "1"), "--reason"),
+        (("rerun", "no-such-run"), "no-such-run"),
+    ]
+    for args, needle in cases:
+        assert_one_line_error(await _cli(*args, env=cli_env), needle)
+    bad = tmp_path / "policy.toml"
+    bad.write_text('[[rule]]\nname = "x"\nside_effects = ["teleport"]\n')
+    for policy, needle in (
+        (bad, "'teleport' is not a valid SideEffect"),
+        (tmp_path / "nope", "does not exist"),
+    ):
+        proc = await _cli(
+            "approve",
+            run_id,
+            "1",
+            "--reason",
+            "x",
+            env={**cli_env, "RUNRECORD_POLICY": str(policy)},
+        )
+        assert_one_line_error(proc, needle)
