@@ -175,6 +175,20 @@ async def test_refused_decisions_are_recorded_and_run_nothing(
     assert replayed.replay_failure is None
 
 
+async def test_the_request_preview_hides_secrets(temporal_address: str, journal: Journal) -> None:
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"secret-{uuid.uuid4().hex[:8]}"
+        token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+        handle = await client.start_workflow(
+            agents.Deployer.run, [f"prod?token={token}"], id=run_id, task_queue=queue
+        )
+        request = await waiting_for(client, run_id, "1")
+        assert token not in request.arguments and "[REDACTED]" in request.arguments
+        await send_decision(client, run_id, "1", "deny", approver="ivy", reason="no")
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+
+
 @pytest.mark.parametrize("way", ["by-name", "local", "start-activity"])
 async def test_every_way_of_calling_a_gated_tool_waits_for_approval(
     temporal_address: str, journal: Journal, way: str

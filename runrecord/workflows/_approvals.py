@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +19,7 @@ import temporalio.workflow as workflow
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
+from runrecord._redaction import default_redactor
 from runrecord.records import (
     APPROVE_SIGNAL,
     DECISION_QUERY,
@@ -37,7 +37,6 @@ from runrecord.records import (
 from runrecord.workflows._policy import Action, Policy, Requirement, signing_message
 
 PREVIEW_LIMIT = 500
-_SENSITIVE = re.compile(r"pass(word)?|secret|token|api[_-]?key|auth|credential|private", re.I)
 
 
 class ToolDenied(ApplicationError):
@@ -76,15 +75,10 @@ def _span(expiry: timedelta) -> str:
 
 
 def redact(value: Any) -> Any:
-    """Hide values under secret-looking keys. The seam where the recorder's redaction plugs in."""
-    if isinstance(value, dict):
-        return {
-            k: "[redacted]" if isinstance(k, str) and _SENSITIVE.search(k) else redact(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
+    """The recorder's redaction (secrets found by content or by field name)."""
+    with workflow.unsafe.sandbox_unrestricted():
+        redactor = default_redactor()  # built outside the sandbox: it reads its patterns once
+    return redactor.value(value)
 
 
 def describe_arguments(args: Sequence[Any]) -> tuple[str, str]:
