@@ -53,6 +53,7 @@ from runrecord.records import (
     ToolRegistryEntry,
 )
 from runrecord.worker import Journal, RunRecordPlugin
+from runrecord.workflows import Policy
 from tests import agents_for_queries as q
 from tests._postgres import create_test_database, drop_test_database
 
@@ -125,6 +126,9 @@ def _use_mcp(projection: RunProjection) -> None:
     next(c for c in projection.calls.values() if c.tool == "fetch_spec").mcp_server = "git"
 
 
+GATED_TOOLS = ("deploy", "charge_invoice", "publish_report", "git_commit")
+
+
 @pytest.fixture(scope="module")
 async def scenario(
     records_url: str, temporal_address: str, tmp_path_factory: pytest.TempPathFactory
@@ -134,7 +138,11 @@ async def scenario(
     demo = load_agents(None)  # puts examples/ on sys.path
     import mcp_agents
 
-    plugin = RunRecordPlugin(journal, mcp_servers=mcp_agents.MCP_SERVERS)
+    # These tests ask the records; an operator's policy allows the gated tools so no run waits.
+    allow = {"name": "auto-allow", "action": "allow", "tools": list(GATED_TOOLS)}
+    plugin = RunRecordPlugin(
+        journal, mcp_servers=mcp_agents.MCP_SERVERS, policy=Policy.from_dict({"rule": [allow]})
+    )
     client = await Client.connect(temporal_address, plugins=[plugin])
     engine = open_engine(records_url)
     upgrade(engine)
