@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Replayer, Worker
 
@@ -168,6 +168,15 @@ async def test_refused_decisions_are_recorded_and_run_nothing(
     assert refused[2][3].startswith("malformed payload: toolCallId")
     assert refused[3] == ("1", "approve", "dave", "call 1 was already denied by carol")
     assert all(r.signal_identity for r in done.approval_rejections)
+    with engine.connect() as conn:  # the query docs/records.md gives for refused attempts
+        claimed = conn.execute(
+            text(
+                "SELECT j->>'approver' FROM runs r, jsonb_array_elements(r.approval_rejections) j"
+                " WHERE r.run_id = :run"
+            ),
+            {"run": run_id},
+        ).scalars()
+        assert list(claimed) == ["mallory", "carol", None, "dave"]
     # The decisions are deterministic: the history replays against the same code and policy.
     history = await client.get_workflow_handle(run_id).fetch_history()
     replayer = Replayer(workflows=agents.WORKFLOWS, plugins=[RunRecordPlugin(policy=policy)])
