@@ -69,10 +69,9 @@ def test_bare_postgresql_scheme_gets_the_psycopg_driver() -> None:
     assert libpq_url(kept) == "postgresql://u:p@h:1/d?sslmode=disable"
 
 
-@pytest.mark.skipif(
-    pg.find_postgres_bin_dir() is None, reason="PostgreSQL binaries (initdb, pg_ctl) not installed"
-)
 def test_private_cluster_survives_stop_and_start() -> None:
+    if pg.find_postgres_bin_dir() is None:
+        pytest.fail("PostgreSQL binaries (initdb, pg_ctl) not installed", pytrace=False)
     cluster = PrivateCluster.create()
     try:
         cluster.start()
