@@ -335,6 +335,26 @@ class Cost(Record):
     currency: str = "USD"
 
 
+class Pause(Record):
+    """A native Temporal pause of the run: who paused it, when and why."""
+
+    paused_by: str | None = None
+    reason: str | None = None
+    paused_at: datetime | None = None
+
+
+class TemporalRun(Record):
+    """One Temporal run inside a run record: the first, a continue-as-new or a reset."""
+
+    temporal_run_id: str
+    began_at: datetime | None = None
+    status: FinalStatus = FinalStatus.RUNNING
+    continued_from: str | None = None
+    reset_from: str | None = None
+    reset_reason: str | None = None
+    last_event_id: int = 0
+
+
 class RunRecord(Record):
     """Everything a run did, under which configuration, and how it ended."""
 
@@ -364,6 +384,8 @@ class RunRecord(Record):
     rerun_of: str | None = None
     approval_rejections: list[ApprovalRejection] = Field(default_factory=list)
     rollback: Rollback | None = None
+    pause: Pause | None = None
+    temporal_runs: list[TemporalRun] = Field(default_factory=list)
     started_at: datetime | None = None
     ended_at: datetime | None = None
     cost: Cost = Field(default_factory=Cost)

@@ -167,7 +167,16 @@ async def test_reset_asks_again_instead_of_reusing_an_approval(
         assert len(agents.ran("deploy", f"r-{run_id}")) == 2
         waiting = await record(client, engine, run_id)
         assert waiting.final_status == "awaiting_approval"
-        assert waiting.tool_calls[0].approval_state == "requested"
+        calls = {c.tool_call_id: c for c in waiting.tool_calls}
+        assert calls["1"].approval_state == "requested"
+        # Both resets are linked, and the calls they replaced stay in the record.
+        runs = waiting.temporal_runs
+        assert len(runs) == 3
+        assert [r.reset_from for r in runs] == [None, *(r.temporal_run_id for r in runs[:2])]
+        assert "redo" in (runs[2].reset_reason or "")
+        replaced = sorted(c for c in calls if c.startswith("1~"))
+        assert replaced == sorted(f"1~{r.temporal_run_id[:8]}" for r in runs[:2])
+        assert all(calls[c].status == "succeeded" for c in replaced)
         assert_one_line_error(
             await _cli("reset", run_id, "--to-call", "7", env=cli_env), "has no call 7"
         )

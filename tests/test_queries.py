@@ -36,7 +36,7 @@ from runrecord.cli import main
 from runrecord.cli._stack import load_agents
 from runrecord.recorder import (
     Mirror,
-    RunProjection,
+    RunChain,
     apply_journal,
     open_engine,
     save_projection,
@@ -89,13 +89,13 @@ def records_url(pg_admin_url: str) -> Iterator[str]:
 
 
 async def _overlay(mirror: Mirror, run_id: str, change: Any) -> None:
-    projection: RunProjection = await mirror.sync_run(run_id)
+    projection: RunChain = await mirror.sync_run(run_id)
     change(projection)
     with mirror.engine.begin() as conn:
         save_projection(conn, projection)
 
 
-def _deny_publish(projection: RunProjection) -> None:
+def _deny_publish(projection: RunChain) -> None:
     call = next(c for c in projection.calls.values() if c.tool == "publish_report")
     call.approval_state = ApprovalState.DENIED
     call.approval = Approval(
@@ -108,14 +108,14 @@ def _deny_publish(projection: RunProjection) -> None:
     call.output_refs = []
 
 
-def _newer_time_server(projection: RunProjection) -> None:
+def _newer_time_server(projection: RunChain) -> None:
     projection.memo.mcp_servers = [
         s.model_copy(update={"server_version": "9.9.9"}) if s.name == "time" else s
         for s in projection.memo.mcp_servers
     ]
 
 
-def _use_mcp(projection: RunProjection) -> None:
+def _use_mcp(projection: RunChain) -> None:
     registry = []
     for entry in projection.memo.tool_registry:
         if entry.name == "fetch_spec":

@@ -12,7 +12,7 @@ from runrecord.recorder._database import (
 from runrecord.recorder._diff import Change, RunDiff, diff_runs, execution_order, last_good_run
 from runrecord.recorder._lineage import Lineage, lineage
 from runrecord.recorder._mirror import Mirror
-from runrecord.recorder._projection import RunProjection
+from runrecord.recorder._projection import RunChain, RunProjection
 from runrecord.recorder._queries import (
     ArtifactOrigin,
     CallRef,
@@ -39,6 +39,7 @@ __all__ = [
     "Mirror",
     "RunDiff",
     "RunFilter",
+    "RunChain",
     "RunProjection",
     "RunSummary",
     "apply_journal",

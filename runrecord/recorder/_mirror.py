@@ -1,34 +1,97 @@
-"""The mirror: projects agent runs' Temporal history, and the activity journal, into the records.
+"""The mirror: follows agent runs' Temporal history, and the activity journal, into the records.
 
-Temporal history is the source of truth; the records database is its projection,
-rebuildable at any time with ``sync_run``.
+Temporal history is the source of truth; the records database is its projection. The
+mirror finds runs through visibility (and nudges from a worker in the same process),
+follows each Temporal run's history with long polls, folds every page into the run's
+``RunChain`` and writes the change set with the run's cursors in one transaction.
+Killed anywhere, it starts again from history: the upserts and the cursor check make
+a second write of the same events a no-op. Several mirrors split the runs between
+them by heartbeats in the ``mirrors`` table.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
-from collections.abc import Iterable
+import uuid
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, select
-from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from sqlalchemy import Connection, Engine, delete, select
+from temporalio.api.common.v1 import WorkflowExecution as WorkflowExecutionProto
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkflowExecutionRequest,
+    GetWorkflowExecutionHistoryRequest,
+    GetWorkflowExecutionHistoryResponse,
+)
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from runrecord.recorder._blobs import BlobStore
-from runrecord.recorder._projection import RunProjection
+from runrecord.recorder._projection import Body, RunChain
 from runrecord.recorder._store import (
+    KEYS,
+    Rows,
     apply_journal,
     journal_offset,
-    save_projection,
+    lock_run,
+    run_rows,
     set_journal_offset,
+    stored_cursors,
+    upsert,
+    write_rows,
 )
-from runrecord.recorder._tables import RunRow
+from runrecord.recorder._tables import MirrorRow, RunRow, TemporalRunRow
 from runrecord.worker._interceptor import AGENT_ATTR
 from runrecord.worker._journal import journal_files, read_from
+from runrecord.worker._nudge import listen
 
 log = logging.getLogger("runrecord.mirror")
+
+PAGE_SIZE = 0  # the server default
+LONG_POLL = timedelta(seconds=70)
+# A mirror whose heartbeat is older than this many poll intervals (at least 10 s) is gone.
+_ALIVE_INTERVALS = 5
+
+
+@dataclass
+class Followed:
+    """What ``mirror status`` shows of one followed Temporal run."""
+
+    workflow_id: str
+    temporal_run_id: str
+    last_event_id: int = 0
+    last_event_time: datetime | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Change:
+    """A change set taken from a chain, written in a worker thread."""
+
+    rows: Rows
+    cursors: dict[str, int]
+    bodies: dict[str, Body]
+    everything: bool
+
+
+@dataclass
+class Membership:
+    """This mirror's share of the runs: workflow ids whose hash modulo ``count`` is ``index``."""
+
+    index: int = 0
+    count: int = 1
+    peers: list[str] = field(default_factory=list)
+
+    def owns(self, workflow_id: str) -> bool:
+        return self.count <= 1 or zlib.crc32(workflow_id.encode()) % self.count == self.index
 
 
 class Mirror:
@@ -42,44 +105,147 @@ class Mirror:
         journal_dir: Path | None = None,
         blobs: BlobStore | None = None,
         poll_interval: float = 1.0,
-        live_interval: float = 5.0,
+        mirror_id: str | None = None,
     ) -> None:
         self.client = client
         self.engine = engine
+        self.namespace = client.namespace
         self.journal_dir = journal_dir
         self.blobs = blobs
         self.poll_interval = poll_interval
-        # A run still going is re-synced at most this often; a closed one at once.
-        self.live_interval = live_interval
-        self._live_synced: dict[str, float] = {}
+        self.mirror_id = mirror_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.errors: list[str] = []
+        self.membership = Membership()
+        self.followed: dict[tuple[str, str], Followed] = {}
+        self._chains: dict[str, RunChain] = {}
+        self._full_write: set[str] = set()
+        self._save_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._done: set[tuple[str, str]] = set()
+        self._nudged: set[tuple[str, str]] = set()
+        self._wake = asyncio.Event()
+        self._started_at = datetime.now(UTC)
 
-    async def sync_run(self, workflow_id: str) -> RunProjection:
-        """Project one run's full history (idempotent) and return the projection."""
-        handle = self.client.get_workflow_handle(workflow_id)
-        history = await handle.fetch_history()
-        projection = RunProjection(workflow_id, self.client.namespace)
-        projection.apply_all(list(history.events))
-        await asyncio.to_thread(self._save, projection)
-        return projection
+    # --- one run, start to end (tests, demo, rebuild)
 
-    def _save(self, projection: RunProjection) -> None:
-        # Copies first: a run whose rows are saved is not synced again until it grows.
-        if self.blobs is not None:
-            for sha, (data, media_type) in projection.bodies.items():
-                self.blobs.keep(sha, data, media_type)
-        with self.engine.begin() as conn:
-            save_projection(conn, projection)
+    async def sync_run(self, workflow_id: str) -> RunChain:
+        """Project every Temporal run of a workflow id from its full history; writes everything."""
+        chain = await self.project(workflow_id)
+        await self._write(workflow_id, self._take(chain, everything=True))
+        return chain
+
+    async def project(self, workflow_id: str) -> RunChain:
+        """A fresh chain from history alone (Temporal runs whose history is gone are absent)."""
+        chain = RunChain(workflow_id, self.namespace)
+        pending = await self.temporal_run_ids(workflow_id)
+        while pending:
+            run_id = pending.pop(0)
+            fold = chain.fold(run_id)
+            token = b""
+            while True:
+                try:
+                    page = await self._page(workflow_id, run_id, token, wait=False)
+                except RPCError as err:
+                    if err.status == RPCStatusCode.NOT_FOUND:
+                        del chain.folds[run_id]
+                        break
+                    raise
+                fold.apply_all(page.history.events)
+                token = page.next_page_token
+                if not token:
+                    break
+            for linked in _linked(chain):
+                if linked not in chain.folds and linked not in pending:
+                    pending.append(linked)
+        return chain
 
     async def sync_tree(self, workflow_id: str) -> list[str]:
         """Project a run and every sub-agent run under it; returns their ids, root first."""
         order = [workflow_id]
         i = 0
         while i < len(order):
-            projection = await self.sync_run(order[i])
-            order.extend(c for c in projection.child_run_ids if c not in order)
+            chain = await self.sync_run(order[i])
+            order.extend(c for c in chain.record(calls=False).child_run_ids if c not in order)
             i += 1
         return order
+
+    async def temporal_run_ids(self, workflow_id: str) -> list[str]:
+        """The Temporal runs of a workflow id that Temporal still knows, oldest first."""
+        found: list[str] = []
+        quoted = workflow_id.replace("\\", "\\\\").replace("'", "\\'")
+        async for execution in self.client.list_workflows(f"WorkflowId = '{quoted}'"):
+            if execution.run_id not in found:
+                found.append(execution.run_id)
+        found.reverse()  # visibility lists newest first
+        try:
+            described = await self.client.workflow_service.describe_workflow_execution(
+                DescribeWorkflowExecutionRequest(
+                    namespace=self.namespace,
+                    execution=WorkflowExecutionProto(workflow_id=workflow_id),
+                ),
+                retry=True,
+            )
+            latest = described.workflow_execution_info.execution.run_id
+            if latest and latest not in found:
+                found.append(latest)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+        return found
+
+    async def _page(
+        self, workflow_id: str, run_id: str, token: bytes, *, wait: bool
+    ) -> GetWorkflowExecutionHistoryResponse:
+        request = GetWorkflowExecutionHistoryRequest(
+            namespace=self.namespace,
+            execution=WorkflowExecutionProto(workflow_id=workflow_id, run_id=run_id),
+            next_page_token=token,
+            wait_new_event=wait,
+            maximum_page_size=PAGE_SIZE,
+        )
+        return await self.client.workflow_service.get_workflow_execution_history(
+            request, retry=True, timeout=LONG_POLL if wait else None
+        )
+
+    # --- writing
+
+    def _take(self, chain: RunChain, *, everything: bool) -> _Change:
+        """Take the chain's change set (in the event loop, so no fold runs meanwhile)."""
+        everything = everything or chain.run_id in self._full_write
+        bodies: dict[str, Body] = {}
+        for fold in chain.folds.values():
+            bodies.update(fold.bodies)
+        change = _Change(
+            rows=run_rows(chain, everything=everything),
+            cursors={f.temporal_run_id or "": f.last_event_id for f in chain.ordered()},
+            bodies=bodies,
+            everything=everything,
+        )
+        chain.saved()
+        return change
+
+    async def _write(self, workflow_id: str, change: _Change) -> bool:
+        lock = self._save_locks.setdefault(workflow_id, asyncio.Lock())
+        async with lock:
+            try:
+                wrote = await asyncio.to_thread(self._write_change, workflow_id, change)
+            except BaseException:
+                # The change set is gone from the chain: write the whole run next time.
+                self._full_write.add(workflow_id)
+                raise
+            if change.everything:
+                self._full_write.discard(workflow_id)
+            return wrote
+
+    def _write_change(self, workflow_id: str, change: _Change) -> bool:
+        # Copies first: rows that point at a copy are written only once it exists.
+        if self.blobs is not None:
+            for sha, (data, media_type) in change.bodies.items():
+                self.blobs.keep(sha, data, media_type)
+        with self.engine.begin() as conn:
+            return write_change(conn, self.namespace, workflow_id, change)
+
+    # --- the journal
 
     def drain_journal(self) -> int:
         """Apply new journal lines; each file's cursor moves in the same transaction."""
@@ -98,65 +264,388 @@ class Mirror:
                 set_journal_offset(conn, path.name, lines[-1][0])
         return applied
 
-    async def _changed_runs(self, since: datetime) -> list[WorkflowExecution]:
+    # --- following
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow runs until ``stop`` is set; errors are logged and retried, never fatal."""
+        loop = asyncio.get_running_loop()
+
+        def nudged(workflow_id: str, run_id: str) -> None:
+            def note() -> None:
+                self._nudged.add((workflow_id, run_id))
+                self._wake.set()
+
+            loop.call_soon_threadsafe(note)
+
+        unsubscribe = listen(nudged)
+        since = datetime.now(UTC) - timedelta(hours=1)
+        backoff = self.poll_interval
+        try:
+            while not stop.is_set():
+                started = datetime.now(UTC)
+                try:
+                    await self.poll_once(since)
+                    since = started - timedelta(seconds=30)
+                    backoff = self.poll_interval
+                except Exception as err:  # the database or Temporal may be down: keep going
+                    self._error(err)
+                    backoff = min(backoff * 2, 10.0)
+                self._wake.clear()
+                waits = [
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(self._wake.wait()),
+                ]
+                await asyncio.wait(waits, timeout=backoff, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+        finally:
+            unsubscribe()
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            self._tasks.clear()
+            try:
+                await asyncio.to_thread(self.drain_journal)
+                await asyncio.to_thread(self._leave)
+            except Exception as err:
+                self._error(err)
+
+    def _error(self, err: BaseException) -> str:
+        message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        self.errors = [*self.errors[-99:], message]
+        log.warning("mirror: %s", message)
+        return message
+
+    async def poll_once(self, since: datetime) -> int:
+        """Drain the journal, beat, and follow every run of ours that has grown since ``since``.
+
+        Returns how many Temporal runs it started following."""
+        await asyncio.to_thread(self.drain_journal)
+        await asyncio.to_thread(self._heartbeat)
+        wanted: list[tuple[str, str, int]] = []
+        for workflow_id, run_id in sorted(self._nudged):
+            wanted.append((workflow_id, run_id, -1))
+        self._nudged.clear()
         stamp = since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         query = f"ExecutionStatus = 'Running' OR CloseTime > '{stamp}'"
-        found = []
         async for execution in self.client.list_workflows(query):
-            if execution.typed_search_attributes.get(AGENT_ATTR) is not None:
-                found.append(execution)
-        return found
+            if execution.typed_search_attributes.get(AGENT_ATTR) is None:
+                continue
+            # A running run's length in visibility is stale: follow it whatever it says.
+            closed = execution.status != WorkflowExecutionStatus.RUNNING
+            length = (execution.history_length or 0) if closed else 0
+            wanted.append((execution.id, execution.run_id or "", length))
+        wanted = [w for w in wanted if self.membership.owns(w[0])]
+        known = await asyncio.to_thread(self._cursors, {w[0] for w in wanted})
+        started = 0
+        for workflow_id, run_id, length in wanted:
+            key = (workflow_id, run_id)
+            if key in self._tasks:
+                continue
+            if length > 0 and known.get(key, -1) >= length:
+                continue  # every event of it is in the records
+            if key in self._done and length == -1:
+                continue  # a nudge for a run followed to its end
+            self._follow_chain(workflow_id, run_id)
+            started += 1
+        # Runs that moved to another mirror are left to it.
+        for key, task in list(self._tasks.items()):
+            if not self.membership.owns(key[0]):
+                task.cancel()
+        return started
 
-    def _known_event_ids(self, run_ids: Iterable[str]) -> dict[str, int]:
-        ids = list(run_ids)
+    def _cursors(self, workflow_ids: Iterable[str]) -> dict[tuple[str, str], int]:
+        ids = list(workflow_ids)
         if not ids:
             return {}
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(RunRow.run_id, RunRow.last_event_id).where(RunRow.run_id.in_(ids))
+                select(
+                    TemporalRunRow.workflow_id,
+                    TemporalRunRow.temporal_run_id,
+                    TemporalRunRow.last_event_id,
+                ).where(
+                    TemporalRunRow.namespace == self.namespace,
+                    TemporalRunRow.workflow_id.in_(ids),
+                )
             )
-            return {run_id: int(last) for run_id, last in rows}
+            return {(w, r): int(last) for w, r, last in rows}
 
-    async def poll_once(self, since: datetime) -> int:
-        """Sync every agent run that has grown since ``since``; returns how many."""
-        await asyncio.to_thread(self.drain_journal)
-        executions = await self._changed_runs(since)
-        known = await asyncio.to_thread(self._known_event_ids, (e.id for e in executions))
-        synced = 0
-        now = time.monotonic()
-        for execution in executions:
-            if known.get(execution.id, -1) >= (execution.history_length or 0) > 0:
-                continue
-            running = execution.status == WorkflowExecutionStatus.RUNNING
-            if running and now - self._live_synced.get(execution.id, -1e9) < self.live_interval:
-                continue
-            await self.sync_run(execution.id)
-            if running:
-                self._live_synced[execution.id] = now
-            else:
-                self._live_synced.pop(execution.id, None)
-            synced += 1
-        listed = {e.id for e in executions}
-        self._live_synced = {k: v for k, v in self._live_synced.items() if k in listed}
-        return synced
+    def _follow_chain(self, workflow_id: str, run_id: str) -> None:
+        """Follow a Temporal run; a chain new to this mirror gets its other runs followed too."""
+        fresh = workflow_id not in self._chains
+        self._chains.setdefault(workflow_id, RunChain(workflow_id, self.namespace))
+        if run_id:
+            self._start(workflow_id, run_id)
+        if fresh or not run_id:
+            self._tasks[(workflow_id, "*")] = asyncio.create_task(self._discover(workflow_id))
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Follow runs until ``stop`` is set; errors are logged and retried, never fatal."""
-        since = datetime.now(UTC) - timedelta(hours=1)
+    async def _discover(self, workflow_id: str) -> None:
+        try:
+            for run_id in await self.temporal_run_ids(workflow_id):
+                self._start(workflow_id, run_id)
+        except Exception as err:
+            self._error(err)
+        finally:
+            self._tasks.pop((workflow_id, "*"), None)
+
+    def _start(self, workflow_id: str, run_id: str) -> None:
+        key = (workflow_id, run_id)
+        if key not in self._tasks and run_id:
+            self._done.discard(key)
+            self._tasks[key] = asyncio.create_task(self._follow(workflow_id, run_id))
+
+    async def _follow(self, workflow_id: str, run_id: str) -> None:
+        key = (workflow_id, run_id)
+        chain = self._chains.setdefault(workflow_id, RunChain(workflow_id, self.namespace))
+        fold = chain.fold(run_id)
+        state = self.followed.setdefault(key, Followed(workflow_id, run_id))
+        token = b""
         backoff = self.poll_interval
-        while not stop.is_set():
-            started = datetime.now(UTC)
-            try:
-                await self.poll_once(since)
-                since = started - timedelta(seconds=30)
-                backoff = self.poll_interval
-            except Exception as err:  # the database or Temporal may be down: keep going
-                message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                self.errors = [*self.errors[-99:], message]
-                log.warning("mirror: %s (retrying in %.0fs)", message, backoff)
-                backoff = min(backoff * 2, 30.0)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=backoff)
-            except TimeoutError:
-                pass
-        await asyncio.to_thread(self.drain_journal)
+        try:
+            while True:
+                try:
+                    page = await self._page(workflow_id, run_id, token, wait=True)
+                    if page.history.events:
+                        fold.apply_all(page.history.events)
+                        await self._write(workflow_id, self._take(chain, everything=False))
+                        state.last_event_id = fold.last_event_id
+                        state.last_event_time = fold.last_event_time
+                        for linked in _linked(chain):
+                            self._start(workflow_id, linked)
+                    token = page.next_page_token
+                    state.error = None
+                    backoff = self.poll_interval
+                    if not token:
+                        break  # closed, and every event is in the records
+                except asyncio.CancelledError:
+                    raise
+                except RPCError as err:
+                    if err.status == RPCStatusCode.NOT_FOUND:
+                        state.error = "history no longer in Temporal; the record is kept"
+                        break
+                    state.error = self._error(err)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                except Exception as err:  # the database may be down: fold on, write later
+                    state.error = self._error(err)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+            self._done.add(key)
+        finally:
+            self._tasks.pop(key, None)
+            self.followed.pop(key, None)
+            if not any(k[0] == workflow_id for k in self._tasks):
+                self._chains.pop(workflow_id, None)
+                self._save_locks.pop(workflow_id, None)
+
+    # --- scale out: heartbeats and the share of runs
+
+    def _heartbeat(self) -> None:
+        now = datetime.now(UTC)
+        alive_after = now - timedelta(seconds=max(10.0, _ALIVE_INTERVALS * self.poll_interval))
+        state = {
+            "pollInterval": self.poll_interval,
+            "followed": [
+                {
+                    "workflowId": f.workflow_id,
+                    "temporalRunId": f.temporal_run_id,
+                    "lastEventId": f.last_event_id,
+                    "lastEventTime": f.last_event_time.isoformat() if f.last_event_time else None,
+                    "error": f.error,
+                }
+                for f in self.followed.values()
+            ],
+            "errors": self.errors[-20:],
+        }
+        with self.engine.begin() as conn:
+            upsert(
+                conn,
+                MirrorRow,
+                [
+                    {
+                        "mirror_id": self.mirror_id,
+                        "namespace": self.namespace,
+                        "host": socket.gethostname(),
+                        "pid": os.getpid(),
+                        "started_at": self._started_at,
+                        "heartbeat_at": now,
+                        "state": state,
+                    }
+                ],
+                ["mirror_id"],
+            )
+            peers = sorted(
+                conn.execute(
+                    select(MirrorRow.mirror_id).where(
+                        MirrorRow.namespace == self.namespace, MirrorRow.heartbeat_at > alive_after
+                    )
+                ).scalars()
+            )
+        index = peers.index(self.mirror_id) if self.mirror_id in peers else 0
+        self.membership = Membership(index=index, count=max(1, len(peers)), peers=peers)
+
+    def _leave(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(MirrorRow).where(MirrorRow.mirror_id == self.mirror_id))
+
+    # --- rebuild and verify
+
+    async def rebuild(self, workflow_ids: Sequence[str], *, concurrency: int = 4) -> RebuildReport:
+        """Re-project runs from history and write every row; runs without history are kept."""
+        report = RebuildReport()
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        for workflow_id in workflow_ids:
+            queue.put_nowait(workflow_id)
+
+        async def work() -> None:
+            while not queue.empty():
+                workflow_id = queue.get_nowait()
+                chain = await self.project(workflow_id)
+                if not chain.ordered():
+                    report.kept.append(workflow_id)
+                    continue
+                await self._write(workflow_id, self._take(chain, everything=True))
+                report.runs += 1
+                report.events += sum(f.last_event_id for f in chain.ordered())
+
+        await asyncio.gather(*(work() for _ in range(max(1, concurrency))))
+        return report
+
+    async def verify(self, workflow_id: str) -> list[str]:
+        """Every difference between the records and a fresh projection of the run's history."""
+        chain = await self.project(workflow_id)
+        if not chain.ordered():
+            return []
+        expected = run_rows(chain, everything=True)
+        present = {f.temporal_run_id or "" for f in chain.ordered()}
+        return await asyncio.to_thread(self._compare, workflow_id, expected, present)
+
+    def _compare(self, workflow_id: str, expected: Rows, present: set[str]) -> list[str]:
+        with self.engine.connect() as conn:
+            return compare_rows(conn, self.namespace, workflow_id, expected, present)
+
+    def all_run_ids(self) -> list[str]:
+        """Every run in the records of this namespace."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(RunRow.run_id)
+                    .where(RunRow.namespace == self.namespace)
+                    .order_by(RunRow.run_id)
+                ).scalars()
+            )
+
+
+@dataclass
+class RebuildReport:
+    runs: int = 0
+    events: int = 0
+    kept: list[str] = field(default_factory=list)
+
+
+def _linked(chain: RunChain) -> list[str]:
+    """Temporal runs a chain's histories point at: continue-as-new successors, reset bases."""
+    found = []
+    for fold in chain.folds.values():
+        for run_id in [*fold.temporal_run_ids, fold.reset_from, fold.continued_from]:
+            if run_id and run_id not in chain.folds and run_id not in found:
+                found.append(run_id)
+    return found
+
+
+def write_change(conn: Connection, namespace: str, workflow_id: str, change: _Change) -> bool:
+    """Write a change set unless the records are already further on; returns whether it wrote.
+
+    A writer behind the stored cursor of any Temporal run writes nothing: the records
+    already hold those events and more.
+    """
+    lock_run(conn, namespace, workflow_id)
+    stored = stored_cursors(conn, namespace, workflow_id)
+    if any(last < stored.get(run_id, 0) for run_id, last in change.cursors.items()):
+        return False
+    ahead = any(last > stored.get(run_id, 0) for run_id, last in change.cursors.items())
+    if not ahead and not change.everything:
+        return False
+    write_rows(conn, change.rows)
+    return True
+
+
+_IGNORED = {"updated_at"}
+
+
+def compare_rows(
+    conn: Connection, namespace: str, workflow_id: str, expected: Rows, present: set[str]
+) -> list[str]:
+    """Differences between the stored rows of a run and the rows history gives, one per line."""
+    from runrecord.recorder._tables import (
+        LineageEdgeRow,
+        ModelCallRow,
+        RunEventRow,
+        ToolCallRow,
+    )
+
+    scopes: dict[str, Any] = {
+        "runs": RunRow.run_id == workflow_id,
+        "temporal_runs": (TemporalRunRow.namespace == namespace)
+        & (TemporalRunRow.workflow_id == workflow_id),
+        "tool_calls": ToolCallRow.run_id == workflow_id,
+        "model_calls": ModelCallRow.run_id == workflow_id,
+        "lineage_edges": LineageEdgeRow.consumer_run_id == workflow_id,
+        "run_events": (RunEventRow.namespace == namespace)
+        & (RunEventRow.workflow_id == workflow_id),
+    }
+    differences: list[str] = []
+    for name, (model, keys) in KEYS.items():
+        table = model.__table__  # type: ignore[attr-defined]
+        stored = {
+            tuple(str(row[k]) for k in keys): dict(row)
+            for row in conn.execute(select(*table.c).where(scopes[name])).mappings()
+        }
+        wanted = {tuple(str(row[k]) for k in keys): row for row in expected.get(name, [])}
+        for key, row in wanted.items():
+            label = f"{workflow_id} {name}[{', '.join(key)}]"
+            found = stored.get(key)
+            if found is None:
+                differences.append(f"{label}: missing from the records")
+                continue
+            for column, value in row.items():
+                if column in _IGNORED:
+                    continue
+                if _norm(found.get(column)) != _norm(value):
+                    differences.append(
+                        f"{label}.{column}: records {_norm(found.get(column))!r}, "
+                        f"history {_norm(value)!r}"
+                    )
+        for key, found in stored.items():
+            if key in wanted:
+                continue
+            owner = found.get("temporal_run_id")
+            if name in ("tool_calls", "temporal_runs", "run_events") and owner not in present:
+                continue  # from a Temporal run whose history is gone: kept on purpose
+            if name in ("model_calls", "lineage_edges"):
+                continue  # follow their calls, checked above
+            differences.append(f"{workflow_id} {name}[{', '.join(key)}]: not in history")
+    return differences
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, float):
+        return round(value, 8)
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_norm(v) for v in value]
+    if isinstance(value, str):
+        return str(value)  # StrEnum members compare as their values
+    return value
+
+
+def lag_seconds(last_event_time: datetime | None) -> float | None:
+    if last_event_time is None:
+        return None
+    return max(0.0, time.time() - last_event_time.timestamp())

@@ -1,13 +1,17 @@
 """Temporal history → run record: the one parser of history events.
 
-``RunProjection`` folds events one at a time. Applying an event it has already
-seen (same event id) changes nothing, so a stream may be replayed or resumed.
+``RunProjection`` folds one Temporal run's events in event-id order. An event it has
+already applied changes nothing, and one that arrives early waits for the events
+before it, so a stream may be duplicated, reordered, cut short and resumed.
+``RunChain`` merges the Temporal runs of one workflow id (continue-as-new, resets)
+into one run record.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +20,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.common.v1 import RetryPolicy as RetryPolicyProto
-from temporalio.api.enums.v1 import EventType, TimeoutType
+from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCause
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 
@@ -37,6 +41,7 @@ from runrecord.records import (
     ModelCall,
     ModelResult,
     ModelSpec,
+    Pause,
     Ref,
     RetryPolicy,
     RetryState,
@@ -46,6 +51,7 @@ from runrecord.records import (
     RunRecord,
     SchemaDrift,
     SideEffect,
+    TemporalRun,
     Timeouts,
     ToolCall,
     ToolCallStatus,
@@ -193,11 +199,14 @@ class SeenSignal:
 
 
 class RunProjection:
-    """The run record of one workflow id, built from its history events."""
+    """The run record as one Temporal run of a workflow id tells it."""
 
-    def __init__(self, run_id: str, namespace: str = "default") -> None:
+    def __init__(
+        self, run_id: str, namespace: str = "default", temporal_run_id: str | None = None
+    ) -> None:
         self.run_id = run_id
         self.namespace = namespace
+        self.temporal_run_id = temporal_run_id
         self.workflow_type = ""
         self.task_queue: str | None = None
         self.temporal_run_ids: list[str] = []
@@ -222,18 +231,64 @@ class RunProjection:
         self._approval_identities: list[str] = []
         self._last_task_completed = 0
         self._reset_points: dict[str, int] = {}
+        self.pause: Pause | None = None
+        self.began_at: datetime | None = None
+        self.last_event_time: datetime | None = None
+        self.continued_from: str | None = None
+        self.reset_from: str | None = None
+        self.reset_reason: str | None = None
+        # What changed since the last save: calls to rewrite, timeline events to add.
+        self.dirty: set[str] = set()
+        self.events: list[dict[str, Any]] = []
+        self._early: dict[int, HistoryEvent] = {}
 
-    def apply_all(self, events: list[HistoryEvent], temporal_run_id: str | None = None) -> None:
+    def apply_all(self, events: Iterable[HistoryEvent]) -> None:
         for event in events:
-            self.apply(event, temporal_run_id)
+            self.apply(event)
 
-    def apply(self, event: HistoryEvent, temporal_run_id: str | None = None) -> None:
-        if event.event_id <= self.last_event_id:
+    def apply(self, event: HistoryEvent) -> None:
+        """Fold one event; duplicates are ignored and early events wait for the gap to fill."""
+        event_id = event.event_id
+        if event_id <= self.last_event_id:
             return
+        if event_id != self.last_event_id + 1:
+            self._early.setdefault(event_id, event)
+            return
+        self._fold(event)
+        while self._early:
+            following = self._early.pop(self.last_event_id + 1, None)
+            if following is None:
+                break
+            self._fold(following)
+        if self._early:
+            self._early = {k: v for k, v in self._early.items() if k > self.last_event_id}
+
+    def _fold(self, event: HistoryEvent) -> None:
         self.last_event_id = event.event_id
+        self.last_event_time = _time(event.event_time) or self.last_event_time
         handler = _HANDLERS.get(event.event_type)
         if handler is not None:
-            handler(self, event, temporal_run_id)
+            handler(self, event, self.temporal_run_id)
+
+    @property
+    def waiting(self) -> int:
+        """Events held back until the ones before them arrive."""
+        return len(self._early)
+
+    def _timeline(self, event: HistoryEvent, kind: str, identity: str = "", **detail: Any) -> None:
+        """A workflow-level event kept in the records' timeline (run_events)."""
+        self.events.append(
+            {
+                "namespace": self.namespace,
+                "workflow_id": self.run_id,
+                "temporal_run_id": self.temporal_run_id or "",
+                "event_id": event.event_id,
+                "kind": kind,
+                "event_time": _time(event.event_time),
+                "identity": identity or None,
+                "detail": {k: v for k, v in detail.items() if v not in (None, "", [], {})},
+            }
+        )
 
     # --- workflow-level events
 
@@ -242,6 +297,17 @@ class RunProjection:
         self.workflow_type = attrs.workflow_type.name
         self.task_queue = attrs.task_queue.name or None
         self.started_at = _time(event.event_time)
+        self.began_at = self.started_at
+        self.continued_from = attrs.continued_execution_run_id or None
+        self._timeline(
+            event,
+            "started",
+            attrs.identity,
+            workflowType=attrs.workflow_type.name,
+            taskQueue=attrs.task_queue.name,
+            continuedFrom=attrs.continued_execution_run_id,
+            parent=attrs.parent_workflow_execution.workflow_id,
+        )
         run_id = temporal_run_id or attrs.original_execution_run_id
         if run_id and run_id not in self.temporal_run_ids:
             self.temporal_run_ids.append(run_id)
@@ -273,6 +339,46 @@ class RunProjection:
     def _task_completed(self, event: HistoryEvent, _: str | None) -> None:
         self._last_task_completed = event.event_id
 
+    def _task_failed(self, event: HistoryEvent, temporal_run_id: str | None) -> None:
+        """A reset shows in the new Temporal run as a workflow task failed for RESET_WORKFLOW."""
+        attrs = event.workflow_task_failed_event_attributes
+        if attrs.cause != WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW:
+            return
+        if temporal_run_id and attrs.new_run_id != temporal_run_id:
+            return  # an earlier reset, copied into this run's history with the prefix
+        self.reset_from = attrs.base_run_id or None
+        self.reset_reason = default_redactor().text(attrs.failure.message) or None
+        self.began_at = _time(event.event_time)
+        self.pause = None
+        self._timeline(
+            event,
+            "reset",
+            attrs.identity,
+            baseRunId=attrs.base_run_id,
+            newRunId=attrs.new_run_id,
+            reason=self.reset_reason,
+        )
+
+    def _paused(self, event: HistoryEvent, _: str | None) -> None:
+        attrs = event.workflow_execution_paused_event_attributes
+        reason = default_redactor().text(attrs.reason) or None
+        self.pause = Pause(
+            paused_by=attrs.identity or None, reason=reason, paused_at=_time(event.event_time)
+        )
+        self._timeline(event, "paused", attrs.identity, reason=reason)
+
+    def _unpaused(self, event: HistoryEvent, _: str | None) -> None:
+        attrs = event.workflow_execution_unpaused_event_attributes
+        self.pause = None
+        self._timeline(
+            event, "unpaused", attrs.identity, reason=default_redactor().text(attrs.reason)
+        )
+
+    def _search_attributes(self, event: HistoryEvent, _: str | None) -> None:
+        fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+        values = {name: _json(payload) for name, payload in fields.indexed_fields.items()}
+        self._timeline(event, "search_attributes", values=default_redactor().value(values))
+
     # --- human control: approval signals and the run's own record of what it did with them
 
     def _signaled(self, event: HistoryEvent, _: str | None) -> None:
@@ -280,6 +386,7 @@ class RunProjection:
         self.signals.append(
             SeenSignal(event.event_id, attrs.signal_name, attrs.identity, attrs.input)
         )
+        self._timeline(event, "signaled", attrs.identity, signal=attrs.signal_name)
         if attrs.signal_name in (APPROVE_SIGNAL, DENY_SIGNAL):
             self._approval_identities.append(attrs.identity)
 
@@ -313,10 +420,12 @@ class RunProjection:
         if call is None:
             call = self._call_from_header(header, header.tool_call_id, ToolCallStatus.SCHEDULED)
             call.scheduled_at = _time(event.event_time)
+            call.temporal_run_id = self.temporal_run_id
             self.calls[header.tool_call_id] = call
             self._scheduled_event[header.tool_call_id] = event.event_id
             self._reset_points[header.tool_call_id] = self._last_task_completed
         call.approval, call.approval_state = approval, approval.state
+        self.dirty.add(header.tool_call_id)
         if kind == "expired":
             call.status = ToolCallStatus.EXPIRED
         elif kind == "withdrawn":
@@ -359,11 +468,15 @@ class RunProjection:
         new_run = event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
         if new_run and new_run not in self.temporal_run_ids:
             self.temporal_run_ids.append(new_run)
+        self.final_status = FinalStatus.SUCCEEDED
+        self.ended_at = _time(event.event_time)
+        self._timeline(event, "continued_as_new", newRunId=new_run)
 
     def _child_initiated(self, event: HistoryEvent, _: str | None) -> None:
         child = event.start_child_workflow_execution_initiated_event_attributes.workflow_id
         if child and child not in self.child_run_ids:
             self.child_run_ids.append(child)
+        self._timeline(event, "child_initiated", workflowId=child)
 
     # --- activity events
 
@@ -399,13 +512,17 @@ class RunProjection:
         call.temporal_run_id = temporal_run_id
         call.scheduled_at = _time(event.event_time)
         self.calls[call_id] = call
+        self.dirty.add(call_id)
         self._by_scheduled[event.event_id] = call_id
         self._scheduled_event.setdefault(call_id, event.event_id)
         self._reset_points.setdefault(call_id, self._last_task_completed)
 
     def _call(self, scheduled_event_id: int) -> ToolCall | None:
         call_id = self._by_scheduled.get(scheduled_event_id)
-        return self.calls.get(call_id) if call_id else None
+        if call_id is None:
+            return None
+        self.dirty.add(call_id)
+        return self.calls.get(call_id)
 
     def _activity_started(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_started_event_attributes
@@ -442,6 +559,7 @@ class RunProjection:
         undone = self.calls.get(call.compensates) if call.compensates else None
         if undone is not None:
             undone.status = ToolCallStatus.COMPENSATED
+            self.dirty.add(undone.tool_call_id)
         self._outputs(call, attrs.result)
 
     def _outputs(self, call: ToolCall, result_payloads: Payloads) -> None:
@@ -495,7 +613,10 @@ class RunProjection:
     def _marker(self, event: HistoryEvent, temporal_run_id: str | None) -> None:
         """A local activity: history has only this marker (no header), written when it ended."""
         attrs = event.marker_recorded_event_attributes
-        if attrs.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in attrs.details:
+        if attrs.marker_name != LOCAL_ACTIVITY_MARKER:
+            self._timeline(event, "marker", name=attrs.marker_name)
+            return
+        if "data" not in attrs.details:
             return
         data = attrs.details["data"].payloads
         value = _json(data[0]) if data else None
@@ -506,6 +627,8 @@ class RunProjection:
         # The interceptor numbers activities and local activities with one counter, the
         # same one the SDK uses for default activity ids, so the id is the toolCallId.
         call_id = activity_id if activity_id.isdigit() else f"local-{activity_id}"
+        if self.continued_from and self.temporal_run_id:
+            call_id = f"{self.temporal_run_id[:8]}.{call_id}"
         existing = self.calls.get(call_id)
         if existing is not None and existing.activity_id not in (None, activity_id):
             call_id, existing = f"local-{activity_id}", None
@@ -539,6 +662,7 @@ class RunProjection:
             # It waited for approval: the approval events described it first.
             call.approval, call.approval_state = existing.approval, existing.approval_state
         self.calls[call_id] = call
+        self.dirty.add(call_id)
         self._scheduled_event.setdefault(call_id, event.event_id)
         if "result" in attrs.details:
             self._outputs(call, attrs.details["result"])
@@ -570,6 +694,8 @@ class RunProjection:
             for c in self.calls.values()
         ):
             status = FinalStatus.AWAITING_APPROVAL
+        if status in (FinalStatus.RUNNING, FinalStatus.AWAITING_APPROVAL) and self.pause:
+            status = FinalStatus.PAUSED
         return RunRecord(
             run_id=self.run_id,
             temporal_run_ids=list(self.temporal_run_ids),
@@ -596,8 +722,21 @@ class RunProjection:
             rerun_of=self.context.rerun_of,
             approval_rejections=list(self.approval_rejections),
             rollback=self.rollback,
+            pause=self.pause if status is FinalStatus.PAUSED else None,
+            temporal_runs=[self.temporal_run()],
             started_at=self.started_at,
             ended_at=self.ended_at,
+        )
+
+    def temporal_run(self) -> TemporalRun:
+        return TemporalRun(
+            temporal_run_id=self.temporal_run_id or "",
+            began_at=self.began_at,
+            status=self.final_status,
+            continued_from=self.continued_from,
+            reset_from=self.reset_from,
+            reset_reason=self.reset_reason,
+            last_event_id=self.last_event_id,
         )
 
 
@@ -616,6 +755,7 @@ def _closed(status: FinalStatus) -> Any:
     def handle(self: RunProjection, event: HistoryEvent, _: str | None) -> None:
         self.final_status = status
         self.ended_at = _time(event.event_time)
+        self.pause = None
         if status is FinalStatus.FAILED:
             failure = event.workflow_execution_failed_event_attributes.failure
             self.failure = _failure_text(failure)
@@ -625,8 +765,32 @@ def _closed(status: FinalStatus) -> Any:
         elif status is FinalStatus.TERMINATED:
             reason = event.workflow_execution_terminated_event_attributes.reason
             self.failure = default_redactor().text(reason) or None
+        identity = (
+            event.workflow_execution_terminated_event_attributes.identity
+            if status is FinalStatus.TERMINATED
+            else ""
+        )
+        self._timeline(event, status.value, identity, failure=self.failure)
 
     return handle
+
+
+def _child_event(kind: str) -> Any:
+    def handle(self: RunProjection, event: HistoryEvent, _: str | None) -> None:
+        execution = getattr(event, _CHILD_ATTRS[kind]).workflow_execution
+        self._timeline(event, kind, workflowId=execution.workflow_id, runId=execution.run_id)
+
+    return handle
+
+
+_CHILD_ATTRS = {
+    "child_started": "child_workflow_execution_started_event_attributes",
+    "child_completed": "child_workflow_execution_completed_event_attributes",
+    "child_failed": "child_workflow_execution_failed_event_attributes",
+    "child_cancelled": "child_workflow_execution_canceled_event_attributes",
+    "child_terminated": "child_workflow_execution_terminated_event_attributes",
+    "child_timed_out": "child_workflow_execution_timed_out_event_attributes",
+}
 
 
 _HANDLERS: dict[int, Any] = {
@@ -648,4 +812,142 @@ _HANDLERS: dict[int, Any] = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: RunProjection._timed_out,
     EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: RunProjection._canceled,
     EventType.EVENT_TYPE_MARKER_RECORDED: RunProjection._marker,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED: RunProjection._task_failed,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_PAUSED: RunProjection._paused,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UNPAUSED: RunProjection._unpaused,
+    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: RunProjection._search_attributes,
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED: _child_event("child_started"),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: _child_event("child_completed"),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: _child_event("child_failed"),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: _child_event("child_cancelled"),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: _child_event("child_terminated"),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT: _child_event("child_timed_out"),
 }
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class RunChain:
+    """The Temporal runs of one workflow id (continue-as-new, resets), merged into one record.
+
+    Run-level facts come from the Temporal run that began last. A call keeps its id; a
+    reset's new run re-uses the ids of the calls it runs again, so a call the new run
+    replaced (scheduled at a different event) is kept as ``<id>~<first 8 of its run id>``.
+    """
+
+    def __init__(self, run_id: str, namespace: str = "default") -> None:
+        self.run_id = run_id
+        self.namespace = namespace
+        self.folds: dict[str, RunProjection] = {}
+
+    def fold(self, temporal_run_id: str) -> RunProjection:
+        fold = self.folds.get(temporal_run_id)
+        if fold is None:
+            fold = self.folds[temporal_run_id] = RunProjection(
+                self.run_id, self.namespace, temporal_run_id
+            )
+        return fold
+
+    def ordered(self) -> list[RunProjection]:
+        """The Temporal runs with history, in the order they began."""
+        folds = [f for f in self.folds.values() if f.last_event_id > 0]
+        return sorted(folds, key=lambda f: (f.began_at or _EPOCH, f.temporal_run_id or ""))
+
+    @property
+    def current(self) -> RunProjection:
+        folds = self.ordered()
+        return folds[-1] if folds else self.fold("")
+
+    @property
+    def calls(self) -> dict[str, ToolCall]:
+        return {call.tool_call_id: call for call, _, _ in self.call_versions(everything=True)}
+
+    @property
+    def memo(self) -> RunMemo:
+        return self.current.memo
+
+    @property
+    def last_event_id(self) -> int:
+        return sum(f.last_event_id for f in self.folds.values())
+
+    def call_versions(self, *, everything: bool) -> list[tuple[ToolCall, int, ModelCall | None]]:
+        """(call under its record id, first event id, model call) to write: every call, or
+        only the ones changed since the last save."""
+        folds = self.ordered()
+        later: dict[str, list[tuple[RunProjection, int]]] = {}
+        for fold in folds:
+            for call_id in fold.calls:
+                later.setdefault(call_id, []).append((fold, fold.scheduled_event_id(call_id)))
+        out: list[tuple[ToolCall, int, ModelCall | None]] = []
+        for position, fold in enumerate(folds):
+            wanted = fold.calls.keys() if everything else self._touched(fold, folds, position)
+            for call_id in wanted:
+                call = fold.calls.get(call_id)
+                if call is None:
+                    continue
+                first = fold.scheduled_event_id(call_id)
+                newer = [(f, e) for f, e in later[call_id] if f is not fold and _after(f, fold)]
+                if any(e == first for _, e in newer):
+                    continue  # a reset copied it into a later run, which carries it on
+                model = fold.model_calls.get(call_id)
+                if newer:
+                    key = f"{call_id}~{(fold.temporal_run_id or '')[:8]}"
+                    call = call.model_copy(update={"tool_call_id": key})
+                    if model is not None:
+                        model = model.model_copy(update={"tool_call_id": key})
+                out.append((call, first, model))
+        return out
+
+    @staticmethod
+    def _touched(fold: RunProjection, folds: list[RunProjection], position: int) -> set[str]:
+        # A call changed in a later run may rename the same id in this one.
+        touched = set(fold.dirty)
+        for newer in folds[position + 1 :]:
+            touched.update(c for c in newer.dirty if c in fold.calls)
+        return touched
+
+    def record(self, *, calls: bool = True) -> RunRecord:
+        """The merged record; without ``calls`` only the run-level facts (cheaper)."""
+        folds = self.ordered()
+        if not folds:
+            return self.current.record()
+        base = folds[-1].record()
+        temporal_ids: list[str] = []
+        children: list[str] = []
+        rejections: list[ApprovalRejection] = []
+        for fold in folds:
+            for run_id in [fold.temporal_run_id or "", *fold.temporal_run_ids]:
+                if run_id and run_id not in temporal_ids:
+                    temporal_ids.append(run_id)
+            children.extend(c for c in fold.child_run_ids if c not in children)
+            rejections.extend(r for r in fold.approval_rejections if r not in rejections)
+        versions = self.call_versions(everything=True) if calls else []
+        return base.model_copy(
+            update={
+                "temporal_run_ids": temporal_ids,
+                "child_run_ids": children,
+                "approval_rejections": rejections,
+                "tool_calls": [call for call, _, _ in versions],
+                "model_calls": [model for _, _, model in versions if model is not None],
+                "temporal_runs": [f.temporal_run() for f in folds],
+                "started_at": folds[0].started_at,
+            }
+        )
+
+    def scheduled_event_id(self, tool_call_id: str) -> int:
+        return self.current.scheduled_event_id(tool_call_id)
+
+    def saved(self) -> None:
+        """Everything pending was written: start the next change set."""
+        for fold in self.folds.values():
+            fold.dirty.clear()
+            fold.events.clear()
+            fold.bodies.clear()
+
+
+def _after(a: RunProjection, b: RunProjection) -> bool:
+    return (a.began_at or _EPOCH, a.temporal_run_id or "") > (
+        b.began_at or _EPOCH,
+        b.temporal_run_id or "",
+    )

@@ -10,18 +10,20 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from runrecord.recorder._projection import RunProjection
+from runrecord.recorder._projection import RunChain
 from runrecord.recorder._tables import (
     ArtifactRow,
     AttemptRow,
     JournalCursorRow,
     LineageEdgeRow,
     ModelCallRow,
+    RunEventRow,
     RunRow,
+    TemporalRunRow,
     ToolCallRow,
 )
 from runrecord.records import (
@@ -36,11 +38,13 @@ from runrecord.records import (
     MCPServerInfo,
     ModelCall,
     ModelSpec,
+    Pause,
     Ref,
     RetryPolicy,
     RetryState,
     Rollback,
     RunRecord,
+    TemporalRun,
     Timeouts,
     ToolCall,
     ToolCallStatus,
@@ -95,85 +99,133 @@ def _upsert_statement(
     return stmt.on_conflict_do_nothing(index_elements=list(keys))
 
 
-def save_projection(conn: Connection, projection: RunProjection) -> None:
-    record = projection.record()
+Rows = dict[str, list[dict[str, Any]]]
+"""Rows by table name: what a run chain writes, and what ``verify`` expects to find."""
+
+# Each table's natural key, in the order rows are sorted before writing (one lock order).
+KEYS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "runs": (RunRow, ("run_id",)),
+    "temporal_runs": (TemporalRunRow, ("namespace", "workflow_id", "temporal_run_id")),
+    "tool_calls": (ToolCallRow, ("run_id", "tool_call_id")),
+    "model_calls": (ModelCallRow, ("run_id", "tool_call_id")),
+    "lineage_edges": (
+        LineageEdgeRow,
+        ("artifact_id", "consumer_run_id", "consumer_tool_call_id"),
+    ),
+    "run_events": (RunEventRow, ("namespace", "workflow_id", "temporal_run_id", "event_id")),
+}
+# Written once and never changed: the first writer wins.
+_INSERT_ONLY = {"lineage_edges", "run_events"}
+
+
+def run_rows(chain: RunChain, *, everything: bool) -> Rows:
+    """The rows for a chain's changes since its last save, or for everything it holds."""
+    record = chain.record(calls=False)
     now = datetime.now(UTC)
-    upsert(
-        conn,
-        RunRow,
-        [
+    rows: Rows = {name: [] for name in KEYS}
+    rows["runs"].append(
+        {
+            "run_id": record.run_id,
+            "namespace": record.namespace,
+            "workflow_type": record.workflow_type,
+            "task_queue": record.task_queue,
+            "agent_id": record.agent_id,
+            "agent_version": record.agent_version,
+            "turn_id": record.turn_id,
+            "model": record.model.to_json_dict() if record.model else None,
+            "prompt_version": record.prompt_version,
+            "tool_registry": [t.to_json_dict() for t in record.tool_registry],
+            "mcp_servers": [m.to_json_dict() for m in record.mcp_servers],
+            "final_status": record.final_status,
+            "failure": record.failure,
+            "parent_run_id": record.parent_run_id,
+            "root_run_id": record.root_run_id,
+            "depth": record.depth,
+            "temporal_run_ids": record.temporal_run_ids,
+            "child_run_ids": record.child_run_ids,
+            "consumes": record.consumes,
+            "rerun_of": record.rerun_of,
+            "approval_rejections": [r.to_json_dict() for r in record.approval_rejections],
+            "rollback": record.rollback.to_json_dict() if record.rollback else None,
+            "pause": record.pause.to_json_dict() if record.pause else None,
+            "started_at": record.started_at,
+            "ended_at": record.ended_at,
+            "last_event_id": chain.last_event_id,
+            "updated_at": now,
+        }
+    )
+    for fold in chain.ordered():
+        run = fold.temporal_run()
+        rows["temporal_runs"].append(
             {
-                "run_id": record.run_id,
-                "namespace": record.namespace,
-                "workflow_type": record.workflow_type,
-                "task_queue": record.task_queue,
-                "agent_id": record.agent_id,
-                "agent_version": record.agent_version,
-                "turn_id": record.turn_id,
-                "model": record.model.to_json_dict() if record.model else None,
-                "prompt_version": record.prompt_version,
-                "tool_registry": [t.to_json_dict() for t in record.tool_registry],
-                "mcp_servers": [m.to_json_dict() for m in record.mcp_servers],
-                "final_status": record.final_status,
-                "failure": record.failure,
-                "parent_run_id": record.parent_run_id,
-                "root_run_id": record.root_run_id,
-                "depth": record.depth,
-                "temporal_run_ids": record.temporal_run_ids,
-                "child_run_ids": record.child_run_ids,
-                "consumes": record.consumes,
-                "rerun_of": record.rerun_of,
-                "approval_rejections": [r.to_json_dict() for r in record.approval_rejections],
-                "rollback": record.rollback.to_json_dict() if record.rollback else None,
-                "started_at": record.started_at,
-                "ended_at": record.ended_at,
-                "last_event_id": projection.last_event_id,
+                "namespace": chain.namespace,
+                "workflow_id": chain.run_id,
+                "temporal_run_id": run.temporal_run_id,
+                "began_at": run.began_at,
+                "status": run.status,
+                "continued_from": run.continued_from,
+                "reset_from": run.reset_from,
+                "reset_reason": run.reset_reason,
+                "last_event_id": run.last_event_id,
+                "last_event_time": fold.last_event_time,
                 "updated_at": now,
             }
-        ],
-        ["run_id"],
-    )
-    upsert(
-        conn,
-        ToolCallRow,
-        [
-            _call_row(record.run_id, c, projection.scheduled_event_id(c.tool_call_id))
-            for c in record.tool_calls
-        ],
-        ["run_id", "tool_call_id"],
-    )
-    upsert(
-        conn,
-        ModelCallRow,
-        [
-            {
-                "run_id": record.run_id,
-                **m.model_dump(mode="json", exclude={"tool_call_id"}),
-                "tool_call_id": m.tool_call_id,
-            }
-            for m in record.model_calls
-        ],
-        ["run_id", "tool_call_id"],
-    )
-    edges = [
+        )
+        rows["run_events"].extend(fold.events)
+    rows["lineage_edges"].extend(
         {"artifact_id": a, "consumer_run_id": record.run_id, "consumer_tool_call_id": ""}
         for a in record.consumes
-    ] + [
-        {
-            "artifact_id": a,
-            "consumer_run_id": record.run_id,
-            "consumer_tool_call_id": c.tool_call_id,
-        }
-        for c in record.tool_calls
-        for a in c.consumes
-    ]
-    upsert(
-        conn,
-        LineageEdgeRow,
-        edges,
-        ["artifact_id", "consumer_run_id", "consumer_tool_call_id"],
-        update=False,
     )
+    for call, first_event, model in chain.call_versions(everything=everything):
+        rows["tool_calls"].append(_call_row(record.run_id, call, first_event))
+        if model is not None:
+            rows["model_calls"].append(
+                {
+                    "run_id": record.run_id,
+                    **model.model_dump(mode="json", exclude={"tool_call_id"}),
+                    "tool_call_id": model.tool_call_id,
+                }
+            )
+        rows["lineage_edges"].extend(
+            {
+                "artifact_id": a,
+                "consumer_run_id": record.run_id,
+                "consumer_tool_call_id": call.tool_call_id,
+            }
+            for a in call.consumes
+        )
+    return rows
+
+
+def stored_cursors(conn: Connection, namespace: str, workflow_id: str) -> dict[str, int]:
+    """How far each of a run's Temporal runs has been projected into the records."""
+    found = conn.execute(
+        select(TemporalRunRow.temporal_run_id, TemporalRunRow.last_event_id).where(
+            TemporalRunRow.namespace == namespace, TemporalRunRow.workflow_id == workflow_id
+        )
+    )
+    return {run_id: int(last) for run_id, last in found}
+
+
+def lock_run(conn: Connection, namespace: str, workflow_id: str) -> None:
+    """Writers of one run take turns: a transaction-scoped advisory lock on PostgreSQL
+    (SQLite lets one writer in at a time anyway)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"runrecord:{namespace}:{workflow_id}"},
+        )
+
+
+def write_rows(conn: Connection, rows: Rows) -> None:
+    for name, (model, keys) in KEYS.items():
+        ordered = sorted(rows.get(name, []), key=lambda r: tuple(str(r[k]) for k in keys))
+        upsert(conn, model, ordered, keys, update=name not in _INSERT_ONLY)
+
+
+def save_projection(conn: Connection, chain: RunChain) -> None:
+    """Write everything a chain holds, whatever the records already have (tests, overlays)."""
+    write_rows(conn, run_rows(chain, everything=True))
 
 
 def _call_row(run_id: str, c: ToolCall, scheduled_event_id: int) -> dict[str, Any]:
@@ -354,6 +406,15 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
         .scalars()
         .all()
     )
+    temporal_runs = (
+        session.execute(
+            select(TemporalRunRow)
+            .where(TemporalRunRow.namespace == run.namespace, TemporalRunRow.workflow_id == run_id)
+            .order_by(TemporalRunRow.began_at, TemporalRunRow.temporal_run_id)
+        )
+        .scalars()
+        .all()
+    )
     tool_calls = []
     for row in calls:
         call = ToolCall(
@@ -451,6 +512,19 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
             ApprovalRejection.model_validate(r) for r in run.approval_rejections or []
         ],
         rollback=Rollback.model_validate(run.rollback) if run.rollback else None,
+        pause=Pause.model_validate(run.pause) if run.pause else None,
+        temporal_runs=[
+            TemporalRun(
+                temporal_run_id=t.temporal_run_id,
+                began_at=t.began_at,
+                status=FinalStatus(t.status),
+                continued_from=t.continued_from,
+                reset_from=t.reset_from,
+                reset_reason=t.reset_reason,
+                last_event_id=t.last_event_id,
+            )
+            for t in temporal_runs
+        ],
         started_at=run.started_at,
         ended_at=run.ended_at,
         cost=Cost(own=own, total=own),

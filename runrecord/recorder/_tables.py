@@ -43,6 +43,7 @@ class RunRow(Base):
     rerun_of: Mapped[str | None] = mapped_column(String(255), index=True)
     approval_rejections: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
     rollback: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    pause: Mapped[dict[str, Any] | None] = mapped_column(Json)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -159,6 +160,54 @@ class JournalCursorRow(Base):
     file: Mapped[str] = mapped_column(String(512), primary_key=True)
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TemporalRunRow(Base):
+    """One Temporal run of a run record, with the mirror's cursor: its last projected event."""
+
+    __tablename__ = "temporal_runs"
+
+    namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+    temporal_run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    began_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(32))
+    continued_from: Mapped[str | None] = mapped_column(String(64))
+    reset_from: Mapped[str | None] = mapped_column(String(64))
+    reset_reason: Mapped[str | None] = mapped_column(Text)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    last_event_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunEventRow(Base):
+    """A workflow-level history event: start, close, signal (with its sender), pause, reset,
+    child run, marker, search-attribute change. Calls are in tool_calls."""
+
+    __tablename__ = "run_events"
+
+    namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+    temporal_run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    event_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    identity: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+
+
+class MirrorRow(Base):
+    """A running mirror's heartbeat: live mirrors split the runs between them."""
+
+    __tablename__ = "mirrors"
+
+    mirror_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
 
 
 # Migration 0005: indexes for the operator's questions (docs/records.md, "SQL tables").

@@ -59,6 +59,7 @@ from runrecord.records import (
     RunContext,
     RunMemo,
 )
+from runrecord.worker._nudge import nudge
 from runrecord.workflows._agent import AgentSpec, agent_spec
 from runrecord.workflows._approvals import ApprovalGate
 from runrecord.workflows._mcp import MCPSnapshot
@@ -243,7 +244,9 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
         if HEADER_KEY not in input.headers:
             context = _start_var.get() or RunContext(turn_id=current_turn() or str(uuid.uuid4()))
             input.headers = {**input.headers, HEADER_KEY: encode_header(context)}
-        return await super().start_workflow(input)
+        handle = await super().start_workflow(input)
+        nudge(input.id, handle.result_run_id or "")
+        return handle
 
 
 class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
@@ -258,6 +261,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         self.memo = RunMemo()
         self.mcp = MCPSnapshot(self.interceptor.mcp_servers)
         self._seq = 0
+        self._call_prefix = ""
         self._awaiting = False
         self.gate = ApprovalGate(self.interceptor.policy, self._publish)
         self.completed: list[CompletedCall] = []
@@ -269,6 +273,9 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
     async def execute_workflow(self, input: temporalio.worker.ExecuteWorkflowInput) -> Any:
         info = temporalio.workflow.info()
         context = decode_header(input.headers, RunContext) or RunContext()
+        # Call ids restart with each continue-as-new run: qualify them so they stay unique
+        # in the run record (the mirror derives local activities' ids the same way).
+        self._call_prefix = f"{info.run_id[:8]}." if info.continued_run_id else ""
         if not context.turn_id:
             context.turn_id = str(temporalio.workflow.uuid4())
         if context.root_run_id is None:
@@ -429,7 +436,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         else:
             spec = self.interceptor.spec_for(activity)
         header = CallHeader(
-            tool_call_id=str(self._seq),
+            tool_call_id=f"{self._call_prefix}{self._seq}",
             tool=spec.name,
             side_effect=spec.side_effect,
             idempotent=spec.idempotent,
@@ -580,6 +587,7 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
         if header is None:
             # Not scheduled by a recorded run (e.g. a standalone activity): nothing to link to.
             return await super().execute_activity(input)
+        nudge(info.workflow_id or header.run_id, info.workflow_run_id or "")
         # Without a journal the call still knows its header (MCP drift checks read it).
         record = self._root.record or _discard
         started = datetime.now(UTC)
