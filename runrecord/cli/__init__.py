@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: errors become one line on stderr and a non-zero exit, never a traceback."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="runrecord", standalone_mode=False)
+        # Without standalone mode click hands back typer.Exit's code instead of raising it.
+        code = command.main(args=argv, prog_name="runrecord", standalone_mode=False)
     except click_exceptions.NoArgsIsHelpError as exc:
         if exc.ctx is not None:
             click.echo(exc.ctx.get_help())
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def exit_now(code: int) -> None:

@@ -1,44 +1,209 @@
-"""``runrecord mirror``: project Temporal history into the records database."""
+"""``runrecord mirror``: project Temporal history into the records database, and check it."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import typer
 
-from runrecord._settings import Settings
+from runrecord._settings import RunRecordError, Settings
+from runrecord.cli._query import JSON_HELP, add_row, records, show_table, table
 from runrecord.cli._run import _until_signalled
 from runrecord.cli._stack import check_redaction, connect, records_engine, temporal_cluster
 from runrecord.recorder import BlobStore, Mirror, upgrade
+from runrecord.recorder._mirror import mirror_status
 
-mirror_app = typer.Typer(help="Mirror Temporal history into the records.", no_args_is_help=True)
+mirror_app = typer.Typer(
+    help="Mirror Temporal history into the records, rebuild them from it, and check them.",
+    no_args_is_help=True,
+)
+T = TypeVar("T")
 
 
-@mirror_app.command("run")
-def mirror_run(
-    poll_interval: float = typer.Option(1.0, help="Seconds between checks for new history."),
-) -> None:
-    """Follow agent runs and keep their records current, until Ctrl-C."""
+def _with_mirror(job: Callable[[Mirror], Awaitable[T]], *, write: bool) -> T:
+    """Run ``job`` with a mirror on the configured Temporal and records database."""
     settings = Settings.from_env()
     check_redaction()
 
-    async def main() -> None:
+    async def main() -> T:
         engine = records_engine(settings)
         async with temporal_cluster(settings, start_if_missing=False) as temporal:
             client = await connect(temporal.address, settings.namespace)
-            await asyncio.to_thread(upgrade, engine)
+            if write:
+                await asyncio.to_thread(upgrade, engine)
             mirror = Mirror(
                 client,
                 engine,
                 journal_dir=settings.journal_dir,
-                blobs=BlobStore(settings.blobs_dir),
-                poll_interval=poll_interval,
+                blobs=BlobStore(settings.blobs_dir) if write else None,
             )
-            stop = asyncio.Event()
-            task = asyncio.create_task(mirror.run(stop))
-            typer.echo(f"Mirroring {temporal.address} namespace {settings.namespace}.")
-            await _until_signalled()
-            stop.set()
-            await task
+            return await job(mirror)
 
-    asyncio.run(main())
+    return asyncio.run(main())
+
+
+def _check_targets(run_ids: list[str], every: bool, command: str) -> None:
+    if every and run_ids:
+        raise RunRecordError(f"mirror {command}: give run ids or --all, not both")
+    if not every and not run_ids:
+        raise RunRecordError(f"mirror {command}: give one or more run ids, or --all")
+
+
+def _targets(mirror: Mirror, run_ids: list[str], every: bool) -> list[str]:
+    return mirror.all_run_ids() if every else run_ids
+
+
+@mirror_app.command("run")
+def mirror_run(
+    poll_interval: float = typer.Option(
+        1.0, min=0.05, help="Seconds between visibility checks for runs to follow."
+    ),
+) -> None:
+    """Follow agent runs and keep their records current, until Ctrl-C.
+
+    Each run's history is followed with long polls, so a finished call is in the
+    records within a second. Start several on the same records database to share the
+    runs: they split them by heartbeats (see `runrecord mirror status`).
+    """
+
+    async def follow(mirror: Mirror) -> None:
+        mirror.poll_interval = poll_interval
+        stop = asyncio.Event()
+        task = asyncio.create_task(mirror.run(stop))
+        typer.echo(f"Mirroring namespace {mirror.namespace} as {mirror.mirror_id}.")
+        await _until_signalled()
+        stop.set()
+        await task
+
+    _with_mirror(follow, write=True)
+
+
+@mirror_app.command("rebuild")
+def mirror_rebuild(
+    run_ids: list[str] = typer.Argument(None, help="Run ids (workflow ids) to rebuild."),
+    every: bool = typer.Option(False, "--all", help="Every run in the records."),
+    concurrency: int = typer.Option(4, min=1, max=64, help="Runs fetched at once."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Re-project runs from Temporal history and rewrite their rows.
+
+    A run whose history Temporal no longer has is left as the records hold it.
+
+    \b
+    Examples:
+      runrecord mirror rebuild release-42
+      runrecord mirror rebuild --all
+    """
+
+    _check_targets(run_ids or [], every, "rebuild")
+
+    async def rebuild(mirror: Mirror) -> None:
+        targets = await asyncio.to_thread(_targets, mirror, run_ids or [], every)
+        done = 0
+        kept: list[str] = []
+        events = 0
+        step = max(1, min(100, len(targets) // 20 or 1))
+        for start in range(0, len(targets), step):
+            report = await mirror.rebuild(targets[start : start + step], concurrency=concurrency)
+            done += report.runs
+            events += report.events
+            kept.extend(report.kept)
+            if len(targets) > step and not as_json:
+                print(
+                    f"rebuilt {done + len(kept)}/{len(targets)} runs ({events} events)",
+                    file=sys.stderr,
+                )
+        if as_json:
+            typer.echo(json.dumps({"rebuilt": done, "events": events, "historyGone": kept}))
+            return
+        typer.echo(f"rebuilt {done} run(s) from {events} history events")
+        for run_id in kept:
+            typer.echo(f"kept {run_id}: Temporal no longer has its history")
+
+    _with_mirror(rebuild, write=True)
+
+
+@mirror_app.command("verify")
+def mirror_verify(
+    run_ids: list[str] = typer.Argument(None, help="Run ids (workflow ids) to check."),
+    every: bool = typer.Option(False, "--all", help="Every run in the records."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Compare the records with a fresh projection of history; exit 1 on any difference.
+
+    Every difference is printed, one per line. Rows of Temporal runs whose history is
+    gone (retention) are not differences: the records keep them on purpose.
+    """
+
+    _check_targets(run_ids or [], every, "verify")
+
+    async def verify(mirror: Mirror) -> dict[str, list[str]]:
+        targets = await asyncio.to_thread(_targets, mirror, run_ids or [], every)
+        found: dict[str, list[str]] = {}
+        for n, run_id in enumerate(targets, 1):
+            found[run_id] = await mirror.verify(run_id)
+            if len(targets) >= 50 and n % 50 == 0 and not as_json:
+                print(f"checked {n}/{len(targets)} runs", file=sys.stderr)
+        return found
+
+    found = _with_mirror(verify, write=False)
+    differences = [line for lines in found.values() for line in lines]
+    if as_json:
+        typer.echo(json.dumps({"checked": len(found), "differences": differences}, indent=2))
+    else:
+        for line in differences:
+            typer.echo(line)
+        typer.echo(
+            f"{len(found)} run(s) checked: "
+            + (f"{len(differences)} difference(s)" if differences else "no difference")
+        )
+    if differences:
+        raise typer.Exit(1)
+
+
+@mirror_app.command("status")
+def mirror_status_command(
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show the running mirrors, the runs each follows with its lag, and recent errors.
+
+    Lag is now minus the time of the last event projected for the run.
+    """
+    settings = Settings.from_env()
+    with records() as conn:
+        status = mirror_status(conn, settings.namespace)
+    if as_json:
+        typer.echo(json.dumps(status, indent=2))
+        return
+    if not status["mirrors"]:
+        typer.echo(f"no mirror has reported on namespace {status['namespace']}")
+    for m in status["mirrors"]:
+        state = "alive" if m["alive"] else "silent"
+        typer.echo(
+            f"{m['mirrorId']} ({state}, heartbeat {m['heartbeatAt']}): "
+            f"{m['runsFollowed']} run(s) followed"
+        )
+        if m["runs"]:
+            t = table("run", "temporal run", "last event", "lag", "error")
+            for r in m["runs"]:
+                lag = "" if r["lagMs"] is None else f"{r['lagMs']} ms"
+                add_row(
+                    t,
+                    r["workflowId"],
+                    r["temporalRunId"],
+                    str(r["lastEventId"]),
+                    lag,
+                    r.get("error") or "",
+                )
+            show_table(t)
+        for error in m["errors"][-5:]:
+            typer.echo(f"  error: {error}")
+    if status["openRunsNotFollowed"]:
+        typer.echo(
+            f"{len(status['openRunsNotFollowed'])} open run(s) in the records "
+            "followed by no live mirror"
+        )
