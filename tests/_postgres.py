@@ -21,6 +21,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +116,17 @@ def drop_test_database(admin_url: str, name: str) -> None:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+@contextmanager
+def scratch_database(admin_url: str) -> Iterator[str]:
+    """A fresh, empty database under a random name, dropped when the block ends."""
+    name = f"rr_test_{uuid.uuid4().hex[:12]}"
+    url = create_test_database(admin_url, name)
+    try:
+        yield url
+    finally:
+        drop_test_database(admin_url, name)
 
 
 # ------------------------------------------------------------- private clusters

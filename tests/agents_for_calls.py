@@ -117,18 +117,23 @@ class TimeoutAgent:
             return "timed out"
 
 
+async def _retried_until_done(step: Any, arg: str, heartbeat_timeout: timedelta) -> str:
+    """Runs ``step`` with retries and a heartbeat timeout, so a lost attempt is tried again."""
+    return await workflow.execute_activity(
+        step,
+        arg,
+        start_to_close_timeout=timedelta(seconds=120),
+        heartbeat_timeout=heartbeat_timeout,
+        retry_policy=FAST_RETRY,
+    )
+
+
 @runrecord.agent("crash-agent", version="1")
 @workflow.defn
 class CrashAgent:
     @workflow.run
     async def run(self, marker: str) -> str:
-        return await workflow.execute_activity(
-            long_step,
-            marker,
-            start_to_close_timeout=timedelta(seconds=120),
-            heartbeat_timeout=timedelta(seconds=2),
-            retry_policy=FAST_RETRY,
-        )
+        return await _retried_until_done(long_step, marker, timedelta(seconds=2))
 
 
 @runrecord.agent("outage-agent", version="1")
@@ -136,13 +141,7 @@ class CrashAgent:
 class OutageAgent:
     @workflow.run
     async def run(self, gate: str) -> str:
-        return await workflow.execute_activity(
-            gated_step,
-            gate,
-            start_to_close_timeout=timedelta(seconds=120),
-            heartbeat_timeout=timedelta(seconds=10),
-            retry_policy=FAST_RETRY,
-        )
+        return await _retried_until_done(gated_step, gate, timedelta(seconds=10))
 
 
 PROMPT = Prompt(name="ops", version="3", template="You are the operations agent.")

@@ -8,7 +8,9 @@ flaky upload; ``ReporterV2`` is the same agent with a new prompt version.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from pydantic import BaseModel
 from temporalio import activity, workflow
@@ -104,15 +106,20 @@ async def _report(agent_cls: type, task: ReportTask) -> str:
     )
 
 
-_REPORTER_MODEL = _MODEL.model_copy(update={"parameters": {"script": "query-reporter"}})
+_Agent = TypeVar("_Agent", bound=type)
 
 
-@runrecord.agent(
-    "reporter",
-    version="1.0",
-    model=_REPORTER_MODEL,
-    prompt=runrecord.Prompt(name="reporter", version="1", template="Write short reports."),
-)
+def _reporter(prompt_version: str, template: str) -> Callable[[_Agent], _Agent]:
+    """The reporter agent's declaration, with the prompt version as the only difference."""
+    return runrecord.agent(
+        "reporter",
+        version="1.0",
+        model=_MODEL.model_copy(update={"parameters": {"script": "query-reporter"}}),
+        prompt=runrecord.Prompt(name="reporter", version=prompt_version, template=template),
+    )
+
+
+@_reporter("1", "Write short reports.")
 @workflow.defn
 class Reporter:
     @workflow.run
@@ -120,12 +127,7 @@ class Reporter:
         return await _report(Reporter, task)
 
 
-@runrecord.agent(
-    "reporter",
-    version="1.0",
-    model=_REPORTER_MODEL,
-    prompt=runrecord.Prompt(name="reporter", version="2", template="Write long reports."),
-)
+@_reporter("2", "Write long reports.")
 @workflow.defn
 class ReporterV2:
     @workflow.run

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from runrecord.recorder import open_engine, upgrade
 from runrecord.worker import SEARCH_ATTRIBUTES, Journal, RunRecordPlugin, temporal_binary
 from runrecord.worker._devserver import DEV_SERVER_FLAGS
-from tests._postgres import create_test_database, drop_test_database, postgres_admin_url
+from tests._postgres import postgres_admin_url, scratch_database
 
 
 @pytest.fixture(scope="session")
@@ -51,12 +50,8 @@ def pg_admin_url() -> str:
 @pytest.fixture
 def database_url(pg_admin_url: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database of this test's own."""
-    name = f"rr_test_{uuid.uuid4().hex[:12]}"
-    url = create_test_database(pg_admin_url, name)
-    try:
+    with scratch_database(pg_admin_url) as url:
         yield url
-    finally:
-        drop_test_database(pg_admin_url, name)
 
 
 @pytest.fixture

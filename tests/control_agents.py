@@ -70,6 +70,12 @@ async def tick(n: int) -> int:
 _TIMEOUT = timedelta(seconds=20)
 
 
+async def _write(path: str, content: str) -> str | None:
+    return await workflow.execute_activity(
+        write_file, args=[path, content], start_to_close_timeout=_TIMEOUT
+    )
+
+
 @runrecord.agent("deployer", version="1")
 @workflow.defn
 class Deployer:
@@ -109,9 +115,7 @@ class Bookkeeper:
 
     @workflow.run
     async def run(self, path: str) -> str:
-        await workflow.execute_activity(
-            write_file, args=[path, "new content"], start_to_close_timeout=_TIMEOUT
-        )
+        await _write(path, "new content")
         await workflow.execute_activity(
             charge, args=["acme", 1200], start_to_close_timeout=_TIMEOUT
         )
@@ -125,9 +129,7 @@ class FragileWriter:
 
     @workflow.run
     async def run(self, path: str) -> str:
-        await workflow.execute_activity(
-            write_file, args=[path, "half-done"], start_to_close_timeout=_TIMEOUT
-        )
+        await _write(path, "half-done")
         raise ApplicationError("disk quota exceeded", non_retryable=True)
 
 

@@ -23,9 +23,18 @@ from tests import control_agents as agents
 
 @asynccontextmanager
 async def worker(
-    address: str, journal: Journal, policy: Policy | None = None
+    server: str | Client, journal: Journal, policy: Policy | None = None
 ) -> AsyncIterator[tuple[Client, str]]:
-    client = await Client.connect(address, plugins=[RunRecordPlugin(journal, policy=policy)])
+    """A recording client and a worker for the control agents on a task queue of its own.
+
+    ``server`` is an address, or a client whose settings (a test environment's time
+    skipping, say) the recording client keeps.
+    """
+    plugins = [RunRecordPlugin(journal, policy=policy)]
+    if isinstance(server, Client):
+        client = Client(**{**server.config(), "plugins": plugins})
+    else:
+        client = await Client.connect(server, plugins=plugins)
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     async with Worker(
         client, task_queue=queue, workflows=agents.WORKFLOWS, activities=agents.ACTIVITIES

@@ -9,6 +9,7 @@ order, and that every `runrecord ...` command named there exists in the CLI.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -24,10 +25,16 @@ DOCKERFILE = REPO / "Dockerfile"
 INFRA_IMAGES = {
     "postgresql": {"postgres"},
     "records-db": {"postgres"},
-    "temporal": {"temporalio/auto-setup", "temporalio/server"},
+    "temporal-schema": {"temporalio/admin-tools"},
+    "temporal": {"temporalio/server"},
+    "temporal-namespace": {"temporalio/admin-tools"},
     "temporal-ui": {"temporalio/ui"},
 }
 RUNRECORD_SERVICES = ["runrecord-migrate", "runrecord-worker"]
+# Services that connect to Temporal and so need its namespace to exist.
+TEMPORAL_CLIENTS = ["runrecord-worker", "runrecord-mirror"]
+# The first Temporal Server line with Workflow Pause.
+WORKFLOW_PAUSE_SERVER = (1, 30)
 
 
 def _load_compose() -> dict[str, Any]:
@@ -69,6 +76,13 @@ def _image_tag(image: str) -> str | None:
         return image.split("@", 1)[1]
     last = image.rsplit("/", 1)[-1]
     return last.split(":", 1)[1] if ":" in last else None
+
+
+def _release(image: str) -> tuple[int, ...]:
+    """The major.minor[.patch] release an image tag names, such as (1, 30, 1)."""
+    match = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", _image_tag(image) or "")
+    assert match, f"{image!r} does not pin a release tag"
+    return tuple(int(part) for part in match.groups() if part is not None)
 
 
 def _published_ports(service: dict[str, Any]) -> set[tuple[int, int]]:
@@ -279,10 +293,14 @@ def test_runrecord_services_share_one_records_database(compose: dict[str, Any]) 
 @pytest.mark.parametrize(
     ("name", "dependency", "condition"),
     [
-        ("temporal", "postgresql", "service_healthy"),
+        ("temporal-schema", "postgresql", "service_healthy"),
+        ("temporal", "temporal-schema", "service_completed_successfully"),
+        ("temporal-namespace", "temporal", "service_healthy"),
         ("runrecord-migrate", "records-db", "service_healthy"),
-        ("runrecord-worker", "temporal", None),
+        ("runrecord-worker", "temporal-namespace", "service_completed_successfully"),
         ("runrecord-worker", "runrecord-migrate", "service_completed_successfully"),
+        ("runrecord-mirror", "temporal-namespace", "service_completed_successfully"),
+        ("runrecord-mirror", "runrecord-migrate", "service_completed_successfully"),
     ],
 )
 def test_start_order(
@@ -307,9 +325,64 @@ def test_dependencies_are_satisfiable(compose: dict[str, Any]) -> None:
                 )
 
 
-def test_migration_runs_once(compose: dict[str, Any]) -> None:
+@pytest.mark.parametrize("name", ["runrecord-migrate", "temporal-schema", "temporal-namespace"])
+def test_setup_jobs_run_once(compose: dict[str, Any], name: str) -> None:
     # Must be the string "no": a bare `no` in YAML is the boolean false.
-    assert _service(compose, "runrecord-migrate").get("restart", "no") == "no"
+    assert _service(compose, name).get("restart", "no") == "no"
+
+
+def test_temporal_server_supports_workflow_pause(compose: dict[str, Any]) -> None:
+    image = _service(compose, "temporal")["image"]
+    assert _release(image) >= WORKFLOW_PAUSE_SERVER, (
+        f"Workflow Pause needs Temporal Server {'.'.join(map(str, WORKFLOW_PAUSE_SERVER))}+, "
+        f"got {image!r}"
+    )
+
+
+@pytest.mark.parametrize("name", ["temporal-schema", "temporal-namespace"])
+def test_admin_tools_match_the_server_release(compose: dict[str, Any], name: str) -> None:
+    # The schema files in admin-tools must be those the server expects.
+    server = _service(compose, "temporal")["image"]
+    tools = _service(compose, name)["image"]
+    assert _release(tools)[:2] == _release(server)[:2], (tools, server)
+
+
+def test_schema_job_sets_up_the_servers_databases(compose: dict[str, Any]) -> None:
+    server = _environment(_service(compose, "temporal"))
+    job = _service(compose, "temporal-schema")
+    env = _environment(job)
+    assert env["SQL_PLUGIN"] == server["DB"] == "postgres12"
+    assert env["SQL_HOST"] == server["POSTGRES_SEEDS"]
+    assert int(env["SQL_PORT"]) == int(server["DB_PORT"])
+    assert env["SQL_USER"] == server["POSTGRES_USER"]
+    assert env["SQL_PASSWORD"] == server["POSTGRES_PWD"]
+
+    script = " ".join(_argv(job.get("entrypoint")) + _argv(job.get("command")))
+    # The server's default database names, each created and then migrated
+    # to the newest versioned schema for its role.
+    for database, schema in [("temporal", "temporal"), ("temporal_visibility", "visibility")]:
+        for step in ("create", "setup-schema", "update-schema"):
+            assert f"temporal-sql-tool --db {database} {step}" in script, (database, step)
+        assert f"--db {database} update-schema -d ./{schema}/versioned" in script, schema
+    assert "cd /etc/temporal/schema/postgresql/v12\n" in script
+
+
+def test_namespace_job_creates_the_runrecord_namespace(compose: dict[str, Any]) -> None:
+    job = _service(compose, "temporal-namespace")
+    env = _environment(job)
+    worker = _environment(_service(compose, "runrecord-worker"))
+    assert env["TEMPORAL_ADDRESS"] == worker["TEMPORAL_ADDRESS"]
+    assert env["TEMPORAL_NAMESPACE"] == worker.get("TEMPORAL_NAMESPACE", "default")
+    script = " ".join(_argv(job.get("entrypoint")) + _argv(job.get("command")))
+    assert "temporal operator namespace create" in script
+
+
+@pytest.mark.parametrize("name", TEMPORAL_CLIENTS)
+def test_temporal_clients_wait_for_the_namespace(compose: dict[str, Any], name: str) -> None:
+    # The worker registers search attributes in it at start; both list and
+    # read its workflows. Neither can do so before it exists.
+    deps = _depends_on(_service(compose, name))
+    assert deps.get("temporal-namespace") == "service_completed_successfully"
 
 
 def test_databases_keep_data_in_named_volumes(compose: dict[str, Any]) -> None:

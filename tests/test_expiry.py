@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from runrecord.cli._approvals import send_decision
 from runrecord.cli._stack import ensure_search_attributes
-from runrecord.worker import Journal, RunRecordPlugin
+from runrecord.worker import Journal
 from tests import control_agents as agents
-from tests.test_approvals import record, waiting_for
+from tests.test_approvals import record, waiting_for, worker
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +36,8 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 async def test_an_unanswered_request_expires_and_the_run_escalates(
     skipping_env: WorkflowEnvironment, journal: Journal, engine: Engine
 ) -> None:
-    client = Client(**{**skipping_env.client.config(), "plugins": [RunRecordPlugin(journal)]})
-    queue = f"tq-{uuid.uuid4().hex[:8]}"
     run_id = f"expire-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        client, task_queue=queue, workflows=agents.WORKFLOWS, activities=agents.ACTIVITIES
-    ):
+    async with worker(skipping_env.client, journal) as (client, queue):
         with pytest.raises(WorkflowFailureError) as failed:
             await client.execute_workflow(
                 agents.Deployer.run, ["late"], id=run_id, task_queue=queue
@@ -59,12 +54,8 @@ async def test_an_unanswered_request_expires_and_the_run_escalates(
 async def test_an_approval_after_expiry_is_refused(
     skipping_env: WorkflowEnvironment, journal: Journal, engine: Engine
 ) -> None:
-    client = Client(**{**skipping_env.client.config(), "plugins": [RunRecordPlugin(journal)]})
-    queue = f"tq-{uuid.uuid4().hex[:8]}"
     run_id = f"expire-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        client, task_queue=queue, workflows=agents.WORKFLOWS, activities=agents.ACTIVITIES
-    ):
+    async with worker(skipping_env.client, journal) as (client, queue):
         handle = await client.start_workflow(
             agents.CarefulDeployer.run, "slow", id=run_id, task_queue=queue
         )

@@ -55,7 +55,7 @@ from runrecord.records import (
 from runrecord.worker import Journal, RunRecordPlugin
 from runrecord.workflows import Policy
 from tests import agents_for_queries as q
-from tests._postgres import create_test_database, drop_test_database
+from tests._postgres import scratch_database
 
 
 @dataclass
@@ -80,12 +80,8 @@ class Scenario:
 
 @pytest.fixture(scope="module")
 def records_url(pg_admin_url: str) -> Iterator[str]:
-    name = f"rr_test_{uuid.uuid4().hex[:12]}"
-    url = create_test_database(pg_admin_url, name)
-    try:
+    with scratch_database(pg_admin_url) as url:
         yield url
-    finally:
-        drop_test_database(pg_admin_url, name)
 
 
 async def _overlay(mirror: Mirror, run_id: str, change: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -56,34 +56,34 @@ async def pause_run(client: Client, run_id: str, *, by: str, reason: str) -> Non
     require_open(state, "pause it")
     if state.status == "paused":
         raise RunRecordError(f"run {run_id!r} is already paused")
-    request = PauseWorkflowExecutionRequest(
-        namespace=client.namespace,
-        workflow_id=run_id,
-        identity=by,
-        reason=reason,
-        request_id=str(uuid.uuid4()),
-    )
-    try:
-        await client.workflow_service.pause_workflow_execution(request)
-    except RPCError as err:
-        raise RunRecordError(f"cannot pause run {run_id!r}: {err.message}") from None
+    await _set_paused(client, run_id, True, by=by, reason=reason)
 
 
 async def resume_run(client: Client, run_id: str, *, by: str, reason: str) -> None:
     state = await describe_run(client, run_id)
     if state.status != "paused":
         raise RunRecordError(f"run {run_id!r} is not paused ({state.status})")
-    request = UnpauseWorkflowExecutionRequest(
-        namespace=client.namespace,
-        workflow_id=run_id,
-        identity=by,
-        reason=reason,
-        request_id=str(uuid.uuid4()),
-    )
+    await _set_paused(client, run_id, False, by=by, reason=reason)
+
+
+async def _set_paused(client: Client, run_id: str, paused: bool, *, by: str, reason: str) -> None:
+    """Temporal's native pause or unpause; history keeps who (``by``) and why."""
+    fields = {
+        "namespace": client.namespace,
+        "workflow_id": run_id,
+        "identity": by,
+        "reason": reason,
+        "request_id": str(uuid.uuid4()),
+    }
+    service = client.workflow_service
     try:
-        await client.workflow_service.unpause_workflow_execution(request)
+        if paused:
+            await service.pause_workflow_execution(PauseWorkflowExecutionRequest(**fields))
+        else:
+            await service.unpause_workflow_execution(UnpauseWorkflowExecutionRequest(**fields))
     except RPCError as err:
-        raise RunRecordError(f"cannot resume run {run_id!r}: {err.message}") from None
+        action = "pause" if paused else "resume"
+        raise RunRecordError(f"cannot {action} run {run_id!r}: {err.message}") from None
 
 
 async def _projection(client: Client, run_id: str) -> tuple[RunProjection, list[HistoryEvent]]:
@@ -274,14 +274,7 @@ def pause(
     name: str = _AS,
 ) -> None:
     """Pause RUN with Temporal's native workflow pause: no new tool calls until resumed."""
-    by = acting_as(name)
-
-    async def main() -> None:
-        async with control_client() as (_, client):
-            await pause_run(client, run_id, by=by, reason=reason)
-
-    asyncio.run(main())
-    typer.echo(f"run {run_id} paused by {by}")
+    _pause_or_resume(pause_run, run_id, reason, name, "paused")
 
 
 def resume(
@@ -290,14 +283,20 @@ def resume(
     name: str = _AS,
 ) -> None:
     """Resume a paused RUN."""
+    _pause_or_resume(resume_run, run_id, reason, name, "resumed")
+
+
+def _pause_or_resume(
+    act: Callable[..., Awaitable[None]], run_id: str, reason: str, name: str | None, done: str
+) -> None:
     by = acting_as(name)
 
     async def main() -> None:
         async with control_client() as (_, client):
-            await resume_run(client, run_id, by=by, reason=reason)
+            await act(client, run_id, by=by, reason=reason)
 
     asyncio.run(main())
-    typer.echo(f"run {run_id} resumed by {by}")
+    typer.echo(f"run {run_id} {done} by {by}")
 
 
 def rollback(

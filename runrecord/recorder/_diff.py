@@ -218,9 +218,9 @@ class _Differ:
                         self.pair(b, g)
                 continue
             for g in good_steps[g1:g2]:
-                self.missing(bad, good, g)
+                self.unmatched(bad, good, g, added=False)
             for b in bad_steps[b1:b2]:
-                self.extra(bad, good, b)
+                self.unmatched(bad, good, b, added=True)
         self.outcome(bad, good)
 
     def change(
@@ -493,66 +493,55 @@ class _Differ:
                     summary=f"{who}{call} {b_art.kind} changed: {text}",
                 )
 
-    def missing(self, bad: RunRecord, good: RunRecord, step: ToolCall | RunRecord) -> None:
+    def unmatched(
+        self, bad: RunRecord, good: RunRecord, step: ToolCall | RunRecord, *, added: bool
+    ) -> None:
+        """A step only one run took: new in the bad run (``added``) or missing from it."""
         who = self.label(bad)
-        if isinstance(step, ToolCall):
-            c = step
-            self.change(
-                "sequence",
-                "call",
-                bad,
-                good,
-                change="removed",
-                subject=f"call {c.tool_call_id} {c.tool}",
-                good_tool_call_id=c.tool_call_id,
-                good={"tool": c.tool, "status": c.status},
-                summary=f"{who}call {c.tool} is missing (the good run's call {c.tool_call_id})",
-            )
-            self.artifacts(bad, good, None, c.tool_call_id)
-        else:
-            self.change(
-                "sequence",
-                "sub_agent",
-                bad,
-                good,
-                change="removed",
-                subject=f"sub-agent {step.agent_id}",
-                good={"runId": step.run_id},
-                summary=f"{who}sub-agent {step.agent_id} was not started "
-                f"(the good run started {step.run_id})",
-            )
-            self.runs.append(RunPair(agent_id=step.agent_id, good=_side(step)))
+        change = "added" if added else "removed"
 
-    def extra(self, bad: RunRecord, good: RunRecord, step: ToolCall | RunRecord) -> None:
-        who = self.label(bad)
+        def on_its_side(value: Any) -> dict[str, Any]:
+            return {"bad": value, "good": None} if added else {"bad": None, "good": value}
+
         if isinstance(step, ToolCall):
             c = step
+            ids = on_its_side(c.tool_call_id)
+            if added:
+                text = (
+                    f"call {c.tool_call_id} {c.tool} is new "
+                    f"({c.status}; the good run had no such call)"
+                )
+            else:
+                text = f"call {c.tool} is missing (the good run's call {c.tool_call_id})"
             self.change(
                 "sequence",
                 "call",
                 bad,
                 good,
-                change="added",
+                change=change,
                 subject=f"call {c.tool_call_id} {c.tool}",
-                tool_call_id=c.tool_call_id,
-                bad={"tool": c.tool, "status": c.status},
-                summary=f"{who}call {c.tool_call_id} {c.tool} is new "
-                f"({c.status}; the good run had no such call)",
+                tool_call_id=ids["bad"],
+                good_tool_call_id=ids["good"],
+                **on_its_side({"tool": c.tool, "status": c.status}),
+                summary=who + text,
             )
-            self.artifacts(bad, good, c.tool_call_id, None)
+            self.artifacts(bad, good, ids["bad"], ids["good"])
+            return
+        if added:
+            text = f"sub-agent {step.agent_id} is new (run {step.run_id}, {step.final_status})"
         else:
-            self.change(
-                "sequence",
-                "sub_agent",
-                bad,
-                good,
-                change="added",
-                subject=f"sub-agent {step.agent_id}",
-                bad={"runId": step.run_id},
-                summary=f"{who}sub-agent {step.agent_id} is new "
-                f"(run {step.run_id}, {step.final_status})",
-            )
-            self.runs.append(RunPair(agent_id=step.agent_id, bad=_side(step)))
+            text = f"sub-agent {step.agent_id} was not started (the good run started {step.run_id})"
+        self.change(
+            "sequence",
+            "sub_agent",
+            bad,
+            good,
+            change=change,
+            subject=f"sub-agent {step.agent_id}",
+            **on_its_side({"runId": step.run_id}),
+            summary=who + text,
+        )
+        self.runs.append(RunPair(agent_id=step.agent_id, **on_its_side(_side(step))))
 
     def outcome(self, bad: RunRecord, good: RunRecord) -> None:
         who = self.label(bad)
