@@ -41,7 +41,7 @@ from runrecord.recorder._store import (
     Rows,
     apply_journal,
     journal_offset,
-    lock_run,
+    lock_runs,
     run_rows,
     set_journal_offset,
     stored_cursors,
@@ -76,10 +76,12 @@ class Followed:
 class _Change:
     """A change set taken from a chain, written in a worker thread."""
 
+    workflow_id: str
     rows: Rows
     cursors: dict[str, int]
     bodies: dict[str, Body]
     everything: bool
+    last_event_time: dict[str, datetime | None]
 
 
 @dataclass
@@ -119,7 +121,8 @@ class Mirror:
         self.followed: dict[tuple[str, str], Followed] = {}
         self._chains: dict[str, RunChain] = {}
         self._full_write: set[str] = set()
-        self._save_locks: dict[str, asyncio.Lock] = {}
+        self._unsaved: set[str] = set()
+        self._writer_wake = asyncio.Event()
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._done: set[tuple[str, str]] = set()
         self._nudged: set[tuple[str, str]] = set()
@@ -133,7 +136,7 @@ class Mirror:
     async def sync_run(self, workflow_id: str) -> RunChain:
         """Project every Temporal run of a workflow id from its full history; writes everything."""
         chain = await self.project(workflow_id)
-        await self._write(workflow_id, self._take(chain, everything=True))
+        await self._write([self._take(chain, everything=True)])
         return chain
 
     async def project(self, workflow_id: str) -> RunChain:
@@ -146,7 +149,7 @@ class Mirror:
             token = b""
             while True:
                 try:
-                    page = await self._page(workflow_id, run_id, token, wait=False)
+                    page = await self.page(workflow_id, run_id, token, wait=False)
                 except RPCError as err:
                     if err.status == RPCStatusCode.NOT_FOUND:
                         del chain.folds[run_id]
@@ -201,7 +204,7 @@ class Mirror:
                 raise
         return found
 
-    async def _page(
+    async def page(
         self, workflow_id: str, run_id: str, token: bytes, *, wait: bool
     ) -> GetWorkflowExecutionHistoryResponse:
         request = GetWorkflowExecutionHistoryRequest(
@@ -223,37 +226,80 @@ class Mirror:
         bodies: dict[str, Body] = {}
         for fold in chain.folds.values():
             bodies.update(fold.bodies)
+        folds = chain.ordered()
         change = _Change(
+            workflow_id=chain.run_id,
             rows=run_rows(chain, everything=everything),
-            cursors={f.temporal_run_id or "": f.last_event_id for f in chain.ordered()},
+            cursors={f.temporal_run_id or "": f.last_event_id for f in folds},
             bodies=bodies,
             everything=everything,
+            last_event_time={f.temporal_run_id or "": f.last_event_time for f in folds},
         )
         chain.saved()
         return change
 
-    async def _write(self, workflow_id: str, change: _Change) -> bool:
-        lock = self._save_locks.setdefault(workflow_id, asyncio.Lock())
-        async with lock:
-            try:
-                wrote = await asyncio.to_thread(self._write_change, workflow_id, change)
-            except BaseException:
-                # The change set is gone from the chain: write the whole run next time.
-                self._full_write.add(workflow_id)
-                raise
+    async def _write(self, changes: list[_Change]) -> set[str]:
+        """Write change sets in one transaction; returns the runs written."""
+        try:
+            wrote = await asyncio.to_thread(self._write_changes, changes)
+        except BaseException:
+            # The change sets are gone from their chains: write those runs whole next time.
+            self._full_write.update(c.workflow_id for c in changes)
+            raise
+        for change in changes:
             if change.everything:
-                self._full_write.discard(workflow_id)
-            if wrote:
-                self.runs_written.add(workflow_id)
-            return wrote
+                self._full_write.discard(change.workflow_id)
+            for run_id, last in change.cursors.items():
+                state = self.followed.get((change.workflow_id, run_id))
+                if state is not None and last > state.last_event_id:
+                    state.last_event_id = last
+                    state.last_event_time = change.last_event_time.get(run_id)
+        self.runs_written.update(wrote)
+        return wrote
 
-    def _write_change(self, workflow_id: str, change: _Change) -> bool:
+    def _write_changes(self, changes: list[_Change]) -> set[str]:
         # Copies first: rows that point at a copy are written only once it exists.
         if self.blobs is not None:
-            for sha, (data, media_type) in change.bodies.items():
-                self.blobs.keep(sha, data, media_type)
+            for change in changes:
+                for sha, (data, media_type) in change.bodies.items():
+                    self.blobs.keep(sha, data, media_type)
         with self.engine.begin() as conn:
-            return write_change(conn, self.namespace, workflow_id, change)
+            return write_changes(conn, self.namespace, changes)
+
+    def _changed(self, workflow_id: str) -> None:
+        self._unsaved.add(workflow_id)
+        self._writer_wake.set()
+
+    async def _writer(self, stop: asyncio.Event) -> None:
+        """Write every run with unsaved changes, all in one transaction, as often as it can."""
+        backoff = self.poll_interval
+        while True:
+            if not self._unsaved:
+                if stop.is_set():
+                    return
+                self._writer_wake.clear()
+                waits = [
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(self._writer_wake.wait()),
+                ]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+                continue
+            ids, self._unsaved = sorted(self._unsaved), set()
+            changes = [
+                self._take(self._chains[w], everything=False) for w in ids if w in self._chains
+            ]
+            try:
+                await self._write(changes)
+                backoff = self.poll_interval
+            except Exception as err:  # the database may be down: fold on, write later
+                self._error(err)
+                self._unsaved.update(ids)
+                if stop.is_set():
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
 
     # --- the journal
 
@@ -288,6 +334,8 @@ class Mirror:
             loop.call_soon_threadsafe(note)
 
         unsubscribe = listen(nudged)
+        writer_stop = asyncio.Event()
+        writer = asyncio.create_task(self._writer(writer_stop))
         since = datetime.now(UTC) - timedelta(hours=1)
         backoff = self.poll_interval
         try:
@@ -314,6 +362,8 @@ class Mirror:
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             self._tasks.clear()
+            writer_stop.set()
+            await writer
             try:
                 await asyncio.to_thread(self.drain_journal)
                 await asyncio.to_thread(self._leave)
@@ -415,12 +465,10 @@ class Mirror:
         try:
             while True:
                 try:
-                    page = await self._page(workflow_id, run_id, token, wait=True)
+                    page = await self.page(workflow_id, run_id, token, wait=True)
                     if page.history.events:
                         fold.apply_all(page.history.events)
-                        await self._write(workflow_id, self._take(chain, everything=False))
-                        state.last_event_id = fold.last_event_id
-                        state.last_event_time = fold.last_event_time
+                        self._changed(workflow_id)
                         for linked in _linked(chain):
                             self._start(workflow_id, linked)
                     token = page.next_page_token
@@ -446,8 +494,19 @@ class Mirror:
             self._tasks.pop(key, None)
             self.followed.pop(key, None)
             if not any(k[0] == workflow_id for k in self._tasks):
-                self._chains.pop(workflow_id, None)
-                self._save_locks.pop(workflow_id, None)
+                self._retire(workflow_id)
+
+    def _retire(self, workflow_id: str) -> None:
+        """Forget a chain nobody follows, once the writer has written what it holds."""
+        if workflow_id in self._unsaved or workflow_id in self._full_write:
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.poll_interval, self._retire_if_idle, workflow_id)
+            return
+        self._chains.pop(workflow_id, None)
+
+    def _retire_if_idle(self, workflow_id: str) -> None:
+        if not any(k[0] == workflow_id for k in self._tasks):
+            self._retire(workflow_id)
 
     # --- scale out: heartbeats and the share of runs
 
@@ -508,6 +567,8 @@ class Mirror:
         for workflow_id in workflow_ids:
             queue.put_nowait(workflow_id)
 
+        written: asyncio.Queue[_Change | None] = asyncio.Queue()
+
         async def work() -> None:
             while not queue.empty():
                 workflow_id = queue.get_nowait()
@@ -515,11 +576,27 @@ class Mirror:
                 if not chain.ordered():
                     report.kept.append(workflow_id)
                     continue
-                await self._write(workflow_id, self._take(chain, everything=True))
-                report.runs += 1
                 report.events += sum(f.last_event_id for f in chain.ordered())
+                written.put_nowait(self._take(chain, everything=True))
 
-        await asyncio.gather(*(work() for _ in range(max(1, concurrency))))
+        async def write() -> None:
+            # Writes overlap the fetching: each round takes whatever has been folded.
+            done = False
+            while not done:
+                batch = [await written.get()]
+                while not written.empty():
+                    batch.append(written.get_nowait())
+                done = batch[-1] is None
+                changes = [c for c in batch if c is not None]
+                if changes:
+                    report.runs += len(await self._write(changes))
+
+        writer = asyncio.create_task(write())
+        try:
+            await asyncio.gather(*(work() for _ in range(max(1, concurrency))))
+        finally:
+            written.put_nowait(None)
+            await writer
         return report
 
     async def verify(self, workflow_id: str) -> list[str]:
@@ -564,21 +641,29 @@ def _linked(chain: RunChain) -> list[str]:
     return found
 
 
-def write_change(conn: Connection, namespace: str, workflow_id: str, change: _Change) -> bool:
-    """Write a change set unless the records are already further on; returns whether it wrote.
+def write_changes(conn: Connection, namespace: str, changes: list[_Change]) -> set[str]:
+    """Write change sets unless the records are already further on; returns the runs written.
 
-    A writer behind the stored cursor of any Temporal run writes nothing: the records
-    already hold those events and more.
+    A change set behind the stored cursor of any of its Temporal runs is dropped: the
+    records already hold those events and more (another mirror wrote them).
     """
-    lock_run(conn, namespace, workflow_id)
-    stored = stored_cursors(conn, namespace, workflow_id)
-    if any(last < stored.get(run_id, 0) for run_id, last in change.cursors.items()):
-        return False
-    ahead = any(last > stored.get(run_id, 0) for run_id, last in change.cursors.items())
-    if not ahead and not change.everything:
-        return False
-    write_rows(conn, change.rows)
-    return True
+    runs = sorted({c.workflow_id for c in changes})
+    lock_runs(conn, namespace, runs)
+    stored = stored_cursors(conn, namespace, runs)
+    rows: Rows = {}
+    wrote: set[str] = set()
+    for change in changes:
+        mine = stored.get(change.workflow_id, {})
+        if any(last < mine.get(run_id, 0) for run_id, last in change.cursors.items()):
+            continue
+        ahead = any(last > mine.get(run_id, 0) for run_id, last in change.cursors.items())
+        if not ahead and not change.everything:
+            continue
+        wrote.add(change.workflow_id)
+        for name, table_rows in change.rows.items():
+            rows.setdefault(name, []).extend(table_rows)
+    write_rows(conn, rows)
+    return wrote
 
 
 _IGNORED = {"updated_at"}

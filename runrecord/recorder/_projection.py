@@ -109,7 +109,7 @@ def _refs(payloads: Payloads, bodies: dict[str, Body]) -> list[Ref]:
         data, media_type = canonical(payload)
         sha = hashlib.sha256(data).hexdigest()
         bodies[sha] = (data, media_type)
-        refs.append(Ref(sha256=sha, size=len(data), media_type=media_type))
+        refs.append(Ref.model_construct(sha256=sha, size=len(data), media_type=media_type))
     return refs
 
 
@@ -233,7 +233,7 @@ class RunProjection:
         self._reset_points: dict[str, int] = {}
         self.pause: Pause | None = None
         self.began_at: datetime | None = None
-        self.last_event_time: datetime | None = None
+        self._last_stamp: Timestamp | None = None
         self.continued_from: str | None = None
         self.reset_from: str | None = None
         self.reset_reason: str | None = None
@@ -265,10 +265,15 @@ class RunProjection:
 
     def _fold(self, event: HistoryEvent) -> None:
         self.last_event_id = event.event_id
-        self.last_event_time = _time(event.event_time) or self.last_event_time
+        if event.HasField("event_time"):
+            self._last_stamp = event.event_time  # converted only when asked for
         handler = _HANDLERS.get(event.event_type)
         if handler is not None:
             handler(self, event, self.temporal_run_id)
+
+    @property
+    def last_event_time(self) -> datetime | None:
+        return _time(self._last_stamp) if self._last_stamp is not None else None
 
     @property
     def waiting(self) -> int:
@@ -500,7 +505,13 @@ class RunProjection:
             # Waited for approval: keep what the approval events said (the sender's identity).
             call.approval, call.approval_state = requested.approval, requested.approval_state
         call.input_refs = _refs(attrs.input, self.bodies)
-        call.retry_state = RetryState(maximum_attempts=policy.maximum_attempts or None)
+        call.retry_state = RetryState.model_construct(
+            attempts=0,
+            last_failure=None,
+            timeout_type=None,
+            maximum_attempts=policy.maximum_attempts or None,
+            history=[],
+        )
         call.retry_policy = _retry_policy(policy) if attrs.HasField("retry_policy") else None
         call.timeouts = Timeouts(
             schedule_to_close_ms=_ms(attrs.schedule_to_close_timeout),

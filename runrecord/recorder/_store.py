@@ -197,24 +197,33 @@ def run_rows(chain: RunChain, *, everything: bool) -> Rows:
     return rows
 
 
-def stored_cursors(conn: Connection, namespace: str, workflow_id: str) -> dict[str, int]:
-    """How far each of a run's Temporal runs has been projected into the records."""
+def stored_cursors(
+    conn: Connection, namespace: str, workflow_ids: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """How far each Temporal run of these runs has been projected into the records."""
     found = conn.execute(
-        select(TemporalRunRow.temporal_run_id, TemporalRunRow.last_event_id).where(
-            TemporalRunRow.namespace == namespace, TemporalRunRow.workflow_id == workflow_id
-        )
+        select(
+            TemporalRunRow.workflow_id, TemporalRunRow.temporal_run_id, TemporalRunRow.last_event_id
+        ).where(TemporalRunRow.namespace == namespace, TemporalRunRow.workflow_id.in_(workflow_ids))
     )
-    return {run_id: int(last) for run_id, last in found}
+    cursors: dict[str, dict[str, int]] = {}
+    for workflow_id, run_id, last in found:
+        cursors.setdefault(workflow_id, {})[run_id] = int(last)
+    return cursors
 
 
-def lock_run(conn: Connection, namespace: str, workflow_id: str) -> None:
-    """Writers of one run take turns: a transaction-scoped advisory lock on PostgreSQL
-    (SQLite lets one writer in at a time anyway)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"runrecord:{namespace}:{workflow_id}"},
-        )
+def lock_runs(conn: Connection, namespace: str, workflow_ids: Sequence[str]) -> None:
+    """Writers of one run take turns: transaction-scoped advisory locks on PostgreSQL, taken
+    in one order (SQLite lets one writer in at a time anyway)."""
+    if conn.dialect.name != "postgresql" or not workflow_ids:
+        return
+    conn.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
+            "FROM (SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS ordered"
+        ),
+        {"keys": sorted(f"runrecord:{namespace}:{w}" for w in workflow_ids)},
+    )
 
 
 def write_rows(conn: Connection, rows: Rows) -> None:

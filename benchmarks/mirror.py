@@ -1,0 +1,292 @@
+"""How current and how fast the mirror is, on one dev server and one records database.
+
+    python benchmarks/mirror.py [--runs 50] [--calls 10] [--rebuild-runs 200] [--rounds 3]
+
+(a) Lag: ``--runs`` agent runs at once, each making ``--calls`` tool calls, with the mirror
+    following them live (``Mirror.run``, as in ``runrecord worker``). Each activity notes
+    when it returned; a reader polls the records every 5 ms and notes when the call's row
+    first says ``succeeded``. Lag is the difference: activity completion to a queryable row.
+(b) Rebuild: ``--rebuild-runs`` finished runs are re-projected from history and every row
+    rewritten (``Mirror.rebuild``), and, side by side in the same process, the same
+    histories are merely fetched, page by page, with the same concurrency. Fetch and
+    rebuild alternate for ``--rounds`` rounds; the medians are compared.
+
+The records database is RUNRECORD_DATABASE_URL if set (PostgreSQL in production),
+else an SQLite file in a temporary folder. Lines printed last:
+``lag p50: <n> ms``, ``lag p99: <n> ms``, ``rebuild: <n> events/s`` and
+``ratio rebuild/fetch: <number>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+with workflow.unsafe.imports_passed_through():
+    import runrecord
+    from runrecord.recorder import Mirror, open_engine, upgrade
+    from runrecord.worker import SEARCH_ATTRIBUTES, Journal, RunRecordPlugin, temporal_binary
+    from runrecord.worker._devserver import DEV_SERVER_FLAGS
+
+DONE: dict[tuple[str, str], float] = {}
+"""(workflow id, activity id) -> time.time() when the activity returned"""
+
+
+@runrecord.tool("read", idempotent=True)
+@activity.defn
+async def fetch_page(step: int) -> str:
+    await asyncio.sleep(0.05)
+    info = activity.info()
+    DONE[(info.workflow_id, info.activity_id)] = time.time()
+    return f"page {step} " + "x" * 200
+
+
+@runrecord.agent("mirror-bench", version="1")
+@workflow.defn
+class MirrorBench:
+    @workflow.run
+    async def run(self, calls: int) -> int:
+        for step in range(calls):
+            await workflow.execute_activity(
+                fetch_page, step, start_to_close_timeout=timedelta(seconds=30)
+            )
+        return calls
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def watch_rows(url: str, prefix: str, seen: dict[tuple[str, str], float], stop: threading.Event):
+    """Poll the records every 5 ms; a run's calls run one after another, so when its count
+    of succeeded calls grows from k to k + 1, call k + 1 has just become queryable."""
+    engine = open_engine(url)
+    query = text(
+        "SELECT run_id, count(*) FROM tool_calls WHERE status = 'succeeded' "
+        "AND run_id LIKE :prefix GROUP BY run_id"
+    )
+    counts: dict[str, int] = {}
+    with engine.connect() as conn:
+        while not stop.is_set():
+            rows = conn.execute(query, {"prefix": f"{prefix}%"}).all()
+            conn.commit()
+            now = time.time()
+            for run_id, count in rows:
+                for n in range(counts.get(run_id, 0) + 1, int(count) + 1):
+                    seen.setdefault((run_id, str(n)), now)
+                counts[run_id] = int(count)
+            time.sleep(0.005)
+    engine.dispose()
+
+
+def start_mirror_process(url: str, address: str, home: Path) -> subprocess.Popen[str]:
+    """``runrecord mirror run``, as an operator runs it beside the workers."""
+    env = {
+        **os.environ,
+        "RUNRECORD_DATABASE_URL": url,
+        "TEMPORAL_ADDRESS": address,
+        "RUNRECORD_HOME": str(home),
+        "PYTHONUNBUFFERED": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runrecord.cli", "mirror", "run", "--poll-interval", "0.5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("Mirroring"):
+        proc.kill()
+        raise SystemExit(f"mirror did not start: {line}{proc.stdout.read()[-2000:]}")
+    return proc
+
+
+async def measure_lag(
+    client: Client, url: str, journal: Journal, runs: int, calls: int, separate: bool
+):
+    queue = f"bench-{uuid.uuid4().hex[:6]}"
+    prefix = f"lag-{uuid.uuid4().hex[:6]}-"
+    engine = open_engine(url)
+    mirror = Mirror(client, engine, journal_dir=journal.directory, poll_interval=0.5)
+    process = (
+        start_mirror_process(
+            url, client.service_client.config.target_host, journal.directory.parent
+        )
+        if separate
+        else None
+    )
+    seen: dict[tuple[str, str], float] = {}
+    stop_watch = threading.Event()
+    watcher = threading.Thread(target=watch_rows, args=(url, prefix, seen, stop_watch))
+    stop = asyncio.Event()
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[MirrorBench],
+        activities=[fetch_page],
+        max_concurrent_activities=runs,
+    ):
+        following = None if process else asyncio.create_task(mirror.run(stop))
+        watcher.start()
+        ids = [f"{prefix}{n}" for n in range(runs)]
+        await asyncio.gather(
+            *(client.execute_workflow(MirrorBench.run, calls, id=i, task_queue=queue) for i in ids)
+        )
+        deadline = time.monotonic() + 30
+        while len(seen) < runs * calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stop.set()
+        if following is not None:
+            await following
+    if process is not None:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    stop_watch.set()
+    watcher.join()
+    engine.dispose()
+    lags = [
+        (seen[key] - done) * 1000
+        for key, done in DONE.items()
+        if key[0].startswith(prefix)
+        if key in seen
+    ]
+    missing = runs * calls - len(lags)
+    return lags, missing
+
+
+async def fetch_only(mirror: Mirror, run_ids: list[str], concurrency: int) -> int:
+    """What rebuilding must do at least: fetch every page of every Temporal run's history."""
+    queue = list(run_ids)
+    events = 0
+
+    async def work() -> None:
+        nonlocal events
+        while queue:
+            workflow_id = queue.pop()
+            for run_id in await mirror.temporal_run_ids(workflow_id):
+                token = b""
+                while True:
+                    page = await mirror.page(workflow_id, run_id, token, wait=False)
+                    events += len(page.history.events)
+                    token = page.next_page_token
+                    if not token:
+                        break
+
+    await asyncio.gather(*(work() for _ in range(concurrency)))
+    return events
+
+
+async def measure_rebuild(
+    client: Client, url: str, journal: Journal, runs: int, calls: int, rounds: int
+) -> tuple[float, float, int]:
+    queue = f"bench-{uuid.uuid4().hex[:6]}"
+    prefix = f"rebuild-{uuid.uuid4().hex[:6]}-"
+    ids = [f"{prefix}{n}" for n in range(runs)]
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[MirrorBench],
+        activities=[fetch_page],
+        max_concurrent_activities=100,
+    ):
+        gate = asyncio.Semaphore(50)
+
+        async def one(run_id: str) -> None:
+            async with gate:
+                await client.execute_workflow(MirrorBench.run, calls, id=run_id, task_queue=queue)
+
+        print(f"starting {runs} runs of {calls} calls for the rebuild ...", file=sys.stderr)
+        await asyncio.gather(*(one(i) for i in ids))
+    engine = open_engine(url)
+    mirror = Mirror(client, engine, journal_dir=journal.directory)
+    fetch_times: list[float] = []
+    rebuild_times: list[float] = []
+    events = 0
+    concurrency = 4
+    await fetch_only(mirror, ids[:10], concurrency)  # warm-up
+    await mirror.rebuild(ids[:10], concurrency=concurrency)
+    for n in range(rounds):
+        started = time.perf_counter()
+        events = await fetch_only(mirror, ids, concurrency)
+        fetch_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        report = await mirror.rebuild(ids, concurrency=concurrency)
+        rebuild_times.append(time.perf_counter() - started)
+        assert report.events == events, (report.events, events)
+        print(
+            f"round {n + 1}: fetch {fetch_times[-1]:.2f} s, rebuild {rebuild_times[-1]:.2f} s "
+            f"({events} events)",
+            file=sys.stderr,
+        )
+    engine.dispose()
+    return statistics.median(fetch_times), statistics.median(rebuild_times), events
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=50, help="concurrent runs for the lag")
+    parser.add_argument("--calls", type=int, default=10, help="tool calls per run")
+    parser.add_argument("--rebuild-runs", type=int, default=200, help="runs to rebuild")
+    parser.add_argument("--rounds", type=int, default=3, help="fetch/rebuild rounds")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="follow with the mirror inside the worker's process (as `runrecord worker` "
+        "does) instead of `runrecord mirror run` beside it",
+    )
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="runrecord-mirror-bench-"))
+    url = os.environ.get("RUNRECORD_DATABASE_URL") or f"sqlite:///{workdir / 'records.db'}"
+    engine = open_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    journal = Journal(workdir / "journal")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=list(DEV_SERVER_FLAGS),
+    )
+    try:
+        address = env.client.service_client.config.target_host
+        client = await Client.connect(address, plugins=[RunRecordPlugin(journal)])
+        print(f"records: {url.split('@')[-1]}", file=sys.stderr)
+        lags, missing = await measure_lag(
+            client, url, journal, args.runs, args.calls, not args.in_process
+        )
+        fetch_s, rebuild_s, events = await measure_rebuild(
+            client, url, journal, args.rebuild_runs, args.calls, args.rounds
+        )
+    finally:
+        journal.close()
+        await env.shutdown()
+    print(f"lag: {len(lags)} calls of {args.runs} concurrent runs ({missing} not seen)")
+    print(f"fetch: {events / fetch_s:.0f} events/s (median of {args.rounds})")
+    print(f"lag p50: {percentile(lags, 0.50):.0f} ms")
+    print(f"lag p99: {percentile(lags, 0.99):.0f} ms")
+    print(f"rebuild: {events / rebuild_s:.0f} events/s")
+    print(f"ratio rebuild/fetch: {rebuild_s / fetch_s:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
