@@ -59,6 +59,7 @@ PAGE_SIZE = 0  # the server default
 LONG_POLL = timedelta(seconds=70)
 # A mirror whose heartbeat is older than this many poll intervals (at least 10 s) is gone.
 _ALIVE_INTERVALS = 5
+_DONE_KEPT = 100_000
 
 
 @dataclass
@@ -124,12 +125,11 @@ class Mirror:
         self._unsaved: set[str] = set()
         self._writer_wake = asyncio.Event()
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._done: set[tuple[str, str]] = set()
-        self._nudged: set[tuple[str, str]] = set()
-        self._wake = asyncio.Event()
+        # Temporal runs followed to their end (bounded: oldest forgotten first).
+        self._done: dict[tuple[str, str], None] = {}
         self._started_at = datetime.now(UTC)
         self.runs_written: set[str] = set()
-        """Runs this mirror has written rows for (scale-out tests and status)."""
+        """Runs this mirror has written rows for lately (forgotten past 100,000)."""
 
     # --- one run, start to end (tests, demo, rebuild)
 
@@ -254,6 +254,8 @@ class Mirror:
                 if state is not None and last > state.last_event_id:
                     state.last_event_id = last
                     state.last_event_time = change.last_event_time.get(run_id)
+        if len(self.runs_written) > _DONE_KEPT:
+            self.runs_written.clear()
         self.runs_written.update(wrote)
         return wrote
 
@@ -327,11 +329,7 @@ class Mirror:
         loop = asyncio.get_running_loop()
 
         def nudged(workflow_id: str, run_id: str) -> None:
-            def note() -> None:
-                self._nudged.add((workflow_id, run_id))
-                self._wake.set()
-
-            loop.call_soon_threadsafe(note)
+            loop.call_soon_threadsafe(self._nudged_by_worker, workflow_id, run_id)
 
         unsubscribe = listen(nudged)
         writer_stop = asyncio.Event()
@@ -348,14 +346,10 @@ class Mirror:
                 except Exception as err:  # the database or Temporal may be down: keep going
                     self._error(err)
                     backoff = min(backoff * 2, 10.0)
-                self._wake.clear()
-                waits = [
-                    asyncio.ensure_future(stop.wait()),
-                    asyncio.ensure_future(self._wake.wait()),
-                ]
-                await asyncio.wait(waits, timeout=backoff, return_when=asyncio.FIRST_COMPLETED)
-                for w in waits:
-                    w.cancel()
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                except TimeoutError:
+                    pass
         finally:
             unsubscribe()
             for task in self._tasks.values():
@@ -370,6 +364,14 @@ class Mirror:
             except Exception as err:
                 self._error(err)
 
+    def _nudged_by_worker(self, workflow_id: str, run_id: str) -> None:
+        """A run this process's worker started or moved on: follow it now, not at the next poll."""
+        key = (workflow_id, run_id)
+        if not run_id or key in self._tasks or key in self._done:
+            return
+        if self.membership.owns(workflow_id):
+            self._follow_chain(workflow_id, run_id)
+
     def _error(self, err: BaseException) -> str:
         message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         self.errors = [*self.errors[-99:], message]
@@ -383,9 +385,6 @@ class Mirror:
         await asyncio.to_thread(self.drain_journal)
         await asyncio.to_thread(self._heartbeat)
         wanted: list[tuple[str, str, int]] = []
-        for workflow_id, run_id in sorted(self._nudged):
-            wanted.append((workflow_id, run_id, -1))
-        self._nudged.clear()
         stamp = since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         query = f"ExecutionStatus = 'Running' OR CloseTime > '{stamp}'"
         async for execution in self.client.list_workflows(query):
@@ -404,8 +403,6 @@ class Mirror:
                 continue
             if length > 0 and known.get(key, -1) >= length:
                 continue  # every event of it is in the records
-            if key in self._done and length == -1:
-                continue  # a nudge for a run followed to its end
             self._follow_chain(workflow_id, run_id)
             started += 1
         # Runs that moved to another mirror are left to it.
@@ -452,7 +449,7 @@ class Mirror:
     def _start(self, workflow_id: str, run_id: str) -> None:
         key = (workflow_id, run_id)
         if key not in self._tasks and run_id:
-            self._done.discard(key)
+            self._done.pop(key, None)
             self._tasks[key] = asyncio.create_task(self._follow(workflow_id, run_id))
 
     async def _follow(self, workflow_id: str, run_id: str) -> None:
@@ -489,7 +486,10 @@ class Mirror:
                     state.error = self._error(err)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
-            self._done.add(key)
+            self._done[key] = None
+            if len(self._done) > _DONE_KEPT:
+                for old in list(self._done)[: _DONE_KEPT // 2]:
+                    del self._done[old]
         finally:
             self._tasks.pop(key, None)
             self.followed.pop(key, None)
