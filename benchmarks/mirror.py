@@ -33,13 +33,16 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import text
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+# Workflow code runs in Temporal's sandbox, which re-imports the workflow's module for every
+# run: everything but temporalio itself is passed through, or each run re-imports it.
 with workflow.unsafe.imports_passed_through():
+    from sqlalchemy import text
+
     import runrecord
     from runrecord.recorder import Mirror, open_engine, upgrade
     from runrecord.worker import SEARCH_ATTRIBUTES, Journal, RunRecordPlugin, temporal_binary
@@ -164,12 +167,11 @@ async def measure_lag(
     stop_watch.set()
     watcher.join()
     engine.dispose()
-    lags = [
-        (seen[key] - done) * 1000
+    lags = {
+        key: (seen[key] - done) * 1000
         for key, done in DONE.items()
-        if key[0].startswith(prefix)
-        if key in seen
-    ]
+        if key[0].startswith(prefix) and key in seen
+    }
     missing = runs * calls - len(lags)
     return lags, missing
 
@@ -282,8 +284,12 @@ async def main() -> None:
         await env.shutdown()
     print(f"lag: {len(lags)} calls of {args.runs} concurrent runs ({missing} not seen)")
     print(f"fetch: {events / fetch_s:.0f} events/s (median of {args.rounds})")
-    print(f"lag p50: {percentile(lags, 0.50):.0f} ms")
-    print(f"lag p99: {percentile(lags, 0.99):.0f} ms")
+    first = [lag for (_, call), lag in lags.items() if call == "1"]
+    later = [lag for (_, call), lag in lags.items() if call != "1"]
+    print(f"first calls (run found by visibility or a nudge): p99 {percentile(first, 0.99):.0f} ms")
+    print(f"later calls (run already followed): p99 {percentile(later, 0.99):.0f} ms")
+    print(f"lag p50: {percentile(list(lags.values()), 0.50):.0f} ms")
+    print(f"lag p99: {percentile(list(lags.values()), 0.99):.0f} ms")
     print(f"rebuild: {events / rebuild_s:.0f} events/s")
     print(f"ratio rebuild/fetch: {rebuild_s / fetch_s:.2f}")
 

@@ -26,13 +26,16 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+# Workflow code runs in Temporal's sandbox, which re-imports the workflow's module for every
+# run: everything but temporalio itself is passed through, or each run re-imports it.
 with workflow.unsafe.imports_passed_through():
+    from sqlalchemy import func, select
+
     import runrecord
     from runrecord._settings import Settings
     from runrecord.cli._stack import recording_worker
