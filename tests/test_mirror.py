@@ -499,6 +499,8 @@ async def test_verify_prints_every_difference_and_rebuild_repairs_it(
     assert again.returncode == 0, again.stdout
     bad = await asyncio.to_thread(runrecord, "mirror", "verify", env=cli_env)
     assert_one_line_error(bad, "mirror verify: give one or more run ids, or --all")
+    unknown = await asyncio.to_thread(runrecord, "mirror", "rebuild", "no-such-run", env=cli_env)
+    assert_one_line_error(unknown, "no run no-such-run in the records or in Temporal")
 
 
 async def test_status_shows_followed_runs_with_their_lag(

@@ -57,6 +57,14 @@ def _targets(mirror: Mirror, run_ids: list[str], every: bool) -> list[str]:
     return mirror.all_run_ids() if every else run_ids
 
 
+async def _known(mirror: Mirror, run_ids: list[str]) -> None:
+    """Refuse run ids that neither the records nor Temporal know (a typo, most likely)."""
+    recorded = set(await asyncio.to_thread(mirror.all_run_ids))
+    for run_id in run_ids:
+        if run_id not in recorded and not await mirror.temporal_run_ids(run_id):
+            raise RunRecordError(f"no run {run_id} in the records or in Temporal")
+
+
 @mirror_app.command("run")
 def mirror_run(
     poll_interval: float = typer.Option(
@@ -102,6 +110,7 @@ def mirror_rebuild(
     _check_targets(run_ids or [], every, "rebuild")
 
     async def rebuild(mirror: Mirror) -> None:
+        await _known(mirror, run_ids or [])
         targets = await asyncio.to_thread(_targets, mirror, run_ids or [], every)
         done = 0
         kept: list[str] = []
@@ -142,6 +151,7 @@ def mirror_verify(
     _check_targets(run_ids or [], every, "verify")
 
     async def verify(mirror: Mirror) -> dict[str, list[str]]:
+        await _known(mirror, run_ids or [])
         targets = await asyncio.to_thread(_targets, mirror, run_ids or [], every)
         found: dict[str, list[str]] = {}
         for n, run_id in enumerate(targets, 1):

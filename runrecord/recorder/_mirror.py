@@ -78,6 +78,8 @@ class _Change:
     """A change set taken from a chain, written in a worker thread."""
 
     workflow_id: str
+    chain: RunChain
+    marks: dict[str, tuple[int, set[str]]]
     rows: Rows
     cursors: dict[str, int]
     bodies: dict[str, Body]
@@ -227,15 +229,17 @@ class Mirror:
         for fold in chain.folds.values():
             bodies.update(fold.bodies)
         folds = chain.ordered()
+        rows = run_rows(chain, everything=everything)
         change = _Change(
             workflow_id=chain.run_id,
-            rows=run_rows(chain, everything=everything),
+            chain=chain,
+            marks=chain.taken(),
+            rows=rows,
             cursors={f.temporal_run_id or "": f.last_event_id for f in folds},
             bodies=bodies,
             everything=everything,
             last_event_time={f.temporal_run_id or "": f.last_event_time for f in folds},
         )
-        chain.saved()
         return change
 
     async def _write(self, changes: list[_Change]) -> set[str]:
@@ -247,6 +251,7 @@ class Mirror:
             self._full_write.update(c.workflow_id for c in changes)
             raise
         for change in changes:
+            change.chain.written(change.marks)
             if change.everything:
                 self._full_write.discard(change.workflow_id)
             for run_id, last in change.cursors.items():

@@ -949,12 +949,23 @@ class RunChain:
     def scheduled_event_id(self, tool_call_id: str) -> int:
         return self.current.scheduled_event_id(tool_call_id)
 
-    def saved(self) -> None:
-        """Everything pending was written: start the next change set."""
-        for fold in self.folds.values():
+    def taken(self) -> dict[str, tuple[int, set[str]]]:
+        """A change set was taken: later changes start a new one. Returns what to forget
+        once it is written (timeline events and payload copies are kept until then, so a
+        failed write loses neither)."""
+        marks = {}
+        for run_id, fold in self.folds.items():
             fold.dirty.clear()
-            fold.events.clear()
-            fold.bodies.clear()
+            marks[run_id] = (len(fold.events), set(fold.bodies))
+        return marks
+
+    def written(self, marks: dict[str, tuple[int, set[str]]]) -> None:
+        for run_id, (events, bodies) in marks.items():
+            fold = self.folds.get(run_id)
+            if fold is not None:
+                del fold.events[:events]
+                for sha in bodies:
+                    fold.bodies.pop(sha, None)
 
 
 def _after(a: RunProjection, b: RunProjection) -> bool:
