@@ -434,12 +434,12 @@ class Mirror:
             return {(w, r): int(last) for w, r, last in rows}
 
     def _follow_chain(self, workflow_id: str, run_id: str) -> None:
-        """Follow a Temporal run; a chain new to this mirror gets its other runs followed too."""
-        fresh = workflow_id not in self._chains
+        """Follow a Temporal run. The chain's other runs are found through the links its
+        histories hold (continue-as-new, reset); with no run id, through Temporal."""
         self._chains.setdefault(workflow_id, RunChain(workflow_id, self.namespace))
         if run_id:
             self._start(workflow_id, run_id)
-        if fresh or not run_id:
+        elif (workflow_id, "*") not in self._tasks:
             self._tasks[(workflow_id, "*")] = asyncio.create_task(self._discover(workflow_id))
 
     async def _discover(self, workflow_id: str) -> None:
