@@ -60,6 +60,7 @@ LONG_POLL = timedelta(seconds=70)
 # A mirror whose heartbeat is older than this many poll intervals (at least 10 s) is gone.
 _ALIVE_INTERVALS = 5
 _DONE_KEPT = 100_000
+WRITE_GATHER = 0.1  # seconds the writer waits for more changes before a transaction
 
 
 @dataclass
@@ -293,6 +294,9 @@ class Mirror:
                 for w in waits:
                     w.cancel()
                 continue
+            # Let changes gather a moment: one transaction for many runs' pages costs the
+            # worker sharing this process far less than one per page.
+            await asyncio.sleep(WRITE_GATHER)
             ids, self._unsaved = sorted(self._unsaved), set()
             changes = [
                 self._take(self._chains[w], everything=False) for w in ids if w in self._chains
