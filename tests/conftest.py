@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from runrecord.recorder import open_engine, upgrade
 from runrecord.worker import SEARCH_ATTRIBUTES, Journal, RunRecordPlugin, temporal_binary
 from runrecord.worker._devserver import DEV_SERVER_FLAGS
-from tests._postgres import postgres_admin_url, scratch_database
+from tests._postgres import PrivateCluster, postgres_admin_url, scratch_database
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +52,20 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database of this test's own."""
     with scratch_database(pg_admin_url) as url:
         yield url
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivateCluster]:
+    """A PostgreSQL cluster of the test's own, which the test may stop and start."""
+    try:
+        cluster = PrivateCluster.create()
+    except RuntimeError as err:
+        pytest.fail(str(err).splitlines()[0], pytrace=False)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 @pytest.fixture

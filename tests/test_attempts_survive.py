@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -110,19 +109,6 @@ async def test_a_worker_killed_mid_call_leaves_a_lost_attempt_and_the_retry(
     assert retried.worker_identity.startswith(f"{second.pid}@")
     # History knows why attempt 1 ended: its heartbeat timed out.
     assert call.retry_state.last_failure and "eartbeat" in call.retry_state.last_failure
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivateCluster]:
-    try:
-        cluster = PrivateCluster.create()
-    except RuntimeError as err:
-        pytest.fail(str(err).splitlines()[0], pytrace=False)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.destroy()
 
 
 async def test_postgres_stopped_during_a_call_loses_nothing_once_it_is_back(

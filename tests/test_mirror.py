@@ -359,19 +359,6 @@ async def test_two_mirrors_share_the_runs_and_write_what_one_would(
 # --- outages and retention
 
 
-@pytest.fixture
-def private_postgres() -> Iterator[PrivateCluster]:
-    try:
-        cluster = PrivateCluster.create()
-    except RuntimeError as err:
-        pytest.fail(str(err).splitlines()[0], pytrace=False)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.destroy()
-
-
 async def test_postgres_down_for_20_s_while_runs_go_on_loses_nothing(
     client: Client, journal: Journal, private_postgres: PrivateCluster, tmp_path: Path
 ) -> None:

@@ -48,7 +48,15 @@ from runrecord.recorder._store import (
     upsert,
     write_rows,
 )
-from runrecord.recorder._tables import MirrorRow, RunRow, TemporalRunRow
+from runrecord.recorder._tables import (
+    LineageEdgeRow,
+    MirrorRow,
+    ModelCallRow,
+    RunEventRow,
+    RunRow,
+    TemporalRunRow,
+    ToolCallRow,
+)
 from runrecord.worker._interceptor import AGENT_ATTR
 from runrecord.worker._journal import journal_files, read_from
 from runrecord.worker._nudge import listen
@@ -682,13 +690,6 @@ def compare_rows(
     conn: Connection, namespace: str, workflow_id: str, expected: Rows, present: set[str]
 ) -> list[str]:
     """Differences between the stored rows of a run and the rows history gives, one per line."""
-    from runrecord.recorder._tables import (
-        LineageEdgeRow,
-        ModelCallRow,
-        RunEventRow,
-        ToolCallRow,
-    )
-
     scopes: dict[str, Any] = {
         "runs": RunRow.run_id == workflow_id,
         "temporal_runs": (TemporalRunRow.namespace == namespace)
