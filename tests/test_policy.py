@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -226,6 +228,27 @@ def test_a_bad_tool_name_in_a_rule_is_refused_in_one_line(tools: Any, needle: st
 def test_side_effects_must_be_a_list_of_classes() -> None:
     with pytest.raises(PolicyError, match="side_effects must be a list of names"):
         _rules({"name": "r", "side_effects": "delete"})
+
+
+def test_the_worker_refuses_a_bad_tool_name_in_one_line(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "no_agents.py").write_text("WORKFLOWS = []\nACTIVITIES = []\n")
+    policy = tmp_path / "runrecord.toml"
+    hostile = "web\\u0000 " + "x" * 10_000
+    policy.write_text(f'[[rule]]\nname = "r"\ntools = ["{hostile}:echo"]\naction = "allow"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "runrecord.cli", "worker", "--module", "no_agents"],
+        env={**cli_env, "RUNRECORD_POLICY": str(policy), "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("runrecord: error: ") and len(line) < 400 and "\x00" not in line
+    assert "[[rule]] #1 (r) tools" in line and "does not start with an MCP server name" in line
 
 
 # --- a tool declared nowhere
