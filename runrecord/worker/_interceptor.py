@@ -197,9 +197,18 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
 
     def refusal(self, activity: str, header: CallHeader | None) -> str | None:
         """Why an activity must not run here: the fail-closed check on the activity side."""
-        if header is not None and parse_activity(activity) is not None:
-            # An MCP call: the tool and its side effect come from the run's MCP snapshot.
-            need = self.policy.requirement(header.tool, header.side_effect, False)
+        target = parse_activity(activity)
+        if header is not None and target is not None:
+            # An MCP call: the tool and its side effect come from the run's MCP snapshot,
+            # its server from the activity name and its trust from this worker's registration.
+            registration = self.mcp_servers.get(target[0])
+            need = self.policy.requirement(
+                header.tool,
+                header.side_effect,
+                False,
+                server=target[0],
+                trusted=registration is not None and registration.trusted,
+            )
         else:
             spec = self.spec_for(activity)
             need = self.policy.requirement(spec.name, spec.side_effect, spec.approval)

@@ -133,7 +133,13 @@ class ApprovalGate:
 
     def requirement(self, header: CallHeader, declared: bool) -> Requirement:
         self.calls[header.tool_call_id] = header.tool
-        return self.policy.requirement(header.tool, header.side_effect, declared)
+        return self.policy.requirement(
+            header.tool,
+            header.side_effect,
+            declared,
+            server=header.mcp_server,
+            trusted=header.mcp is not None and header.mcp.trusted,
+        )
 
     def decide_by_policy(self, header: CallHeader, requirement: Requirement) -> Approval:
         """The decision for a call the policy settles alone; raises ToolDenied for ``deny``."""

@@ -24,8 +24,20 @@ tried in order and the first whose ``tools`` and ``side_effects`` both match a c
     expiry = "30m"
     require_signatures = true
 
-A call no rule matches needs approval only if its tool is declared ``approval=True``
-(rule ``declared``). Everything here runs inside the workflow sandbox: pure and deterministic.
+    [[rule]]
+    name = "git-reads"
+    tools = ["git:git_status", "git:git_log", "time:*"]   # server:tool, server:*
+    action = "allow"
+
+A bare tool name matches tools declared on the worker and tools of MCP servers marked
+``trusted``; it may gate (require, deny) an untrusted server's tool of that name but never
+allow it. ``server:tool`` names one MCP server's tool (``server:*`` all of them, ``*:tool``
+the tool on every server, trusted or not). A call whose side effect is ``unknown`` (declared
+nowhere) may do anything: every require or deny rule with ``side_effects`` matches it too,
+and the strictest matching rule decides (deny, then require, then allow; file order among
+equals). A call no rule matches needs approval only if its tool is declared
+``approval=True`` (rule ``declared``). Everything here runs inside the workflow sandbox:
+pure and deterministic.
 """
 
 from __future__ import annotations
@@ -55,6 +67,8 @@ DEFAULT_EXPIRY = timedelta(hours=1)
 DECLARED_RULE = "declared"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+# A server part is a server name (letters, digits, '_', '-') or a glob of one.
+_SERVER_PATTERN = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
 
 
 class PolicyError(ValueError):
@@ -66,6 +80,9 @@ class Action(StrEnum):
     REQUIRE = "require"
     ALLOW = "allow"
     DENY = "deny"
+
+
+_STRICTNESS = {Action.DENY: 0, Action.REQUIRE: 1, Action.ALLOW: 2}
 
 
 def parse_duration(value: Any, where: str) -> timedelta:
@@ -94,19 +111,62 @@ class Requirement:
 
 
 @dataclass(frozen=True)
+class ToolPattern:
+    """One entry of a rule's ``tools``: ``name``, ``server:name``, globs in either part."""
+
+    tool: str
+    server: str | None = None  # None: a bare name
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> ToolPattern:
+        if ":" not in text:
+            return cls(text)
+        server, _, tool = text.partition(":")
+        if not server or not _SERVER_PATTERN.fullmatch(server):
+            raise PolicyError(
+                f"{where}: {text[:80]!r} does not start with an MCP server name "
+                "(server:tool, server:* or *:tool)"
+            )
+        if not tool:
+            raise PolicyError(f"{where}: {text[:80]!r} names no tool (server:tool or server:*)")
+        return cls(tool, server)
+
+    def matches(self, tool: str, server: str | None, trusted: bool, action: Action) -> bool:
+        if not fnmatch.fnmatchcase(tool, self.tool):
+            return False
+        if self.server is not None:
+            return server is not None and fnmatch.fnmatchcase(server, self.server)
+        # A bare name was written for the tools runrecord can vouch for: an untrusted
+        # server may offer a tool of the same name that does something else entirely.
+        return server is None or trusted or action is not Action.ALLOW
+
+
+@dataclass(frozen=True)
 class Rule:
     name: str
     action: Action
-    tools: tuple[str, ...] = ()
+    tools: tuple[ToolPattern, ...] = ()
     side_effects: tuple[SideEffect, ...] = ()
     approvers: tuple[str, ...] = ()
     expiry: timedelta | None = None
     require_signatures: bool | None = None
 
-    def matches(self, tool: str, side_effect: SideEffect) -> bool:
-        if self.tools and not any(fnmatch.fnmatchcase(tool, t) for t in self.tools):
+    def matches(
+        self,
+        tool: str,
+        side_effect: SideEffect,
+        server: str | None = None,
+        trusted: bool = False,
+    ) -> bool:
+        """Whether this rule applies to a call to ``tool`` (on MCP ``server``, if any)."""
+        if self.tools and not any(
+            p.matches(tool, server, trusted, self.action) for p in self.tools
+        ):
             return False
-        return not self.side_effects or side_effect in self.side_effects
+        if not self.side_effects or side_effect in self.side_effects:
+            return True
+        # Undeclared, it may be any class: whatever gates one class gates it too.
+        return side_effect == SideEffect.UNKNOWN and self.action is not Action.ALLOW
 
 
 @dataclass(frozen=True)
@@ -188,18 +248,32 @@ class Policy:
 
     # --- deciding
 
-    def requirement(self, tool: str, side_effect: SideEffect, declared: bool) -> Requirement:
-        for rule in self.rules:
-            if rule.matches(tool, side_effect):
-                return Requirement(
-                    action=rule.action,
-                    rule=rule.name,
-                    approvers=rule.approvers or self.approvers,
-                    expiry=rule.expiry or self.expiry,
-                    signatures_required=self.require_signatures
-                    if rule.require_signatures is None
-                    else rule.require_signatures,
-                )
+    def requirement(
+        self,
+        tool: str,
+        side_effect: SideEffect,
+        declared: bool,
+        *,
+        server: str | None = None,
+        trusted: bool = False,
+    ) -> Requirement:
+        """What the policy says of a call to ``tool``; ``server`` is its MCP server, if any,
+        and ``trusted`` whether that server is marked trusted."""
+        matching = [r for r in self.rules if r.matches(tool, side_effect, server, trusted)]
+        if side_effect == SideEffect.UNKNOWN:
+            # The worst case: the strictest matching rule, not the first (sort is stable).
+            matching.sort(key=lambda r: _STRICTNESS[r.action])
+        if matching:
+            rule = matching[0]
+            return Requirement(
+                action=rule.action,
+                rule=rule.name,
+                approvers=rule.approvers or self.approvers,
+                expiry=rule.expiry or self.expiry,
+                signatures_required=self.require_signatures
+                if rule.require_signatures is None
+                else rule.require_signatures,
+            )
         if declared:
             return Requirement(
                 action=Action.REQUIRE,
@@ -294,9 +368,10 @@ def _rule(raw: Any, where: str) -> Rule:
     name = table.get("name")
     if not isinstance(name, str) or not name or name.startswith("policy:"):
         raise PolicyError(f"{where} needs a name")
+    effects = _names(table.get("side_effects", []), f"{where} side_effects")
     try:
         action = Action(table.get("action", "require"))
-        effects = tuple(SideEffect(e) for e in table.get("side_effects", []))
+        side_effects = tuple(SideEffect(e) for e in effects)
     except ValueError as err:
         raise PolicyError(f"{where} ({name}): {err}") from None
     if action is Action.NOT_REQUIRED:
@@ -304,8 +379,11 @@ def _rule(raw: Any, where: str) -> Rule:
     return Rule(
         name=name,
         action=action,
-        tools=_names(table.get("tools", []), f"{where} tools"),
-        side_effects=effects,
+        tools=tuple(
+            ToolPattern.parse(t, f"{where} ({name}) tools")
+            for t in _names(table.get("tools", []), f"{where} tools")
+        ),
+        side_effects=side_effects,
         approvers=_names(table.get("approvers", []), f"{where} approvers"),
         expiry=parse_duration(table["expiry"], f"{where} expiry") if "expiry" in table else None,
         require_signatures=_bool(table["require_signatures"], f"{where} require_signatures")
