@@ -6,6 +6,7 @@ projection or journal line twice leaves the database as applying it once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +64,26 @@ def _table(model: type) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
 
+# What PostgreSQL cannot store: NUL (text and JSONB refuse it) and lone surrogates (not UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every unstorable code point in its strings, keys of JSON objects included,
+    written as its six-character JSON escape (NUL becomes ``\\u0000``): visible, never dropped."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(_escape, value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
+
+
 def upsert(
     conn: Connection,
     model: type,
@@ -71,9 +92,12 @@ def upsert(
     *,
     update: bool = True,
 ) -> None:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE (or NOTHING), on PostgreSQL and SQLite alike."""
+    """INSERT ... ON CONFLICT (keys) DO UPDATE (or NOTHING), on PostgreSQL and SQLite alike.
+
+    Every row value goes through ``storable`` here, the one way into the records."""
     if not rows:
         return
+    rows = [storable(row) for row in rows]
     columns = tuple(c for c in rows[0] if c not in keys) if update else ()
     shape = (model, conn.dialect.name, tuple(keys), columns, update)
     stmt = _upserts.get(shape)
@@ -316,20 +340,29 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
     return count
 
 
-def journal_offset(conn: Connection, file: str) -> int:
-    value = conn.execute(
-        select(JournalCursorRow.offset).where(JournalCursorRow.file == file)
-    ).scalar()
-    return int(value or 0)
+def journal_cursor(conn: Connection, file: str) -> tuple[int, int]:
+    """How far a journal file has been applied (a byte offset), and how many of its lines
+    were set aside on the way."""
+    row = conn.execute(
+        select(JournalCursorRow.offset, JournalCursorRow.lines_set_aside).where(
+            JournalCursorRow.file == file
+        )
+    ).first()
+    return (int(row.offset), int(row.lines_set_aside or 0)) if row is not None else (0, 0)
 
 
-def set_journal_offset(conn: Connection, file: str, offset: int) -> None:
-    upsert(
-        conn,
-        JournalCursorRow,
-        [{"file": file, "offset": offset, "updated_at": datetime.now(UTC)}],
-        ["file"],
-    )
+def set_journal_cursor(
+    conn: Connection,
+    file: str,
+    offset: int,
+    *,
+    lines_set_aside: int = 0,
+    last_set_aside: str | None = None,
+) -> None:
+    row: dict[str, Any] = {"file": file, "offset": offset, "updated_at": datetime.now(UTC)}
+    if last_set_aside is not None:
+        row.update(lines_set_aside=lines_set_aside, last_set_aside=last_set_aside)
+    upsert(conn, JournalCursorRow, [row], ["file"])
 
 
 # --- reading
