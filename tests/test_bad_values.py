@@ -109,6 +109,24 @@ async def test_a_nul_in_every_recorded_text_is_escaped_and_the_next_run_is_recor
     assert verified.stdout.strip().endswith("2 run(s) checked: no difference")
 
 
+async def test_a_nul_in_a_run_id_holds_no_other_run_back(
+    client: Client, journal: Journal, engine: Engine, tmp_path: Path
+) -> None:
+    odd = f"odd\x00{uuid.uuid4().hex[:8]}"  # Temporal takes it
+    async with agents_worker(client) as queue, following(client, engine, journal):
+        await client.execute_workflow(
+            mirror_agents.Streamer.run,
+            args=[2, str(tmp_path / "odd.txt"), False],
+            id=odd,
+            task_queue=queue,
+        )
+        (ordinary,) = await start_streamers(client, queue, tmp_path, "ordinary", 1, 2)
+        await all_finished(client, [ordinary])
+        await until(caught_up(engine, [ordinary, storable(odd)], 3), "both runs in the records")
+    record = load(engine, storable(odd))
+    assert record is not None and record.run_id == odd.replace("\x00", ESCAPED)
+
+
 async def test_a_run_the_database_refuses_is_quarantined_while_the_others_land(
     client: Client, journal: Journal, engine: Engine, cli_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -371,10 +371,11 @@ class Mirror:
                         for w in batch
                         if w in self._chains
                     ]
+                    refused: dict[str, str] = {}
                     if changes:
                         _, refused = await self._write(changes)
-                        self._quarantine(refused)
-                        self._release([w for w in batch if w not in refused])
+                    self._quarantine(refused)
+                    self._release(w for w in batch if w not in refused)
                     done.update(batch)
                 backoff = self.poll_interval
             except Exception as err:  # the database may be down: fold on, write later
@@ -578,17 +579,8 @@ class Mirror:
         if not ids:
             return {}
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    TemporalRunRow.workflow_id,
-                    TemporalRunRow.temporal_run_id,
-                    TemporalRunRow.last_event_id,
-                ).where(
-                    TemporalRunRow.namespace == self.namespace,
-                    TemporalRunRow.workflow_id.in_(ids),
-                )
-            )
-            return {(w, r): int(last) for w, r, last in rows}
+            stored = stored_cursors(conn, self.namespace, ids)
+        return {(w, r): last for w, runs in stored.items() for r, last in runs.items()}
 
     def _follow_chain(self, workflow_id: str, run_id: str) -> None:
         """Follow a Temporal run. The chain's other runs are found through the links its
@@ -777,9 +769,10 @@ class Mirror:
         chain = await self.project(workflow_id)
         if not chain.ordered():
             return []
-        expected = run_rows(chain, everything=True)
+        # Compared as the records hold them: with unstorable code points escaped.
+        expected: Rows = storable(run_rows(chain, everything=True))
         present = {f.temporal_run_id or "" for f in chain.ordered()}
-        return await asyncio.to_thread(self._compare, workflow_id, expected, present)
+        return await asyncio.to_thread(self._compare, storable(workflow_id), expected, present)
 
     def _compare(self, workflow_id: str, expected: Rows, present: set[str]) -> list[str]:
         with self.engine.connect() as conn:
@@ -865,11 +858,7 @@ def compare_rows(
             tuple(str(row[k]) for k in keys): dict(row)
             for row in conn.execute(select(*table.c).where(scopes[name])).mappings()
         }
-        # Compared as stored: with unstorable code points escaped.
-        wanted = {
-            tuple(str(row[k]) for k in keys): row
-            for row in (storable(r) for r in expected.get(name, []))
-        }
+        wanted = {tuple(str(row[k]) for k in keys): row for row in expected.get(name, [])}
         for key, row in wanted.items():
             label = f"{workflow_id} {name}[{', '.join(key)}]"
             found = stored.get(key)

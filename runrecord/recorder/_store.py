@@ -66,6 +66,7 @@ def _table(model: type) -> Table:
 
 # What PostgreSQL cannot store: NUL (text and JSONB refuse it) and lone surrogates (not UTF-8).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_PLAIN = (int, float, datetime, type(None))
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -77,6 +78,8 @@ def storable(value: Any) -> Any:
     written as its six-character JSON escape (NUL becomes ``\\u0000``): visible, never dropped."""
     if isinstance(value, str):
         return _UNSTORABLE.sub(_escape, value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, _PLAIN):  # most values: answered before the container checks
+        return value
     if isinstance(value, dict):
         return {storable(k): storable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -225,14 +228,15 @@ def stored_cursors(
     conn: Connection, namespace: str, workflow_ids: Sequence[str]
 ) -> dict[str, dict[str, int]]:
     """How far each Temporal run of these runs has been projected into the records."""
+    stored_ids = {storable(w): w for w in workflow_ids}  # Temporal takes a NUL in an id
     found = conn.execute(
         select(
             TemporalRunRow.workflow_id, TemporalRunRow.temporal_run_id, TemporalRunRow.last_event_id
-        ).where(TemporalRunRow.namespace == namespace, TemporalRunRow.workflow_id.in_(workflow_ids))
+        ).where(TemporalRunRow.namespace == namespace, TemporalRunRow.workflow_id.in_(stored_ids))
     )
     cursors: dict[str, dict[str, int]] = {}
-    for workflow_id, run_id, last in found:
-        cursors.setdefault(workflow_id, {})[run_id] = int(last)
+    for stored_id, run_id, last in found:
+        cursors.setdefault(stored_ids.get(stored_id, stored_id), {})[run_id] = int(last)
     return cursors
 
 
@@ -246,7 +250,7 @@ def lock_runs(conn: Connection, namespace: str, workflow_ids: Sequence[str]) -> 
             "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
             "FROM (SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS ordered"
         ),
-        {"keys": sorted(f"runrecord:{namespace}:{w}" for w in workflow_ids)},
+        {"keys": sorted(storable(f"runrecord:{namespace}:{w}") for w in workflow_ids)},
     )
 
 
