@@ -434,20 +434,20 @@ class Mirror:
             lines = list(read_from(path, offset))
             if not lines:
                 return 0
-            readable = [line for line in lines if line.entry is not None]
+            readable = [(line, line.entry) for line in lines if line.entry is not None]
             problems = {line.start: line.problem for line in lines if line.problem is not None}
             try:
                 with conn.begin_nested():
-                    applied = apply_journal(conn, [line.entry for line in readable if line.entry])
+                    applied = apply_journal(conn, [entry for _, entry in readable])
             except Exception as err:
                 if is_outage(err):
                     raise
                 # Some line's row is refused: apply them one by one to find which.
                 applied = 0
-                for line in readable:
+                for line, entry in readable:
                     try:
                         with conn.begin_nested():
-                            applied += apply_journal(conn, [line.entry] if line.entry else [])
+                            applied += apply_journal(conn, [entry])
                     except Exception as line_err:
                         if is_outage(line_err):
                             raise

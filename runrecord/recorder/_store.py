@@ -360,12 +360,19 @@ def set_journal_cursor(
     file: str,
     offset: int,
     *,
-    lines_set_aside: int = 0,
+    lines_set_aside: int,
     last_set_aside: str | None = None,
 ) -> None:
-    row: dict[str, Any] = {"file": file, "offset": offset, "updated_at": datetime.now(UTC)}
+    """Move a journal file's cursor, with its count of lines set aside (and, when one more
+    was, the last one's problem), in the transaction that applied the lines."""
+    row: dict[str, Any] = {
+        "file": file,
+        "offset": offset,
+        "lines_set_aside": lines_set_aside,
+        "updated_at": datetime.now(UTC),
+    }
     if last_set_aside is not None:
-        row.update(lines_set_aside=lines_set_aside, last_set_aside=last_set_aside)
+        row["last_set_aside"] = last_set_aside
     upsert(conn, JournalCursorRow, [row], ["file"])
 
 

@@ -95,10 +95,12 @@ def read_from(path: Path, offset: int) -> Iterator[JournalLine]:
             if not text:
                 continue
             try:
-                yield JournalLine(start, offset, raw, entry=JournalEntry.model_validate_json(text))
+                entry = JournalEntry.model_validate_json(text)
             except ValidationError as err:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
                     for e in err.errors()[:3]
                 )
                 yield JournalLine(start, offset, raw, problem=f"not a journal entry: {problems}")
+                continue
+            yield JournalLine(start, offset, raw, entry=entry)
