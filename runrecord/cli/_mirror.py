@@ -99,7 +99,9 @@ def mirror_rebuild(
 ) -> None:
     """Re-project runs from Temporal history and rewrite their rows.
 
-    A run whose history Temporal no longer has is left as the records hold it.
+    A run whose history Temporal no longer has is left as the records hold it. A run
+    whose rows the records database refuses is named, the others are written, and the
+    exit status is 1.
 
     \b
     Examples:
@@ -114,6 +116,7 @@ def mirror_rebuild(
         targets = await asyncio.to_thread(_targets, mirror, run_ids or [], every)
         done = 0
         kept: list[str] = []
+        refused: dict[str, str] = {}
         events = 0
         step = max(1, min(100, len(targets) // 20 or 1))
         for start in range(0, len(targets), step):
@@ -121,17 +124,26 @@ def mirror_rebuild(
             done += report.runs
             events += report.events
             kept.extend(report.kept)
+            refused.update(report.refused)
             if len(targets) > step and not as_json:
                 print(
                     f"rebuilt {done + len(kept)}/{len(targets)} runs ({events} events)",
                     file=sys.stderr,
                 )
         if as_json:
-            typer.echo(json.dumps({"rebuilt": done, "events": events, "historyGone": kept}))
-            return
-        typer.echo(f"rebuilt {done} run(s) from {events} history events")
-        for run_id in kept:
-            typer.echo(f"kept {run_id}: Temporal no longer has its history")
+            typer.echo(
+                json.dumps(
+                    {"rebuilt": done, "events": events, "historyGone": kept, "refused": refused}
+                )
+            )
+        else:
+            typer.echo(f"rebuilt {done} run(s) from {events} history events")
+            for run_id in kept:
+                typer.echo(f"kept {run_id}: Temporal no longer has its history")
+            for run_id, error in refused.items():
+                typer.echo(f"not written {run_id}: the records refused it: {error}")
+        if refused:
+            raise typer.Exit(1)
 
     _with_mirror(rebuild, write=True)
 
@@ -179,9 +191,12 @@ def mirror_verify(
 def mirror_status_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Show the running mirrors, the runs each follows with its lag, and recent errors.
+    """Show the running mirrors, the runs each follows with its lag, the runs each holds in
+    quarantine, recent errors, and the journal lines set aside.
 
-    Lag is now minus the time of the last event projected for the run.
+    Lag is now minus the time of the last event projected for the run. A quarantined run
+    is one whose rows the records database refuses; it is retried with backoff and
+    leaves the quarantine once written.
     """
     settings = Settings.from_env()
     with records() as conn:
@@ -210,6 +225,11 @@ def mirror_status_command(
                     r.get("error") or "",
                 )
             show_table(t)
+        for q in m["quarantined"]:
+            typer.echo(
+                f"  quarantined {q['runId']}: {q['error']} "
+                f"(since {q['since']}, {q['attempts']} tries; retried with backoff)"
+            )
         for error in m["errors"][-5:]:
             typer.echo(f"  error: {error}")
     if status["openRunsNotFollowed"]:
@@ -217,3 +237,11 @@ def mirror_status_command(
             f"{len(status['openRunsNotFollowed'])} open run(s) in the records "
             "followed by no live mirror"
         )
+    journal = status["journal"]
+    if journal["linesSetAside"]:
+        typer.echo(
+            f"{journal['linesSetAside']} journal line(s) set aside "
+            "(copied to set-aside/ in the journal folder):"
+        )
+        for f in journal["files"]:
+            typer.echo(f"  {f['file']}: {f['linesSetAside']}, last at {f['lastProblem']}")

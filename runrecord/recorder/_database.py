@@ -9,7 +9,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from runrecord._settings import RunRecordError
 
@@ -51,6 +58,21 @@ def open_engine(url: str) -> Engine:
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def is_outage(err: BaseException) -> bool:
+    """The database was unreachable or gave up (down, a lost connection, a deadlock, SQLite
+    busy): worth trying everything again, unlike a row the database refuses."""
+    if isinstance(err, DBAPIError) and err.connection_invalidated:
+        return True
+    return isinstance(err, (OperationalError, InterfaceError))
+
+
+def refusal(err: BaseException) -> str:
+    """Why the database refused a write, in one line: the driver's error, not the statement."""
+    cause = getattr(err, "orig", None) or err
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"[:500]
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

@@ -34,21 +34,25 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from runrecord._settings import RunRecordError
 from runrecord.recorder._blobs import BlobStore
+from runrecord.recorder._database import is_outage, refusal
 from runrecord.recorder._projection import Body, RunChain
 from runrecord.recorder._store import (
     KEYS,
     Rows,
     apply_journal,
-    journal_offset,
+    journal_cursor,
     lock_runs,
     run_rows,
-    set_journal_offset,
+    set_journal_cursor,
+    storable,
     stored_cursors,
     upsert,
     write_rows,
 )
 from runrecord.recorder._tables import (
+    JournalCursorRow,
     LineageEdgeRow,
     MirrorRow,
     ModelCallRow,
@@ -58,7 +62,7 @@ from runrecord.recorder._tables import (
     ToolCallRow,
 )
 from runrecord.worker._interceptor import AGENT_ATTR
-from runrecord.worker._journal import journal_files, read_from
+from runrecord.worker._journal import JournalLine, journal_files, read_from
 from runrecord.worker._nudge import listen
 
 log = logging.getLogger("runrecord.mirror")
@@ -69,6 +73,7 @@ LONG_POLL = timedelta(seconds=70)
 _ALIVE_INTERVALS = 5
 _DONE_KEPT = 100_000
 WRITE_GATHER = 0.1  # seconds the writer waits for more changes before a transaction
+QUARANTINE_MAX_WAIT = 30.0  # seconds between tries of a run the records refuse, at most
 
 
 @dataclass
@@ -80,6 +85,22 @@ class Followed:
     last_event_id: int = 0
     last_event_time: datetime | None = None
     error: str | None = None
+
+
+@dataclass
+class Quarantined:
+    """A run whose rows the records database refused: shown in ``mirror status``, retried
+    alone with backoff, released once a write succeeds."""
+
+    workflow_id: str
+    error: str
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
+    attempts: int = 1
+    retry_at: float = 0.0
+    retry: asyncio.TimerHandle | None = None
+
+    def due(self, now: float) -> bool:
+        return self.retry_at <= now
 
 
 @dataclass
@@ -139,6 +160,8 @@ class Mirror:
         # Temporal runs followed to their end (bounded: oldest forgotten first).
         self._done: dict[tuple[str, str], None] = {}
         self._started_at = datetime.now(UTC)
+        self.quarantined: dict[str, Quarantined] = {}
+        """Runs whose rows the records database refuses, by workflow id."""
         self.runs_written: set[str] = set()
         """Runs this mirror has written rows for lately (forgotten past 100,000)."""
 
@@ -147,7 +170,9 @@ class Mirror:
     async def sync_run(self, workflow_id: str) -> RunChain:
         """Project every Temporal run of a workflow id from its full history; writes everything."""
         chain = await self.project(workflow_id)
-        await self._write([self._take(chain, everything=True)])
+        _, refused = await self._write([self._take(chain, everything=True)])
+        if refused:
+            raise RunRecordError(f"the records refused run {workflow_id}: {refused[workflow_id]}")
         return chain
 
     async def project(self, workflow_id: str) -> RunChain:
@@ -251,15 +276,19 @@ class Mirror:
         )
         return change
 
-    async def _write(self, changes: list[_Change]) -> set[str]:
-        """Write change sets in one transaction; returns the runs written."""
+    async def _write(self, changes: list[_Change]) -> tuple[set[str], dict[str, str]]:
+        """Write change sets; returns the runs written, and the runs whose rows the database
+        refused with its one-line error (the others are written all the same)."""
         try:
-            wrote = await asyncio.to_thread(self._write_changes, changes)
+            wrote, refused = await asyncio.to_thread(self._write_changes, changes)
         except BaseException:
             # The change sets are gone from their chains: write those runs whole next time.
             self._full_write.update(c.workflow_id for c in changes)
             raise
         for change in changes:
+            if change.workflow_id in refused:
+                self._full_write.add(change.workflow_id)
+                continue
             change.chain.written(change.marks)
             if change.everything:
                 self._full_write.discard(change.workflow_id)
@@ -271,23 +300,47 @@ class Mirror:
         if len(self.runs_written) > _DONE_KEPT:
             self.runs_written.clear()
         self.runs_written.update(wrote)
-        return wrote
+        return wrote, refused
 
-    def _write_changes(self, changes: list[_Change]) -> set[str]:
+    def _write_changes(self, changes: list[_Change]) -> tuple[set[str], dict[str, str]]:
         # Copies first: rows that point at a copy are written only once it exists.
         if self.blobs is not None:
             for change in changes:
                 for sha, (data, media_type) in change.bodies.items():
                     self.blobs.keep(sha, data, media_type)
+        try:
+            with self.engine.begin() as conn:
+                return write_changes(conn, self.namespace, changes), {}
+        except Exception as err:
+            if is_outage(err):
+                raise
+            if len(changes) == 1:
+                return set(), {changes[0].workflow_id: refusal(err)}
+        # The database refused some run's rows: write each run in a savepoint of its own,
+        # so that one run's refusal costs the others nothing.
+        wrote: set[str] = set()
+        refused: dict[str, str] = {}
         with self.engine.begin() as conn:
-            return write_changes(conn, self.namespace, changes)
+            for change in sorted(changes, key=lambda c: c.workflow_id):
+                try:
+                    with conn.begin_nested():
+                        wrote |= write_changes(conn, self.namespace, [change])
+                except Exception as err:
+                    if is_outage(err):
+                        raise
+                    refused[change.workflow_id] = refusal(err)
+        return wrote, refused
 
     def _changed(self, workflow_id: str) -> None:
         self._unsaved.add(workflow_id)
         self._writer_wake.set()
 
     async def _writer(self, stop: asyncio.Event) -> None:
-        """Write every run with unsaved changes, all in one transaction, as often as it can."""
+        """Write every run with unsaved changes, all in one transaction, as often as it can.
+
+        A run the database refuses is quarantined: retried alone, with backoff, so it
+        never holds the others back."""
+        loop = asyncio.get_running_loop()
         backoff = self.poll_interval
         while True:
             if not self._unsaved:
@@ -306,38 +359,128 @@ class Mirror:
             # worker sharing this process far less than one per page.
             await asyncio.sleep(WRITE_GATHER)
             ids, self._unsaved = sorted(self._unsaved), set()
-            changes = [
-                self._take(self._chains[w], everything=False) for w in ids if w in self._chains
-            ]
+            now = loop.time()
+            # A quarantined run not yet due waits for its timer, which marks it unsaved again.
+            batches = [[w for w in ids if w not in self.quarantined]]
+            batches += [[w] for w in ids if w in self.quarantined and self.quarantined[w].due(now)]
+            done: set[str] = set()
             try:
-                await self._write(changes)
+                for batch in batches:
+                    changes = [
+                        self._take(self._chains[w], everything=False)
+                        for w in batch
+                        if w in self._chains
+                    ]
+                    refused: dict[str, str] = {}
+                    if changes:
+                        _, refused = await self._write(changes)
+                    self._quarantine(refused)
+                    self._release(w for w in batch if w not in refused)
+                    done.update(batch)
                 backoff = self.poll_interval
             except Exception as err:  # the database may be down: fold on, write later
                 self._error(err)
-                self._unsaved.update(ids)
+                self._unsaved.update(w for batch in batches for w in batch if w not in done)
                 if stop.is_set():
                     return
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
+    def _quarantine(self, refused: dict[str, str]) -> None:
+        """Set refused runs aside, each with its error, and retry each later on its own."""
+        loop = asyncio.get_running_loop()
+        for workflow_id, error in refused.items():
+            held = self.quarantined.get(workflow_id)
+            if held is None or held.error != error:
+                log.warning(
+                    "mirror: run %s quarantined, refused by the records: %s", workflow_id, error
+                )
+            if held is None:
+                held = self.quarantined[workflow_id] = Quarantined(workflow_id, error)
+            else:
+                held.error = error
+                held.attempts += 1
+                if held.retry is not None:
+                    held.retry.cancel()
+            wait = min(self.poll_interval * 2 ** (held.attempts - 1), QUARANTINE_MAX_WAIT)
+            held.retry_at = loop.time() + wait
+            held.retry = loop.call_later(wait, self._changed, workflow_id)
+
+    def _release(self, workflow_ids: Iterable[str]) -> None:
+        for workflow_id in workflow_ids:
+            held = self.quarantined.pop(workflow_id, None)
+            if held is not None:
+                if held.retry is not None:
+                    held.retry.cancel()
+                log.info("mirror: run %s written after %d refusals", workflow_id, held.attempts)
+
     # --- the journal
 
     def drain_journal(self) -> int:
-        """Apply new journal lines; each file's cursor moves in the same transaction."""
+        """Apply new journal lines; each file's cursor moves in the same transaction.
+
+        A line that cannot be applied (not a journal entry, or a row the database refuses)
+        is set aside: logged, copied to ``set-aside/<file>`` beside the journal, counted in
+        the file's cursor, and passed over, so the lines after it are drained."""
         if self.journal_dir is None:
             return 0
-        applied = 0
-        for path in journal_files(self.journal_dir):
-            with self.engine.begin() as conn:
-                offset = journal_offset(conn, path.name)
-                if path.stat().st_size <= offset:
-                    continue
-                lines = list(read_from(path, offset))
-                if not lines:
-                    continue
-                applied += apply_journal(conn, [entry for _, entry in lines])
-                set_journal_offset(conn, path.name, lines[-1][0])
+        return sum(self._drain(path) for path in journal_files(self.journal_dir))
+
+    def _drain(self, path: Path) -> int:
+        with self.engine.begin() as conn:
+            offset, set_aside = journal_cursor(conn, path.name)
+            if path.stat().st_size <= offset:
+                return 0
+            lines = list(read_from(path, offset))
+            if not lines:
+                return 0
+            readable = [(line, line.entry) for line in lines if line.entry is not None]
+            problems = {line.start: line.problem for line in lines if line.problem is not None}
+            try:
+                with conn.begin_nested():
+                    applied = apply_journal(conn, [entry for _, entry in readable])
+            except Exception as err:
+                if is_outage(err):
+                    raise
+                # Some line's row is refused: apply them one by one to find which.
+                applied = 0
+                for line, entry in readable:
+                    try:
+                        with conn.begin_nested():
+                            applied += apply_journal(conn, [entry])
+                    except Exception as line_err:
+                        if is_outage(line_err):
+                            raise
+                        problems[line.start] = f"the records refuse it: {refusal(line_err)}"
+            last = None
+            if problems:
+                aside = [line for line in lines if line.start in problems]
+                self._set_aside(path, aside, problems)
+                set_aside += len(aside)
+                last = f"byte {aside[-1].start}: {problems[aside[-1].start]}"
+            set_journal_cursor(
+                conn, path.name, lines[-1].end, lines_set_aside=set_aside, last_set_aside=last
+            )
         return applied
+
+    def _set_aside(self, path: Path, lines: list[JournalLine], problems: dict[int, str]) -> None:
+        """Keep set-aside lines byte for byte where an operator finds them (the journal file
+        keeps them too)."""
+        folder = path.parent / "set-aside"
+        for line in lines:
+            log.warning(
+                "journal %s: line at byte %d set aside (%s); copied to %s",
+                path.name,
+                line.start,
+                problems[line.start],
+                folder / path.name,
+            )
+        try:
+            folder.mkdir(exist_ok=True)
+            with open(folder / path.name, "ab") as f:
+                f.write(b"".join(line.raw for line in lines))
+        except OSError as err:
+            log.warning("journal %s: cannot copy set-aside lines: %s", path.name, err)
 
     # --- following
 
@@ -375,6 +518,9 @@ class Mirror:
             self._tasks.clear()
             writer_stop.set()
             await writer
+            for held in self.quarantined.values():
+                if held.retry is not None:
+                    held.retry.cancel()
             try:
                 await asyncio.to_thread(self.drain_journal)
                 await asyncio.to_thread(self._leave)
@@ -433,17 +579,8 @@ class Mirror:
         if not ids:
             return {}
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    TemporalRunRow.workflow_id,
-                    TemporalRunRow.temporal_run_id,
-                    TemporalRunRow.last_event_id,
-                ).where(
-                    TemporalRunRow.namespace == self.namespace,
-                    TemporalRunRow.workflow_id.in_(ids),
-                )
-            )
-            return {(w, r): int(last) for w, r, last in rows}
+            stored = stored_cursors(conn, self.namespace, ids)
+        return {(w, r): last for w, runs in stored.items() for r, last in runs.items()}
 
     def _follow_chain(self, workflow_id: str, run_id: str) -> None:
         """Follow a Temporal run. The chain's other runs are found through the links its
@@ -542,6 +679,15 @@ class Mirror:
                 }
                 for f in self.followed.values()
             ],
+            "quarantined": [
+                {
+                    "runId": q.workflow_id,
+                    "error": q.error,
+                    "since": q.since.isoformat(),
+                    "attempts": q.attempts,
+                }
+                for q in list(self.quarantined.values())
+            ],
             "errors": self.errors[-20:],
         }
         with self.engine.begin() as conn:
@@ -606,7 +752,9 @@ class Mirror:
                 done = batch[-1] is None
                 changes = [c for c in batch if c is not None]
                 if changes:
-                    report.runs += len(await self._write(changes))
+                    wrote, refused = await self._write(changes)
+                    report.runs += len(wrote)
+                    report.refused.update(refused)
 
         writer = asyncio.create_task(write())
         try:
@@ -621,9 +769,10 @@ class Mirror:
         chain = await self.project(workflow_id)
         if not chain.ordered():
             return []
-        expected = run_rows(chain, everything=True)
+        # Compared as the records hold them: with unstorable code points escaped.
+        expected: Rows = storable(run_rows(chain, everything=True))
         present = {f.temporal_run_id or "" for f in chain.ordered()}
-        return await asyncio.to_thread(self._compare, workflow_id, expected, present)
+        return await asyncio.to_thread(self._compare, storable(workflow_id), expected, present)
 
     def _compare(self, workflow_id: str, expected: Rows, present: set[str]) -> list[str]:
         with self.engine.connect() as conn:
@@ -646,6 +795,8 @@ class RebuildReport:
     runs: int = 0
     events: int = 0
     kept: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    """Runs whose rows the records database refused, with its error."""
 
 
 def _linked(chain: RunChain) -> list[str]:
@@ -758,7 +909,8 @@ def lag_seconds(last_event_time: datetime | None) -> float | None:
 
 def mirror_status(conn: Connection, namespace: str) -> dict[str, Any]:
     """What ``runrecord mirror status`` shows: live mirrors, the runs they follow with their
-    lag (now minus the time of the last projected event), their recent errors."""
+    lag (now minus the time of the last projected event), the runs they hold in quarantine,
+    their recent errors, and the journal lines set aside."""
     now = datetime.now(UTC)
     mirrors = []
     followed: set[str] = set()
@@ -788,6 +940,7 @@ def mirror_status(conn: Connection, namespace: str) -> dict[str, Any]:
                 "heartbeatAt": beat.isoformat(),
                 "runsFollowed": len(runs),
                 "runs": runs,
+                "quarantined": list(state.get("quarantined") or []),
                 "errors": list(state.get("errors") or []),
             }
         )
@@ -797,8 +950,20 @@ def mirror_status(conn: Connection, namespace: str) -> dict[str, Any]:
             RunRow.final_status.in_(["running", "awaiting_approval", "paused"]),
         )
     ).scalars()
+    cursors = conn.execute(
+        select(
+            JournalCursorRow.file, JournalCursorRow.lines_set_aside, JournalCursorRow.last_set_aside
+        )
+        .where(JournalCursorRow.lines_set_aside > 0)
+        .order_by(JournalCursorRow.file)
+    )
+    files = [
+        {"file": c.file, "linesSetAside": c.lines_set_aside, "lastProblem": c.last_set_aside}
+        for c in cursors
+    ]
     return {
         "namespace": namespace,
         "mirrors": mirrors,
         "openRunsNotFollowed": sorted(set(open_runs) - followed),
+        "journal": {"linesSetAside": sum(f["linesSetAside"] for f in files), "files": files},
     }

@@ -6,6 +6,7 @@ projection or journal line twice leaves the database as applying it once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +64,29 @@ def _table(model: type) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
 
+# What PostgreSQL cannot store: NUL (text and JSONB refuse it) and lone surrogates (not UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_PLAIN = (int, float, datetime, type(None))
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every unstorable code point in its strings, keys of JSON objects included,
+    written as its six-character JSON escape (NUL becomes ``\\u0000``): visible, never dropped."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(_escape, value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, _PLAIN):  # most values: answered before the container checks
+        return value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
+
+
 def upsert(
     conn: Connection,
     model: type,
@@ -71,9 +95,12 @@ def upsert(
     *,
     update: bool = True,
 ) -> None:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE (or NOTHING), on PostgreSQL and SQLite alike."""
+    """INSERT ... ON CONFLICT (keys) DO UPDATE (or NOTHING), on PostgreSQL and SQLite alike.
+
+    Every row value goes through ``storable`` here, the one way into the records."""
     if not rows:
         return
+    rows = [storable(row) for row in rows]
     columns = tuple(c for c in rows[0] if c not in keys) if update else ()
     shape = (model, conn.dialect.name, tuple(keys), columns, update)
     stmt = _upserts.get(shape)
@@ -201,14 +228,15 @@ def stored_cursors(
     conn: Connection, namespace: str, workflow_ids: Sequence[str]
 ) -> dict[str, dict[str, int]]:
     """How far each Temporal run of these runs has been projected into the records."""
+    stored_ids = {storable(w): w for w in workflow_ids}  # Temporal takes a NUL in an id
     found = conn.execute(
         select(
             TemporalRunRow.workflow_id, TemporalRunRow.temporal_run_id, TemporalRunRow.last_event_id
-        ).where(TemporalRunRow.namespace == namespace, TemporalRunRow.workflow_id.in_(workflow_ids))
+        ).where(TemporalRunRow.namespace == namespace, TemporalRunRow.workflow_id.in_(stored_ids))
     )
     cursors: dict[str, dict[str, int]] = {}
-    for workflow_id, run_id, last in found:
-        cursors.setdefault(workflow_id, {})[run_id] = int(last)
+    for stored_id, run_id, last in found:
+        cursors.setdefault(stored_ids.get(stored_id, stored_id), {})[run_id] = int(last)
     return cursors
 
 
@@ -222,7 +250,7 @@ def lock_runs(conn: Connection, namespace: str, workflow_ids: Sequence[str]) -> 
             "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
             "FROM (SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS ordered"
         ),
-        {"keys": sorted(f"runrecord:{namespace}:{w}" for w in workflow_ids)},
+        {"keys": sorted(storable(f"runrecord:{namespace}:{w}") for w in workflow_ids)},
     )
 
 
@@ -316,20 +344,36 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
     return count
 
 
-def journal_offset(conn: Connection, file: str) -> int:
-    value = conn.execute(
-        select(JournalCursorRow.offset).where(JournalCursorRow.file == file)
-    ).scalar()
-    return int(value or 0)
+def journal_cursor(conn: Connection, file: str) -> tuple[int, int]:
+    """How far a journal file has been applied (a byte offset), and how many of its lines
+    were set aside on the way."""
+    row = conn.execute(
+        select(JournalCursorRow.offset, JournalCursorRow.lines_set_aside).where(
+            JournalCursorRow.file == file
+        )
+    ).first()
+    return (int(row.offset), int(row.lines_set_aside or 0)) if row is not None else (0, 0)
 
 
-def set_journal_offset(conn: Connection, file: str, offset: int) -> None:
-    upsert(
-        conn,
-        JournalCursorRow,
-        [{"file": file, "offset": offset, "updated_at": datetime.now(UTC)}],
-        ["file"],
-    )
+def set_journal_cursor(
+    conn: Connection,
+    file: str,
+    offset: int,
+    *,
+    lines_set_aside: int,
+    last_set_aside: str | None = None,
+) -> None:
+    """Move a journal file's cursor, with its count of lines set aside (and, when one more
+    was, the last one's problem), in the transaction that applied the lines."""
+    row: dict[str, Any] = {
+        "file": file,
+        "offset": offset,
+        "lines_set_aside": lines_set_aside,
+        "updated_at": datetime.now(UTC),
+    }
+    if last_set_aside is not None:
+        row["last_set_aside"] = last_set_aside
+    upsert(conn, JournalCursorRow, [row], ["file"])
 
 
 # --- reading

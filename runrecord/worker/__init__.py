@@ -11,7 +11,7 @@ from runrecord.worker._interceptor import (
     starting,
     turn,
 )
-from runrecord.worker._journal import Journal, journal_files, read_from
+from runrecord.worker._journal import Journal, JournalLine, journal_files, read_from
 from runrecord.worker._plugin import RunRecordPlugin
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "SEARCH_ATTRIBUTES",
     "DevServer",
     "Journal",
+    "JournalLine",
     "RunRecordInterceptor",
     "RunRecordPlugin",
     "current_turn",

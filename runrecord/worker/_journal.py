@@ -13,7 +13,10 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from runrecord._redaction import Redactor, default_redactor
 from runrecord.records import JournalEntry
@@ -41,10 +44,10 @@ class Journal:
         """The entry with its free texts (error, artifact URI) redacted."""
         update: dict[str, object] = {}
         if entry.attempt is not None and entry.attempt.error:
-            error = self.redactor.text(entry.attempt.error)
+            error = _utf8(self.redactor.text(entry.attempt.error))
             update["attempt"] = entry.attempt.model_copy(update={"error": error})
         if entry.artifact is not None:
-            uri = self.redactor.text(entry.artifact.uri)
+            uri = _utf8(self.redactor.text(entry.artifact.uri))
             update["artifact"] = entry.artifact.model_copy(update={"uri": uri})
         return entry.model_copy(update=update) if update else entry
 
@@ -53,12 +56,32 @@ class Journal:
             self._file.close()
 
 
+def _utf8(text: str) -> str:
+    """A lone surrogate (an undecodable file name, say) is no UTF-8, so no line could hold it:
+    it is written as its escape, ``\\udcff``, the way the records show it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def journal_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
 
 
-def read_from(path: Path, offset: int) -> Iterator[tuple[int, JournalEntry]]:
-    """Complete lines after ``offset``, each with the offset just past it.
+@dataclass(frozen=True)
+class JournalLine:
+    """One complete line of a journal file: its entry, or why it is none."""
+
+    start: int
+    """Byte offset of the line in its file."""
+    end: int
+    """Byte offset just past it: where the next read begins."""
+    raw: bytes
+    entry: JournalEntry | None = None
+    problem: str | None = None
+
+
+def read_from(path: Path, offset: int) -> Iterator[JournalLine]:
+    """Complete lines after ``offset``; a line that is no journal entry (invalid UTF-8 or JSON,
+    a wrong shape) comes with its problem instead, so that one bad line stops nothing.
 
     A torn last line (a writer killed mid-write) is left for a later read.
     """
@@ -67,7 +90,17 @@ def read_from(path: Path, offset: int) -> Iterator[tuple[int, JournalEntry]]:
         for raw in f:
             if not raw.endswith(b"\n"):
                 return
-            offset += len(raw)
+            start, offset = offset, offset + len(raw)
             text = raw.strip()
-            if text:
-                yield offset, JournalEntry.model_validate_json(text)
+            if not text:
+                continue
+            try:
+                entry = JournalEntry.model_validate_json(text)
+            except ValidationError as err:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
+                    for e in err.errors()[:3]
+                )
+                yield JournalLine(start, offset, raw, problem=f"not a journal entry: {problems}")
+                continue
+            yield JournalLine(start, offset, raw, entry=entry)
