@@ -160,7 +160,7 @@ class JournalCursorRow(Base):
     file: Mapped[str] = mapped_column(String(512), primary_key=True)
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # Lines of the file passed over because they could not be applied (migration 0009).
+    # Lines of the file passed over because they could not be applied (migration 0008).
     lines_set_aside: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     last_set_aside: Mapped[str | None] = mapped_column(Text)
 
