@@ -324,6 +324,7 @@ class Artifact(Record):
     agent_id: str | None = None
     turn_id: str | None = None
     created_at: datetime | None = None
+    temporal_run_id: str | None = None
 
 
 class Cost(Record):
@@ -476,6 +477,7 @@ class JournalEntry(Record):
     kind: str  # "attempt" or "artifact"
     run_id: str
     tool_call_id: str
+    temporal_run_id: str | None = None  # the Temporal run whose worker ran the attempt
     attempt: Attempt | None = None
     artifact: Artifact | None = None
 

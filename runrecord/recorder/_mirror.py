@@ -49,6 +49,7 @@ from runrecord.recorder._store import (
     write_rows,
 )
 from runrecord.recorder._tables import (
+    AttemptRow,
     LineageEdgeRow,
     MirrorRow,
     ModelCallRow,
@@ -447,8 +448,12 @@ class Mirror:
 
     def _follow_chain(self, workflow_id: str, run_id: str) -> None:
         """Follow a Temporal run. The chain's other runs are found through the links its
-        histories hold (continue-as-new, reset); with no run id, through Temporal."""
-        self._chains.setdefault(workflow_id, RunChain(workflow_id, self.namespace))
+        histories hold (continue-as-new, reset), and, as the chain forms, in the records (a
+        run started again under the same id has no link to the one before); with no run
+        id, through Temporal."""
+        if workflow_id not in self._chains:
+            self._chains[workflow_id] = RunChain(workflow_id, self.namespace)
+            self._tasks[(workflow_id, "+")] = asyncio.create_task(self._recorded(workflow_id))
         if run_id:
             self._start(workflow_id, run_id)
         elif (workflow_id, "*") not in self._tasks:
@@ -462,6 +467,22 @@ class Mirror:
             self._error(err)
         finally:
             self._tasks.pop((workflow_id, "*"), None)
+
+    async def _recorded(self, workflow_id: str) -> None:
+        """Fold the Temporal runs of a workflow id the records already hold, so that a later
+        run re-using their call ids keeps their calls apart instead of overwriting them."""
+        try:
+            known = await asyncio.to_thread(self._cursors, [workflow_id])
+            chain = self._chains.get(workflow_id)
+            for _, run_id in sorted(known):
+                if chain is not None and run_id not in chain.folds:
+                    self._start(workflow_id, run_id)
+        except Exception as err:
+            self._error(err)
+        finally:
+            self._tasks.pop((workflow_id, "+"), None)
+            if not any(k[0] == workflow_id for k in self._tasks):
+                self._retire(workflow_id)
 
     def _start(self, workflow_id: str, run_id: str) -> None:
         key = (workflow_id, run_id)
@@ -627,7 +648,9 @@ class Mirror:
 
     def _compare(self, workflow_id: str, expected: Rows, present: set[str]) -> list[str]:
         with self.engine.connect() as conn:
-            return compare_rows(conn, self.namespace, workflow_id, expected, present)
+            return compare_rows(conn, self.namespace, workflow_id, expected, present) + (
+                compare_attempts(conn, workflow_id, expected.get("tool_calls", []))
+            )
 
     def all_run_ids(self) -> list[str]:
         """Every run in the records of this namespace."""
@@ -731,6 +754,39 @@ def compare_rows(
             if name in ("model_calls", "lineage_edges"):
                 continue  # follow their calls, checked above
             differences.append(f"{workflow_id} {name}[{', '.join(key)}]: not in history")
+    return differences
+
+
+# A call in one of these states ran, if it started: each of its attempts was journaled.
+_RAN = {"succeeded", "failed", "timed_out", "cancelled", "compensated"}
+
+
+def compare_attempts(
+    conn: Connection, workflow_id: str, calls: Sequence[dict[str, Any]]
+) -> list[str]:
+    """Attempts history says a run's calls made that its journaled attempts lack.
+
+    History holds each call's number of attempts; the journal holds one row per attempt.
+    A run with no journaled attempt at all is not checked: its workers kept no journal."""
+    stored = set(
+        conn.execute(
+            select(AttemptRow.tool_call_id, AttemptRow.attempt).where(
+                AttemptRow.run_id == workflow_id
+            )
+        ).tuples()
+    )
+    if not stored:
+        return []
+    differences = []
+    for call in calls:
+        if str(call["status"]) not in _RAN or not (call["started_at"] or call["local"]):
+            continue
+        for attempt in range(1, int(call["attempts"] or 0) + 1):
+            if (call["tool_call_id"], attempt) not in stored:
+                differences.append(
+                    f"{workflow_id} tool_call_attempts[{workflow_id}, {call['tool_call_id']}, "
+                    f"{attempt}]: missing from the records"
+                )
     return differences
 
 

@@ -839,12 +839,22 @@ _HANDLERS: dict[int, Any] = {
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def kept_id(tool_call_id: str, temporal_run_id: str) -> str:
+    """The id a call of an earlier Temporal run is kept under once a later run of the same
+    workflow id re-uses its id. The last 8 characters of the run id: Temporal's run ids are
+    UUIDv7, whose first characters are a timestamp shared by runs a minute apart."""
+    return f"{tool_call_id}~{temporal_run_id[-8:]}"
+
+
 class RunChain:
-    """The Temporal runs of one workflow id (continue-as-new, resets), merged into one record.
+    """The Temporal runs of one workflow id (continue-as-new, resets, and runs started again
+    under the same id), merged into one record.
 
     Run-level facts come from the Temporal run that began last. A call keeps its id; a
-    reset's new run re-uses the ids of the calls it runs again, so a call the new run
-    replaced (scheduled at a different event) is kept as ``<id>~<first 8 of its run id>``.
+    reset's new run re-uses the ids of the calls it runs again, and so does a run started
+    again under the same id (a sub-agent its parent's reset runs again), so an earlier
+    run's call that a later run replaced is kept as ``<id>~<last 8 of its run id>``. Only a
+    call a reset copied into its new run (same id, same first event) is carried on by it.
     """
 
     def __init__(self, run_id: str, namespace: str = "default") -> None:
@@ -899,16 +909,36 @@ class RunChain:
                     continue
                 first = fold.scheduled_event_id(call_id)
                 newer = [(f, e) for f, e in later[call_id] if f is not fold and _after(f, fold)]
-                if any(e == first for _, e in newer):
+                if any(e == first and f.reset_from == fold.temporal_run_id for f, e in newer):
                     continue  # a reset copied it into a later run, which carries it on
                 model = fold.model_calls.get(call_id)
                 if newer:
-                    key = f"{call_id}~{(fold.temporal_run_id or '')[:8]}"
+                    key = kept_id(call_id, fold.temporal_run_id or "")
                     call = call.model_copy(update={"tool_call_id": key})
                     if model is not None:
                         model = model.model_copy(update={"tool_call_id": key})
                 out.append((call, first, model))
         return out
+
+    def ran_in(self, call: ToolCall) -> tuple[str, list[str]] | None:
+        """For a call kept under ``<id>~<run>``: its id in the Temporal runs, and the Temporal
+        runs whose workers ran it (its own, and those a reset copied it from), so that the
+        attempts and artifacts journaled under the plain id follow it. None for other calls."""
+        fold = self.folds.get(call.temporal_run_id or "")
+        base = call.tool_call_id.rpartition("~")[0]
+        if fold is None or base not in fold.calls:
+            return None
+        if kept_id(base, fold.temporal_run_id or "") != call.tool_call_id:
+            return None
+        runs = [fold.temporal_run_id or ""]
+        first = fold.scheduled_event_id(base)
+        while fold.reset_from in self.folds:
+            earlier = self.folds[fold.reset_from or ""]
+            if base not in earlier.calls or earlier.scheduled_event_id(base) != first:
+                break
+            runs.append(earlier.temporal_run_id or "")
+            fold = earlier
+        return base, runs
 
     @staticmethod
     def _touched(fold: RunProjection, folds: list[RunProjection], position: int) -> set[str]:
