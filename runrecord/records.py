@@ -188,6 +188,7 @@ class Approval(Record):
     state: ApprovalState
     decided_by: str | None = None
     decided_at: datetime | None = None
+    applied_at: datetime | None = None
     reason: str | None = None
     rule: str | None = None
     requested_at: datetime | None = None

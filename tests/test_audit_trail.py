@@ -8,17 +8,22 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, timedelta
 
+import pytest
 from sqlalchemy import Engine, text
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from runrecord._settings import RunRecordError
 from runrecord.cli._approvals import pending_approvals, send_decision
-from runrecord.cli._control import reset_run
-from runrecord.records import RunRecord, ToolCall
+from runrecord.cli._control import pause_run, reset_run, resume_run
+from runrecord.records import APPROVE_SIGNAL, RunRecord, ToolCall
 from runrecord.worker import Journal, RunRecordPlugin
 from tests import audit_agents as agents
+from tests import control_agents
+from tests.test_approvals import record as control_record
+from tests.test_approvals import worker as control_worker
 from tests.test_cli import runrecord
 from tests.test_mirror import following, load, until
 
@@ -153,3 +158,38 @@ async def test_a_sub_agent_rerun_by_a_parent_reset_keeps_the_first_runs_calls(
     code, out = await _verify(cli_env, child)
     assert code == 1
     assert f"{child} tool_call_attempts[{child}, {old}, 1]: missing from the records" in out
+
+
+async def test_an_approval_sent_while_the_run_is_paused_keeps_when_the_person_decided(
+    temporal_address: str, journal: Journal, engine: Engine
+) -> None:
+    async with control_worker(temporal_address, journal) as (client, queue):
+        run_id = f"frozen-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(
+            control_agents.Deployer.run, ["staging-b"], id=run_id, task_queue=queue
+        )
+        await waiting_for(client, run_id, "1")
+        await pause_run(client, run_id, by="olga", reason="change freeze")
+        with pytest.raises(RunRecordError, match="is paused"):
+            await send_decision(client, run_id, "1", "approve", approver="pat", reason="go")
+        await asyncio.sleep(3)
+        await resume_run(client, run_id, by="olga", reason="freeze over")
+        assert await handle.result() == ["deployed staging-b"]
+        done = await control_record(client, engine, run_id)
+
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    signalled = next(
+        e.event_time.ToDatetime(tzinfo=UTC)
+        for e in history.events
+        if e.workflow_execution_signaled_event_attributes.signal_name == APPROVE_SIGNAL
+    )
+    resumed = next(
+        e.event_time.ToDatetime(tzinfo=UTC)
+        for e in history.events
+        if e.HasField("workflow_execution_unpaused_event_attributes")
+    )
+    approval = _calls(done)["1"].approval
+    assert approval is not None and approval.decided_by == "pat"
+    assert approval.decided_at == signalled
+    assert resumed - signalled >= timedelta(seconds=2)
+    assert approval.applied_at is not None and approval.applied_at >= resumed

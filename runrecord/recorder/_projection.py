@@ -229,6 +229,7 @@ class RunProjection:
         self.approval_rejections: list[ApprovalRejection] = []
         self.rollback: Rollback | None = None
         self._approval_identities: list[str] = []
+        self._approval_times: list[datetime | None] = []
         self._last_task_completed = 0
         self._reset_points: dict[str, int] = {}
         self.pause: Pause | None = None
@@ -394,11 +395,19 @@ class RunProjection:
         self._timeline(event, "signaled", attrs.identity, signal=attrs.signal_name)
         if attrs.signal_name in (APPROVE_SIGNAL, DENY_SIGNAL):
             self._approval_identities.append(attrs.identity)
+            self._approval_times.append(_time(event.event_time))
 
     def _signal_identity(self, number: int | None) -> str | None:
         if number is None or not 0 < number <= len(self._approval_identities):
             return None
         return self._approval_identities[number - 1] or None
+
+    def _signal_time(self, number: int | None) -> datetime | None:
+        """When the approval signal reached Temporal: when the person decided. The run may
+        apply it much later (it was paused, or no worker ran it)."""
+        if number is None or not 0 < number <= len(self._approval_times):
+            return None
+        return self._approval_times[number - 1]
 
     def _control_event(self, payload: Payload, event: HistoryEvent) -> None:
         value = _json(payload)
@@ -415,12 +424,23 @@ class RunProjection:
         elif control.kind == "rollback" and control.rollback is not None:
             self.rollback = control.rollback
         elif control.call is not None:
-            self._approval_event(control.kind, control.call, identity, event)
+            self._approval_event(
+                control.kind, control.call, identity, self._signal_time(control.signal), event
+            )
 
     def _approval_event(
-        self, kind: str, header: CallHeader, identity: str | None, event: HistoryEvent
+        self,
+        kind: str,
+        header: CallHeader,
+        identity: str | None,
+        signalled: datetime | None,
+        event: HistoryEvent,
     ) -> None:
         approval = header.approval.model_copy(update={"signal_identity": identity})
+        if approval.decided_at is not None:
+            # The run stamps a decision with its own clock when it applies it.
+            approval.applied_at = approval.decided_at
+            approval.decided_at = signalled or approval.decided_at
         call = self.calls.get(header.tool_call_id)
         if call is None:
             call = self._call_from_header(header, header.tool_call_id, ToolCallStatus.SCHEDULED)
@@ -443,6 +463,9 @@ class RunProjection:
     def _call_from_header(
         self, header: CallHeader | None, call_id: str, status: ToolCallStatus
     ) -> ToolCall:
+        approval = header.approval if header else None
+        if approval is not None and approval.applied_at is None and approval.decided_at:
+            approval = approval.model_copy(update={"applied_at": approval.decided_at})
         return ToolCall(
             tool_call_id=call_id,
             tool=header.tool if header else "",
@@ -452,7 +475,7 @@ class RunProjection:
             compensator=header.compensator if header else None,
             schema_hash=header.schema_hash if header else None,
             approval_state=header.approval.state if header else ApprovalState.NOT_REQUIRED,
-            approval=header.approval if header else None,
+            approval=approval,
             status=status,
             mcp_server=header.mcp_server if header else None,
             network=header.network if header else False,
