@@ -5,10 +5,11 @@ lost."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, text
@@ -193,3 +194,35 @@ async def test_an_approval_sent_while_the_run_is_paused_keeps_when_the_person_de
     assert approval.decided_at == signalled
     assert resumed - signalled >= timedelta(seconds=2)
     assert approval.applied_at is not None and approval.applied_at >= resumed
+
+
+async def test_verify_all_names_agent_runs_temporal_has_and_the_records_lack(
+    temporal_address: str, journal: Journal, engine: Engine, cli_env: dict[str, str]
+) -> None:
+    since = datetime.now(UTC).isoformat()
+    async with control_worker(temporal_address, journal) as (client, queue):
+        recorded, lost = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("recorded", "lost"))
+        for run_id in (recorded, lost):
+            await client.execute_workflow(control_agents.Ticker.run, 1, id=run_id, task_queue=queue)
+        await control_record(client, engine, recorded)
+
+        async def listed() -> bool:
+            found = [w.id async for w in client.list_workflows(f"WorkflowId = '{lost}'")]
+            return found == [lost]
+
+        await until(listed, "the run in Temporal's visibility")
+
+    for args in ((), ("--since", since)):
+        proc = await asyncio.to_thread(runrecord, "mirror", "verify", "--all", *args, env=cli_env)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        lines = proc.stdout.splitlines()
+        assert f"{lost}: in Temporal, missing from the records" in lines
+        assert not any(line.startswith(recorded) for line in lines)
+
+    as_json = await asyncio.to_thread(
+        runrecord, "mirror", "verify", "--all", "--since", since, "--json", env=cli_env
+    )
+    assert as_json.returncode == 1, as_json.stdout + as_json.stderr
+    found = json.loads(as_json.stdout)
+    assert found["missing"] == [lost]
+    assert f"{lost}: in Temporal, missing from the records" in found["differences"]

@@ -652,6 +652,21 @@ class Mirror:
                 compare_attempts(conn, workflow_id, expected.get("tool_calls", []))
             )
 
+    async def agent_run_ids(self, since: datetime) -> list[str]:
+        """The agent runs (workflow ids with the ``RunRecordAgent`` search attribute) Temporal
+        lists on this namespace that started at or after ``since``."""
+        stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        found: dict[str, None] = {}
+        async for execution in self.client.list_workflows(f"StartTime >= '{stamp}'"):
+            if execution.typed_search_attributes.get(AGENT_ATTR) is not None:
+                found[execution.id] = None
+        return sorted(found)
+
+    async def missing_run_ids(self, since: datetime) -> list[str]:
+        """Agent runs Temporal has (started at or after ``since``) that the records lack."""
+        recorded = set(await asyncio.to_thread(self.all_run_ids))
+        return [r for r in await self.agent_run_ids(since) if r not in recorded]
+
     def all_run_ids(self) -> list[str]:
         """Every run in the records of this namespace."""
         with self.engine.connect() as conn:
