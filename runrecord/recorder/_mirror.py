@@ -35,7 +35,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from runrecord.recorder._blobs import BlobStore
-from runrecord.recorder._projection import Body, RunChain
+from runrecord.recorder._projection import Body, RunChain, RunProjection
 from runrecord.recorder._store import (
     KEYS,
     Rows,
@@ -58,6 +58,7 @@ from runrecord.recorder._tables import (
     TemporalRunRow,
     ToolCallRow,
 )
+from runrecord.records import FinalStatus
 from runrecord.worker._interceptor import AGENT_ATTR
 from runrecord.worker._journal import journal_files, read_from
 from runrecord.worker._nudge import listen
@@ -157,24 +158,27 @@ class Mirror:
         pending = await self.temporal_run_ids(workflow_id)
         while pending:
             run_id = pending.pop(0)
-            fold = chain.fold(run_id)
-            token = b""
-            while True:
-                try:
-                    page = await self.page(workflow_id, run_id, token, wait=False)
-                except RPCError as err:
-                    if err.status == RPCStatusCode.NOT_FOUND:
-                        del chain.folds[run_id]
-                        break
-                    raise
-                fold.apply_all(page.history.events)
-                token = page.next_page_token
-                if not token:
-                    break
+            if not await self._fold_history(workflow_id, chain.fold(run_id)):
+                del chain.folds[run_id]
             for linked in _linked(chain):
                 if linked not in chain.folds and linked not in pending:
                     pending.append(linked)
         return chain
+
+    async def _fold_history(self, workflow_id: str, fold: RunProjection) -> bool:
+        """Fold a Temporal run's whole history as it stands; False if Temporal no longer has it."""
+        token = b""
+        while True:
+            try:
+                page = await self.page(workflow_id, fold.temporal_run_id or "", token, wait=False)
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    return False
+                raise
+            fold.apply_all(page.history.events)
+            token = page.next_page_token
+            if not token:
+                return True
 
     async def sync_tree(self, workflow_id: str) -> list[str]:
         """Project a run and every sub-agent run under it; returns their ids, root first."""
@@ -470,12 +474,22 @@ class Mirror:
 
     async def _recorded(self, workflow_id: str) -> None:
         """Fold the Temporal runs of a workflow id the records already hold, so that a later
-        run re-using their call ids keeps their calls apart instead of overwriting them."""
+        run re-using their call ids keeps their calls apart instead of overwriting them.
+
+        Each is folded whole before the chain holds it: a change set with a run folded only
+        part way would be behind that run's stored cursor, and dropped."""
         try:
             known = await asyncio.to_thread(self._cursors, [workflow_id])
-            chain = self._chains.get(workflow_id)
             for _, run_id in sorted(known):
-                if chain is not None and run_id not in chain.folds:
+                chain = self._chains.get(workflow_id)
+                if chain is None or run_id in chain.folds or (workflow_id, run_id) in self._tasks:
+                    continue
+                fold = RunProjection(workflow_id, self.namespace, run_id)
+                if not await self._fold_history(workflow_id, fold) or run_id in chain.folds:
+                    continue
+                chain.folds[run_id] = fold
+                self._changed(workflow_id)
+                if fold.final_status is FinalStatus.RUNNING:
                     self._start(workflow_id, run_id)
         except Exception as err:
             self._error(err)

@@ -560,6 +560,7 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
                 agent_id=a.agent_id,
                 turn_id=a.turn_id,
                 created_at=a.created_at,
+                temporal_run_id=a.temporal_run_id,
             )
             for a in artifacts
         ],
