@@ -8,7 +8,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -61,15 +61,21 @@ async def _verify(cli_env: dict[str, str], run_id: str) -> tuple[int, str]:
     return proc.returncode, proc.stdout
 
 
+@pytest.mark.parametrize("mirror_restarts", [False, True], ids=["one-mirror", "mirror-restarted"])
 async def test_a_sub_agent_rerun_by_a_parent_reset_keeps_the_first_runs_calls(
-    temporal_address: str, journal: Journal, engine: Engine, cli_env: dict[str, str]
+    temporal_address: str,
+    journal: Journal,
+    engine: Engine,
+    cli_env: dict[str, str],
+    mirror_restarts: bool,
 ) -> None:
     parent = f"release-{uuid.uuid4().hex[:8]}"
     child = f"{parent}.release-deployer"
     async with (
         audit_worker(temporal_address, journal) as (client, queue),
-        following(client, engine, journal),
+        AsyncExitStack() as mirror,
     ):
+        await mirror.enter_async_context(following(client, engine, journal))
         handle = await client.start_workflow(
             agents.ReleaseSupervisor.run, "1.4.0", id=parent, task_queue=queue
         )
@@ -80,6 +86,16 @@ async def test_a_sub_agent_rerun_by_a_parent_reset_keeps_the_first_runs_calls(
         assert first_child is not None
         old = f"1~{first_child[-8:]}"
 
+        async def first_recorded() -> bool:
+            calls = _calls(load(engine, child))
+            return "1" in calls and len(calls["1"].retry_state.history) == 2
+
+        await until(first_recorded, "the first sub-agent run in the records")
+        if mirror_restarts:
+            # The next mirror knows the first run only from the records: nothing links the
+            # sub-agent's second Temporal run to it.
+            await mirror.aclose()
+
         # Back to before the parent's call 1: the sub-agent starts again under the same id.
         await reset_run(client, parent, "1", by="ops", reason="redo the release")
         await waiting_for(client, child, "1")
@@ -87,6 +103,9 @@ async def test_a_sub_agent_rerun_by_a_parent_reset_keeps_the_first_runs_calls(
         assert await client.get_workflow_handle(parent).result() == "released 1.4.0"
         second_child = (await client.get_workflow_handle(child).describe()).run_id
         assert second_child not in (None, first_child)
+
+        if mirror_restarts:
+            await mirror.enter_async_context(following(client, engine, journal))
 
         async def both_kept() -> bool:
             calls = _calls(load(engine, child))
