@@ -796,7 +796,9 @@ def compare_attempts(
     """Attempts history says a run's calls made that its journaled attempts lack.
 
     History holds each call's number of attempts; the journal holds one row per attempt.
-    A run with no journaled attempt at all is not checked: its workers kept no journal."""
+    A run with no journaled attempt at all is not checked: its workers kept no journal.
+    Local activities are not checked either: their markers may not line up with the
+    attempts journaled (docs/architecture.md, limits)."""
     stored = set(
         conn.execute(
             select(AttemptRow.tool_call_id, AttemptRow.attempt).where(
@@ -808,7 +810,7 @@ def compare_attempts(
         return []
     differences = []
     for call in calls:
-        if str(call["status"]) not in _RAN or not (call["started_at"] or call["local"]):
+        if str(call["status"]) not in _RAN or call["started_at"] is None or call["local"]:
             continue
         for attempt in range(1, int(call["attempts"] or 0) + 1):
             if (call["tool_call_id"], attempt) not in stored:
