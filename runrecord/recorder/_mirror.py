@@ -799,13 +799,10 @@ def compare_attempts(
     A run with no journaled attempt at all is not checked: its workers kept no journal.
     Local activities are not checked either: their markers may not line up with the
     attempts journaled (docs/architecture.md, limits)."""
-    stored = set(
-        conn.execute(
-            select(AttemptRow.tool_call_id, AttemptRow.attempt).where(
-                AttemptRow.run_id == workflow_id
-            )
-        ).tuples()
+    found = conn.execute(
+        select(AttemptRow.tool_call_id, AttemptRow.attempt).where(AttemptRow.run_id == workflow_id)
     )
+    stored = {(call, attempt) for call, attempt in found}
     if not stored:
         return []
     differences = []

@@ -265,15 +265,14 @@ def _kept_as(conn: Connection, entries: list[JournalEntry]) -> dict[tuple[str, s
     }
     if not wanted:
         return {}
-    kept = set(
-        conn.execute(
-            select(ToolCallRow.run_id, ToolCallRow.tool_call_id).where(
-                tuple_(ToolCallRow.run_id, ToolCallRow.tool_call_id).in_(
-                    sorted({(run, call) for (run, _, _), call in wanted.items()})
-                )
+    found = conn.execute(
+        select(ToolCallRow.run_id, ToolCallRow.tool_call_id).where(
+            tuple_(ToolCallRow.run_id, ToolCallRow.tool_call_id).in_(
+                sorted({(run, call) for (run, _, _), call in wanted.items()})
             )
-        ).tuples()
+        )
     )
+    kept = {(run, call) for run, call in found}
     return {key: call for key, call in wanted.items() if (key[0], call) in kept}
 
 
