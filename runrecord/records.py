@@ -188,6 +188,7 @@ class Approval(Record):
     state: ApprovalState
     decided_by: str | None = None
     decided_at: datetime | None = None
+    applied_at: datetime | None = None
     reason: str | None = None
     rule: str | None = None
     requested_at: datetime | None = None
@@ -324,6 +325,7 @@ class Artifact(Record):
     agent_id: str | None = None
     turn_id: str | None = None
     created_at: datetime | None = None
+    temporal_run_id: str | None = None
 
 
 class Cost(Record):
@@ -476,6 +478,7 @@ class JournalEntry(Record):
     kind: str  # "attempt" or "artifact"
     run_id: str
     tool_call_id: str
+    temporal_run_id: str | None = None  # the Temporal run whose worker ran the attempt
     attempt: Attempt | None = None
     artifact: Artifact | None = None
 

@@ -175,7 +175,7 @@ async def test_reset_asks_again_instead_of_reusing_an_approval(
         assert [r.reset_from for r in runs] == [None, *(r.temporal_run_id for r in runs[:2])]
         assert "redo" in (runs[2].reset_reason or "")
         replaced = sorted(c for c in calls if c.startswith("1~"))
-        assert replaced == sorted(f"1~{r.temporal_run_id[:8]}" for r in runs[:2])
+        assert replaced == sorted(f"1~{r.temporal_run_id[-8:]}" for r in runs[:2])
         assert all(calls[c].status == "succeeded" for c in replaced)
         assert_one_line_error(
             await _cli("reset", run_id, "--to-call", "7", env=cli_env), "has no call 7"

@@ -294,6 +294,7 @@ async def test_a_mirror_killed_mid_stream_resumes_without_duplicate_or_gap(
 ) -> None:
     calls = 60
     prefix = f"killed-{uuid.uuid4().hex[:6]}"
+    since = datetime.now(UTC).isoformat()  # verify --all: the agent runs of this test
 
     def ours() -> int:
         with engine.connect() as conn:
@@ -322,7 +323,9 @@ async def test_a_mirror_killed_mid_stream_resumes_without_duplicate_or_gap(
             mirror.wait(timeout=30)
 
     assert_same(await fresh_projection(client, second_db, journal, ids), dump(engine, ids))
-    verify = await asyncio.to_thread(runrecord, "mirror", "verify", "--all", env=cli_env)
+    verify = await asyncio.to_thread(
+        runrecord, "mirror", "verify", "--all", "--since", since, env=cli_env
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert verify.stdout.strip().endswith("run(s) checked: no difference")
 
@@ -455,6 +458,7 @@ async def test_a_record_outlives_its_deleted_history(
 async def test_verify_prints_every_difference_and_rebuild_repairs_it(
     client: Client, journal: Journal, engine: Engine, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
+    since = datetime.now(UTC).isoformat()  # verify --all: the agent runs of this test
     async with agents_worker(client) as queue:
         (run_id,) = await start_streamers(client, queue, tmp_path, "tampered", 1, 2)
         await all_finished(client, [run_id])
@@ -486,7 +490,9 @@ async def test_verify_prints_every_difference_and_rebuild_repairs_it(
 
     rebuilt = await asyncio.to_thread(runrecord, "mirror", "rebuild", "--all", env=cli_env)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    again = await asyncio.to_thread(runrecord, "mirror", "verify", "--all", env=cli_env)
+    again = await asyncio.to_thread(
+        runrecord, "mirror", "verify", "--all", "--since", since, env=cli_env
+    )
     assert again.returncode == 0, again.stdout
     bad = await asyncio.to_thread(runrecord, "mirror", "verify", env=cli_env)
     assert_one_line_error(bad, "mirror verify: give one or more run ids, or --all")

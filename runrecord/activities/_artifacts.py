@@ -18,6 +18,7 @@ class CurrentCall:
     header: CallHeader
     attempt: int
     record: Callable[[JournalEntry], None]
+    temporal_run_id: str = ""
     # Filled by the tool while it runs (e.g. the model route an attempt took).
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -50,8 +51,11 @@ def artifact(
         data = content.encode() if isinstance(content, str) else content
         sha256, size = hashlib.sha256(data).hexdigest(), len(data)
     header = call.header
+    # Each Temporal run of a workflow id makes its own artifacts: a sub-agent run again
+    # under the same id reuses the call ids of the run before it.
+    made_in = f"\0{call.temporal_run_id}" if call.temporal_run_id else ""
     artifact_id = hashlib.sha256(
-        f"{header.run_id}\0{header.tool_call_id}\0{kind}\0{uri}".encode()
+        f"{header.run_id}\0{header.tool_call_id}\0{kind}\0{uri}{made_in}".encode()
     ).hexdigest()[:24]
     made = Artifact(
         artifact_id=artifact_id,
@@ -65,10 +69,15 @@ def artifact(
         agent_id=header.agent_id,
         turn_id=header.turn_id,
         created_at=datetime.now(UTC),
+        temporal_run_id=call.temporal_run_id or None,
     )
     call.record(
         JournalEntry(
-            kind="artifact", run_id=header.run_id, tool_call_id=header.tool_call_id, artifact=made
+            kind="artifact",
+            run_id=header.run_id,
+            tool_call_id=header.tool_call_id,
+            temporal_run_id=call.temporal_run_id or None,
+            artifact=made,
         )
     )
     return made

@@ -11,10 +11,17 @@ from typing import TypeVar
 import typer
 
 from runrecord._settings import RunRecordError, Settings
-from runrecord.cli._query import JSON_HELP, add_row, records, show_table, table
+from runrecord.cli._query import (
+    JSON_HELP,
+    TIME_HELP,
+    add_row,
+    records,
+    show_table,
+    table,
+)
 from runrecord.cli._run import _until_signalled
 from runrecord.cli._stack import check_redaction, connect, records_engine, temporal_cluster
-from runrecord.recorder import BlobStore, Mirror, upgrade
+from runrecord.recorder import BlobStore, Mirror, parse_when, upgrade
 from runrecord.recorder._mirror import mirror_status
 
 mirror_app = typer.Typer(
@@ -151,19 +158,35 @@ def mirror_rebuild(
 @mirror_app.command("verify")
 def mirror_verify(
     run_ids: list[str] = typer.Argument(None, help="Run ids (workflow ids) to check."),
-    every: bool = typer.Option(False, "--all", help="Every run in the records."),
+    every: bool = typer.Option(
+        False, "--all", help="Every run in the records, and every agent run Temporal has."
+    ),
+    since: str = typer.Option(
+        None,
+        "--since",
+        help=f"With --all: Temporal's agent runs started at or after (default 7d). {TIME_HELP}",
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Compare the records with a fresh projection of history; exit 1 on any difference.
 
-    Every difference is printed, one per line. Rows of Temporal runs whose history is
-    gone (retention) are not differences: the records keep them on purpose.
+    Every difference is printed, one per line: a call, approval, attempt or event the
+    records lack or hold differently. With --all, every agent run Temporal lists on the
+    namespace (started within --since) that the records lack is one too. Rows of
+    Temporal runs whose history is gone (retention) are not differences: the records
+    keep them on purpose.
     """
 
     _check_targets(run_ids or [], every, "verify")
+    if since is not None and not every:
+        raise RunRecordError("mirror verify: --since goes with --all")
+    window = parse_when(since or "7d", what="--since")
+    missing: list[str] = []
 
     async def verify(mirror: Mirror) -> dict[str, list[str]]:
         await _known(mirror, run_ids or [])
+        if every:
+            missing.extend(await mirror.missing_run_ids(window))
         targets = await asyncio.to_thread(_targets, mirror, run_ids or [], every)
         found: dict[str, list[str]] = {}
         for n, run_id in enumerate(targets, 1):
@@ -173,9 +196,14 @@ def mirror_verify(
         return found
 
     found = _with_mirror(verify, write=False)
-    differences = [line for lines in found.values() for line in lines]
+    differences = [f"{run_id}: in Temporal, missing from the records" for run_id in missing]
+    differences += [line for lines in found.values() for line in lines]
     if as_json:
-        typer.echo(json.dumps({"checked": len(found), "differences": differences}, indent=2))
+        typer.echo(
+            json.dumps(
+                {"checked": len(found), "missing": missing, "differences": differences}, indent=2
+            )
+        )
     else:
         for line in differences:
             typer.echo(line)

@@ -37,7 +37,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from runrecord._settings import RunRecordError
 from runrecord.recorder._blobs import BlobStore
 from runrecord.recorder._database import is_outage, refusal
-from runrecord.recorder._projection import Body, RunChain
+from runrecord.recorder._projection import Body, RunChain, RunProjection
 from runrecord.recorder._store import (
     KEYS,
     Rows,
@@ -52,6 +52,7 @@ from runrecord.recorder._store import (
     write_rows,
 )
 from runrecord.recorder._tables import (
+    AttemptRow,
     JournalCursorRow,
     LineageEdgeRow,
     MirrorRow,
@@ -61,6 +62,7 @@ from runrecord.recorder._tables import (
     TemporalRunRow,
     ToolCallRow,
 )
+from runrecord.records import FinalStatus
 from runrecord.worker._interceptor import AGENT_ATTR
 from runrecord.worker._journal import JournalLine, journal_files, read_from
 from runrecord.worker._nudge import listen
@@ -181,24 +183,27 @@ class Mirror:
         pending = await self.temporal_run_ids(workflow_id)
         while pending:
             run_id = pending.pop(0)
-            fold = chain.fold(run_id)
-            token = b""
-            while True:
-                try:
-                    page = await self.page(workflow_id, run_id, token, wait=False)
-                except RPCError as err:
-                    if err.status == RPCStatusCode.NOT_FOUND:
-                        del chain.folds[run_id]
-                        break
-                    raise
-                fold.apply_all(page.history.events)
-                token = page.next_page_token
-                if not token:
-                    break
+            if not await self._fold_history(workflow_id, chain.fold(run_id)):
+                del chain.folds[run_id]
             for linked in _linked(chain):
                 if linked not in chain.folds and linked not in pending:
                     pending.append(linked)
         return chain
+
+    async def _fold_history(self, workflow_id: str, fold: RunProjection) -> bool:
+        """Fold a Temporal run's whole history as it stands; False if Temporal no longer has it."""
+        token = b""
+        while True:
+            try:
+                page = await self.page(workflow_id, fold.temporal_run_id or "", token, wait=False)
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    return False
+                raise
+            fold.apply_all(page.history.events)
+            token = page.next_page_token
+            if not token:
+                return True
 
     async def sync_tree(self, workflow_id: str) -> list[str]:
         """Project a run and every sub-agent run under it; returns their ids, root first."""
@@ -584,8 +589,12 @@ class Mirror:
 
     def _follow_chain(self, workflow_id: str, run_id: str) -> None:
         """Follow a Temporal run. The chain's other runs are found through the links its
-        histories hold (continue-as-new, reset); with no run id, through Temporal."""
-        self._chains.setdefault(workflow_id, RunChain(workflow_id, self.namespace))
+        histories hold (continue-as-new, reset), and, as the chain forms, in the records (a
+        run started again under the same id has no link to the one before); with no run
+        id, through Temporal."""
+        if workflow_id not in self._chains:
+            self._chains[workflow_id] = RunChain(workflow_id, self.namespace)
+            self._tasks[(workflow_id, "+")] = asyncio.create_task(self._recorded(workflow_id))
         if run_id:
             self._start(workflow_id, run_id)
         elif (workflow_id, "*") not in self._tasks:
@@ -599,6 +608,32 @@ class Mirror:
             self._error(err)
         finally:
             self._tasks.pop((workflow_id, "*"), None)
+
+    async def _recorded(self, workflow_id: str) -> None:
+        """Fold the Temporal runs of a workflow id the records already hold, so that a later
+        run re-using their call ids keeps their calls apart instead of overwriting them.
+
+        Each is folded whole before the chain holds it: a change set with a run folded only
+        part way would be behind that run's stored cursor, and dropped."""
+        try:
+            known = await asyncio.to_thread(self._cursors, [workflow_id])
+            for _, run_id in sorted(known):
+                chain = self._chains.get(workflow_id)
+                if chain is None or run_id in chain.folds or (workflow_id, run_id) in self._tasks:
+                    continue
+                fold = RunProjection(workflow_id, self.namespace, run_id)
+                if not await self._fold_history(workflow_id, fold) or run_id in chain.folds:
+                    continue
+                chain.folds[run_id] = fold
+                self._changed(workflow_id)
+                if fold.final_status is FinalStatus.RUNNING:
+                    self._start(workflow_id, run_id)
+        except Exception as err:
+            self._error(err)
+        finally:
+            self._tasks.pop((workflow_id, "+"), None)
+            if not any(k[0] == workflow_id for k in self._tasks):
+                self._retire(workflow_id)
 
     def _start(self, workflow_id: str, run_id: str) -> None:
         key = (workflow_id, run_id)
@@ -776,7 +811,24 @@ class Mirror:
 
     def _compare(self, workflow_id: str, expected: Rows, present: set[str]) -> list[str]:
         with self.engine.connect() as conn:
-            return compare_rows(conn, self.namespace, workflow_id, expected, present)
+            return compare_rows(conn, self.namespace, workflow_id, expected, present) + (
+                compare_attempts(conn, workflow_id, expected.get("tool_calls", []))
+            )
+
+    async def agent_run_ids(self, since: datetime) -> list[str]:
+        """The agent runs (workflow ids with the ``RunRecordAgent`` search attribute) Temporal
+        lists on this namespace that started at or after ``since``."""
+        stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        found: dict[str, None] = {}
+        async for execution in self.client.list_workflows(f"StartTime >= '{stamp}'"):
+            if execution.typed_search_attributes.get(AGENT_ATTR) is not None:
+                found[execution.id] = None
+        return sorted(found)
+
+    async def missing_run_ids(self, since: datetime) -> list[str]:
+        """Agent runs Temporal has (started at or after ``since``) that the records lack."""
+        recorded = set(await asyncio.to_thread(self.all_run_ids))
+        return [r for r in await self.agent_run_ids(since) if r not in recorded]
 
     def all_run_ids(self) -> list[str]:
         """Every run in the records of this namespace."""
@@ -882,6 +934,38 @@ def compare_rows(
             if name in ("model_calls", "lineage_edges"):
                 continue  # follow their calls, checked above
             differences.append(f"{workflow_id} {name}[{', '.join(key)}]: not in history")
+    return differences
+
+
+# A call in one of these states ran, if it started: each of its attempts was journaled.
+_RAN = {"succeeded", "failed", "timed_out", "cancelled", "compensated"}
+
+
+def compare_attempts(
+    conn: Connection, workflow_id: str, calls: Sequence[dict[str, Any]]
+) -> list[str]:
+    """Attempts history says a run's calls made that its journaled attempts lack.
+
+    History holds each call's number of attempts; the journal holds one row per attempt.
+    A run with no journaled attempt at all is not checked: its workers kept no journal.
+    Local activities are not checked either: their markers may not line up with the
+    attempts journaled (docs/architecture.md, limits)."""
+    found = conn.execute(
+        select(AttemptRow.tool_call_id, AttemptRow.attempt).where(AttemptRow.run_id == workflow_id)
+    )
+    stored = {(call, attempt) for call, attempt in found}
+    if not stored:
+        return []
+    differences = []
+    for call in calls:
+        if str(call["status"]) not in _RAN or call["started_at"] is None or call["local"]:
+            continue
+        for attempt in range(1, int(call["attempts"] or 0) + 1):
+            if (call["tool_call_id"], attempt) not in stored:
+                differences.append(
+                    f"{workflow_id} tool_call_attempts[{workflow_id}, {call['tool_call_id']}, "
+                    f"{attempt}]: missing from the records"
+                )
     return differences
 
 

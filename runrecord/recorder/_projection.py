@@ -229,6 +229,7 @@ class RunProjection:
         self.approval_rejections: list[ApprovalRejection] = []
         self.rollback: Rollback | None = None
         self._approval_identities: list[str] = []
+        self._approval_times: list[datetime | None] = []
         self._last_task_completed = 0
         self._reset_points: dict[str, int] = {}
         self.pause: Pause | None = None
@@ -394,11 +395,19 @@ class RunProjection:
         self._timeline(event, "signaled", attrs.identity, signal=attrs.signal_name)
         if attrs.signal_name in (APPROVE_SIGNAL, DENY_SIGNAL):
             self._approval_identities.append(attrs.identity)
+            self._approval_times.append(_time(event.event_time))
 
     def _signal_identity(self, number: int | None) -> str | None:
         if number is None or not 0 < number <= len(self._approval_identities):
             return None
         return self._approval_identities[number - 1] or None
+
+    def _signal_time(self, number: int | None) -> datetime | None:
+        """When the approval signal reached Temporal: when the person decided. The run may
+        apply it much later (it was paused, or no worker ran it)."""
+        if number is None or not 0 < number <= len(self._approval_times):
+            return None
+        return self._approval_times[number - 1]
 
     def _control_event(self, payload: Payload, event: HistoryEvent) -> None:
         value = _json(payload)
@@ -415,12 +424,23 @@ class RunProjection:
         elif control.kind == "rollback" and control.rollback is not None:
             self.rollback = control.rollback
         elif control.call is not None:
-            self._approval_event(control.kind, control.call, identity, event)
+            self._approval_event(
+                control.kind, control.call, identity, self._signal_time(control.signal), event
+            )
 
     def _approval_event(
-        self, kind: str, header: CallHeader, identity: str | None, event: HistoryEvent
+        self,
+        kind: str,
+        header: CallHeader,
+        identity: str | None,
+        signalled: datetime | None,
+        event: HistoryEvent,
     ) -> None:
         approval = header.approval.model_copy(update={"signal_identity": identity})
+        if approval.decided_at is not None:
+            # The run stamps a decision with its own clock when it applies it.
+            approval.applied_at = approval.decided_at
+            approval.decided_at = signalled or approval.decided_at
         call = self.calls.get(header.tool_call_id)
         if call is None:
             call = self._call_from_header(header, header.tool_call_id, ToolCallStatus.SCHEDULED)
@@ -443,6 +463,9 @@ class RunProjection:
     def _call_from_header(
         self, header: CallHeader | None, call_id: str, status: ToolCallStatus
     ) -> ToolCall:
+        approval = header.approval if header else None
+        if approval is not None and approval.applied_at is None and approval.decided_at:
+            approval = approval.model_copy(update={"applied_at": approval.decided_at})
         return ToolCall(
             tool_call_id=call_id,
             tool=header.tool if header else "",
@@ -452,7 +475,7 @@ class RunProjection:
             compensator=header.compensator if header else None,
             schema_hash=header.schema_hash if header else None,
             approval_state=header.approval.state if header else ApprovalState.NOT_REQUIRED,
-            approval=header.approval if header else None,
+            approval=approval,
             status=status,
             mcp_server=header.mcp_server if header else None,
             network=header.network if header else False,
@@ -839,12 +862,22 @@ _HANDLERS: dict[int, Any] = {
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def kept_id(tool_call_id: str, temporal_run_id: str) -> str:
+    """The id a call of an earlier Temporal run is kept under once a later run of the same
+    workflow id re-uses its id. The last 8 characters of the run id: Temporal's run ids are
+    UUIDv7, whose first characters are a timestamp shared by runs a minute apart."""
+    return f"{tool_call_id}~{temporal_run_id[-8:]}"
+
+
 class RunChain:
-    """The Temporal runs of one workflow id (continue-as-new, resets), merged into one record.
+    """The Temporal runs of one workflow id (continue-as-new, resets, and runs started again
+    under the same id), merged into one record.
 
     Run-level facts come from the Temporal run that began last. A call keeps its id; a
-    reset's new run re-uses the ids of the calls it runs again, so a call the new run
-    replaced (scheduled at a different event) is kept as ``<id>~<first 8 of its run id>``.
+    reset's new run re-uses the ids of the calls it runs again, and so does a run started
+    again under the same id (a sub-agent its parent's reset runs again), so an earlier
+    run's call that a later run replaced is kept as ``<id>~<last 8 of its run id>``. Only a
+    call a reset copied into its new run (same id, same first event) is carried on by it.
     """
 
     def __init__(self, run_id: str, namespace: str = "default") -> None:
@@ -899,16 +932,36 @@ class RunChain:
                     continue
                 first = fold.scheduled_event_id(call_id)
                 newer = [(f, e) for f, e in later[call_id] if f is not fold and _after(f, fold)]
-                if any(e == first for _, e in newer):
+                if any(e == first and f.reset_from == fold.temporal_run_id for f, e in newer):
                     continue  # a reset copied it into a later run, which carries it on
                 model = fold.model_calls.get(call_id)
                 if newer:
-                    key = f"{call_id}~{(fold.temporal_run_id or '')[:8]}"
+                    key = kept_id(call_id, fold.temporal_run_id or "")
                     call = call.model_copy(update={"tool_call_id": key})
                     if model is not None:
                         model = model.model_copy(update={"tool_call_id": key})
                 out.append((call, first, model))
         return out
+
+    def ran_in(self, call: ToolCall) -> tuple[str, list[str]] | None:
+        """For a call kept under ``<id>~<run>``: its id in the Temporal runs, and the Temporal
+        runs whose workers ran it (its own, and those a reset copied it from), so that the
+        attempts and artifacts journaled under the plain id follow it. None for other calls."""
+        fold = self.folds.get(call.temporal_run_id or "")
+        base = call.tool_call_id.rpartition("~")[0]
+        if fold is None or base not in fold.calls:
+            return None
+        if kept_id(base, fold.temporal_run_id or "") != call.tool_call_id:
+            return None
+        runs = [fold.temporal_run_id or ""]
+        first = fold.scheduled_event_id(base)
+        while fold.reset_from in self.folds:
+            earlier = self.folds[fold.reset_from or ""]
+            if base not in earlier.calls or earlier.scheduled_event_id(base) != first:
+                break
+            runs.append(earlier.temporal_run_id or "")
+            fold = earlier
+        return base, runs
 
     @staticmethod
     def _touched(fold: RunProjection, folds: list[RunProjection], position: int) -> set[str]:

@@ -509,6 +509,7 @@ def artifact_of(row: ArtifactRow) -> Artifact:
         agent_id=row.agent_id,
         turn_id=row.turn_id,
         created_at=row.created_at,
+        temporal_run_id=row.temporal_run_id,
     )
 
 

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, select, text
+from sqlalchemy import Connection, Table, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from runrecord.recorder._projection import RunChain
+from runrecord.recorder._projection import RunChain, kept_id
 from runrecord.recorder._tables import (
     ArtifactRow,
     AttemptRow,
@@ -143,13 +143,16 @@ KEYS: dict[str, tuple[type, tuple[str, ...]]] = {
 }
 # Written once and never changed: the first writer wins.
 _INSERT_ONLY = {"lineage_edges", "run_events"}
+# Not a table: calls of an earlier Temporal run kept as ``<id>~<run>``, whose journaled
+# attempts and artifacts (journaled under the plain id) move to that id.
+MOVES = "journal_moves"
 
 
 def run_rows(chain: RunChain, *, everything: bool) -> Rows:
     """The rows for a chain's changes since its last save, or for everything it holds."""
     record = chain.record(calls=False)
     now = datetime.now(UTC)
-    rows: Rows = {name: [] for name in KEYS}
+    rows: Rows = {name: [] for name in [*KEYS, MOVES]}
     rows["runs"].append(
         {
             "run_id": record.run_id,
@@ -205,6 +208,15 @@ def run_rows(chain: RunChain, *, everything: bool) -> Rows:
     )
     for call, first_event, model in chain.call_versions(everything=everything):
         rows["tool_calls"].append(_call_row(record.run_id, call, first_event))
+        if (ran_in := chain.ran_in(call)) is not None:
+            rows[MOVES].append(
+                {
+                    "run_id": record.run_id,
+                    "from": ran_in[0],
+                    "to": call.tool_call_id,
+                    "temporal_run_ids": ran_in[1],
+                }
+            )
         if model is not None:
             rows["model_calls"].append(
                 {
@@ -258,6 +270,38 @@ def write_rows(conn: Connection, rows: Rows) -> None:
     for name, (model, keys) in KEYS.items():
         ordered = sorted(rows.get(name, []), key=lambda r: tuple(str(r[k]) for k in keys))
         upsert(conn, model, ordered, keys, update=name not in _INSERT_ONLY)
+    for move in rows.get(MOVES, []):
+        for model in (AttemptRow, ArtifactRow):
+            conn.execute(
+                update(model)
+                .where(
+                    model.run_id == move["run_id"],
+                    model.tool_call_id == move["from"],
+                    model.temporal_run_id.in_(move["temporal_run_ids"]),
+                )
+                .values(tool_call_id=move["to"])
+            )
+
+
+def _kept_as(conn: Connection, entries: list[JournalEntry]) -> dict[tuple[str, str, str], str]:
+    """Journaled calls the records keep under ``<id>~<run>`` (their Temporal run was followed
+    by another of the same workflow id): (run, call, Temporal run) -> the id kept."""
+    wanted = {
+        (e.run_id, e.tool_call_id, e.temporal_run_id): kept_id(e.tool_call_id, e.temporal_run_id)
+        for e in entries
+        if e.temporal_run_id
+    }
+    if not wanted:
+        return {}
+    found = conn.execute(
+        select(ToolCallRow.run_id, ToolCallRow.tool_call_id).where(
+            tuple_(ToolCallRow.run_id, ToolCallRow.tool_call_id).in_(
+                sorted({(run, call) for (run, _, _), call in wanted.items()})
+            )
+        )
+    )
+    kept = {(run, call) for run, call in found}
+    return {key: call for key, call in wanted.items() if (key[0], call) in kept}
 
 
 def save_projection(conn: Connection, chain: RunChain) -> None:
@@ -312,17 +356,22 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
     artifacts (DO NOTHING, the first report wins).
     """
     count = 0
-    keys = ("run_id", "tool_call_id", "attempt")
-    started: dict[tuple[str, str, int], dict[str, Any]] = {}
-    finished: dict[tuple[str, str, int], dict[str, Any]] = {}
+    keys = ("run_id", "tool_call_id", "temporal_run_id", "attempt")
+    started: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    finished: dict[tuple[str, str, str, int], dict[str, Any]] = {}
     artifacts: dict[str, dict[str, Any]] = {}
+    entries = list(entries)
+    kept_as = _kept_as(conn, entries)
     for entry in entries:
         count += 1
+        made_in = entry.temporal_run_id or ""
+        call_id = kept_as.get((entry.run_id, entry.tool_call_id, made_in), entry.tool_call_id)
         if entry.attempt is not None:
             a = entry.attempt
             row = {
                 "run_id": entry.run_id,
-                "tool_call_id": entry.tool_call_id,
+                "tool_call_id": call_id,
+                "temporal_run_id": made_in,
                 "attempt": a.attempt,
                 "started_at": a.started_at,
                 "ended_at": a.ended_at,
@@ -331,13 +380,14 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
                 "worker_identity": a.worker_identity,
                 "route": a.route,
             }
-            key = (entry.run_id, entry.tool_call_id, a.attempt)
+            key = (entry.run_id, call_id, made_in, a.attempt)
             if a.outcome == AttemptOutcome.RUNNING:
                 started.setdefault(key, row)
             else:
                 finished[key] = row
         if entry.artifact is not None:
-            artifacts.setdefault(entry.artifact.artifact_id, entry.artifact.model_dump())
+            made = {**entry.artifact.model_dump(), "tool_call_id": call_id}
+            artifacts.setdefault(entry.artifact.artifact_id, made)
     upsert(conn, AttemptRow, list(started.values()), keys, update=False)
     upsert(conn, AttemptRow, list(finished.values()), keys, update=True)
     upsert(conn, ArtifactRow, list(artifacts.values()), ["artifact_id"], update=False)
@@ -382,7 +432,10 @@ def set_journal_cursor(
 def _attempts(call: ToolCall, journaled: list[Any]) -> RetryState:
     """Merge the journal's attempts with what history says of the final one."""
     state = call.retry_state  # freshly built by load_run: no copy needed
-    by_number = {a.attempt: a for a in journaled}
+    # A call still pending at a reset may run again in the new Temporal run: that run's
+    # row of an attempt number wins.
+    mine = sorted(journaled, key=lambda a: a.temporal_run_id == call.temporal_run_id)
+    by_number = {a.attempt: a for a in mine}
     last = max([*by_number, state.attempts, 0])
     history: list[Attempt] = []
     for n in range(1, last + 1):
@@ -550,6 +603,7 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
                 agent_id=a.agent_id,
                 turn_id=a.turn_id,
                 created_at=a.created_at,
+                temporal_run_id=a.temporal_run_id,
             )
             for a in artifacts
         ],

@@ -98,6 +98,9 @@ class AttemptRow(Base):
 
     run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     tool_call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The Temporal run whose worker ran the attempt ('' when not journaled): every Temporal
+    # run of a workflow id numbers its calls and attempts from 1.
+    temporal_run_id: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -140,6 +143,7 @@ class ArtifactRow(Base):
     agent_id: Mapped[str | None] = mapped_column(String(255))
     turn_id: Mapped[str | None] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    temporal_run_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class LineageEdgeRow(Base):

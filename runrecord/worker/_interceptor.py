@@ -606,8 +606,8 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
             outcome=AttemptOutcome.RUNNING,
             worker_identity=self._root.identity,
         )
-        self._write(record, header, attempt)
-        call = CurrentCall(header, info.attempt, record)
+        self._write(record, header, info.workflow_run_id, attempt)
+        call = CurrentCall(header, info.attempt, record, temporal_run_id=info.workflow_run_id or "")
         token = current_call.set(call)
         try:
             result = await super().execute_activity(input)
@@ -644,17 +644,21 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
                 "route": call.notes.get("route"),
             }
         )
-        self._write(record, call.header, done)
+        self._write(record, call.header, call.temporal_run_id, done)
 
     @staticmethod
     def _write(
-        record: Callable[[JournalEntry], None], header: CallHeader, attempt: Attempt
+        record: Callable[[JournalEntry], None],
+        header: CallHeader,
+        temporal_run_id: str | None,
+        attempt: Attempt,
     ) -> None:
         record(
             JournalEntry(
                 kind="attempt",
                 run_id=header.run_id,
                 tool_call_id=header.tool_call_id,
+                temporal_run_id=temporal_run_id or None,
                 attempt=attempt,
             )
         )
