@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ async def test_a_nul_in_every_recorded_text_is_escaped_and_the_next_run_is_recor
 ) -> None:
     path = str(tmp_path / "notes.txt")
     nul_run = f"nul-{uuid.uuid4().hex[:8]}"
+    started = datetime.now(UTC).isoformat()  # verify --all: the agent runs of this test
     async with agents_worker(client) as queue, following(client, engine, journal):
         handle = await client.start_workflow(bad.NulAgent.run, path, id=nul_run, task_queue=queue)
         await waiting_for(client, nul_run, "4")
@@ -104,9 +106,17 @@ async def test_a_nul_in_every_recorded_text_is_escaped_and_the_next_run_is_recor
     assert record.failure is not None and f"not{ESCAPED}now" in record.failure
     assert saved.status == "succeeded" and model.status == "succeeded"
 
-    verified = await asyncio.to_thread(runrecord, "mirror", "verify", "--all", env=cli_env)
+    verified = await asyncio.to_thread(
+        runrecord, "mirror", "verify", nul_run, ordinary, env=cli_env
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.strip().endswith("2 run(s) checked: no difference")
+    # --all also asks Temporal for agent runs the records lack: none of this test's.
+    everything = await asyncio.to_thread(
+        runrecord, "mirror", "verify", "--all", "--since", started, env=cli_env
+    )
+    assert everything.returncode == 0, everything.stdout + everything.stderr
+    assert everything.stdout.strip().endswith("checked: no difference")
 
 
 async def test_a_nul_in_a_run_id_holds_no_other_run_back(

@@ -828,7 +828,7 @@ class Mirror:
     async def missing_run_ids(self, since: datetime) -> list[str]:
         """Agent runs Temporal has (started at or after ``since``) that the records lack."""
         recorded = set(await asyncio.to_thread(self.all_run_ids))
-        return [r for r in await self.agent_run_ids(since) if r not in recorded]
+        return [r for r in await self.agent_run_ids(since) if storable(r) not in recorded]
 
     def all_run_ids(self) -> list[str]:
         """Every run in the records of this namespace."""
@@ -951,7 +951,9 @@ def compare_attempts(
     Local activities are not checked either: their markers may not line up with the
     attempts journaled (docs/architecture.md, limits)."""
     found = conn.execute(
-        select(AttemptRow.tool_call_id, AttemptRow.attempt).where(AttemptRow.run_id == workflow_id)
+        select(AttemptRow.tool_call_id, AttemptRow.attempt).where(
+            AttemptRow.run_id == storable(workflow_id)
+        )
     )
     stored = {(call, attempt) for call, attempt in found}
     if not stored:

@@ -270,7 +270,7 @@ def write_rows(conn: Connection, rows: Rows) -> None:
     for name, (model, keys) in KEYS.items():
         ordered = sorted(rows.get(name, []), key=lambda r: tuple(str(r[k]) for k in keys))
         upsert(conn, model, ordered, keys, update=name not in _INSERT_ONLY)
-    for move in rows.get(MOVES, []):
+    for move in storable(rows.get(MOVES, [])):
         for model in (AttemptRow, ArtifactRow):
             conn.execute(
                 update(model)
@@ -296,12 +296,12 @@ def _kept_as(conn: Connection, entries: list[JournalEntry]) -> dict[tuple[str, s
     found = conn.execute(
         select(ToolCallRow.run_id, ToolCallRow.tool_call_id).where(
             tuple_(ToolCallRow.run_id, ToolCallRow.tool_call_id).in_(
-                sorted({(run, call) for (run, _, _), call in wanted.items()})
+                sorted({(storable(run), storable(call)) for (run, _, _), call in wanted.items()})
             )
         )
     )
     kept = {(run, call) for run, call in found}
-    return {key: call for key, call in wanted.items() if (key[0], call) in kept}
+    return {key: call for key, call in wanted.items() if (storable(key[0]), storable(call)) in kept}
 
 
 def save_projection(conn: Connection, chain: RunChain) -> None:
