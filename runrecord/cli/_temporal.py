@@ -107,6 +107,10 @@ async def control_client(*, recording: bool = False) -> AsyncIterator[tuple[Sett
     async with temporal_cluster(settings, start_if_missing=False) as temporal:
         plugins = [RunRecordPlugin(policy=load_policy(settings))] if recording else []
         client = await connect(
-            temporal.address, settings.namespace, plugins, identity=client_identity()
+            temporal.address,
+            settings.namespace,
+            plugins,
+            identity=client_identity(),
+            payload_codec=settings.payload_codec,
         )
         yield settings, client
