@@ -9,7 +9,7 @@ before it is folded, in one batch per page (``PayloadCodec.decode`` is async).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -49,6 +49,15 @@ async def decode_events(events: Iterable[HistoryEvent], codec: PayloadCodec | No
             payload.CopyFrom(plain)
     for failure in failures:
         _restore_common_attributes(failure)
+
+
+async def decode_memo(
+    fields: Mapping[str, Payload], codec: PayloadCodec | None
+) -> dict[str, Payload]:
+    """A memo (from describe or visibility) with its values decoded by ``codec``."""
+    if codec is None or not fields:
+        return dict(fields)
+    return dict(zip(fields, await codec.decode(list(fields.values())), strict=True))
 
 
 def _collect(message: Message, payloads: list[Payload], failures: list[Failure]) -> None:

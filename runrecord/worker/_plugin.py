@@ -71,7 +71,10 @@ class RunRecordPlugin(SimplePlugin):
         self.identity = identity
         self.mcp_servers = tuple(mcp_servers)
         self.policy = policy
-        self._workers: weakref.WeakSet[RunRecordInterceptor] = weakref.WeakSet()
+        # Interceptors are unhashable: keyed by id, forgotten with their worker.
+        self._workers: weakref.WeakValueDictionary[int, RunRecordInterceptor] = (
+            weakref.WeakValueDictionary()
+        )
         self._converter_set_later = False
         self.mcp = MCPPlugin({s.name: s.client for s in mcp_servers}) if mcp_servers else None
         super().__init__(
@@ -108,7 +111,7 @@ class RunRecordPlugin(SimplePlugin):
             mcp_servers=self.mcp_servers,
             policy=self.policy,
         )
-        self._workers.add(interceptor)
+        self._workers[id(interceptor)] = interceptor
         return interceptor
 
     def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
@@ -158,5 +161,5 @@ class RunRecordPlugin(SimplePlugin):
     def use_journal(self, journal: Journal) -> None:
         """Send activity attempts and artifacts to ``journal`` from now on."""
         self.journal = journal
-        for interceptor in self._workers:
+        for interceptor in list(self._workers.values()):
             interceptor.record = journal.record
