@@ -7,6 +7,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -30,7 +31,7 @@ from runrecord.recorder._blobs import canonical_json
 from runrecord.worker import Journal, RunRecordPlugin
 from tests import agents_for_plugin, agents_for_tests
 from tests.codec_for_tests import ENCRYPTED, EncryptionCodec
-from tests.test_cli import runrecord
+from tests.test_cli import assert_one_line_error, runrecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,10 +157,7 @@ async def test_a_standalone_mirror_and_replay_read_history_with_the_configured_c
     assert replayed.stdout.startswith("OK")
 
     wrong = runrecord("replay", run_id, env={**env, "RUNRECORD_PAYLOAD_CODEC": "tests.nothing:X"})
-    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
-    assert wrong.stderr.strip().splitlines() == [
-        wrong.stderr.strip().splitlines()[0]
-    ] and "RUNRECORD_PAYLOAD_CODEC" in wrong.stderr
+    assert_one_line_error(wrong, "RUNRECORD_PAYLOAD_CODEC", "tests.nothing")
 
 
 class OwnRunner(UnsandboxedWorkflowRunner):
@@ -228,3 +226,49 @@ async def test_each_workers_runs_list_only_that_workers_tools(
         registries[queue] = [t.name for t in record.tool_registry]
 
     assert registries == {mail_queue: ["read_inbox"], pay_queue: ["pay_invoice"]}
+
+
+async def test_openai_agents_plugin_and_runrecord_compose_in_either_order(
+    temporal_address: str, engine: Engine, journal: Journal
+) -> None:
+    from temporalio.openai_agents import ModelActivityParameters, OpenAIAgentsPlugin
+    from temporalio.openai_agents._temporal_openai_agents import OpenAIPayloadConverter
+    from temporalio.openai_agents.testing import ResponseBuilders, TestModel, TestModelProvider
+
+    from tests import openai_agents_for_tests
+
+    def openai_plugin() -> OpenAIAgentsPlugin:
+        model = TestModel.returning_responses([ResponseBuilders.output_message("at nine")])
+        return OpenAIAgentsPlugin(
+            model_params=ModelActivityParameters(start_to_close_timeout=timedelta(seconds=30)),
+            model_provider=TestModelProvider(model),
+        )
+
+    for order in ("openai-first", "runrecord-first"):
+        plugins = [openai_plugin(), RunRecordPlugin(journal)]
+        if order == "runrecord-first":
+            plugins.reverse()
+        client = await Client.connect(
+            temporal_address,
+            plugins=plugins,
+            data_converter=DataConverter(payload_codec=EncryptionCodec()),
+        )
+        converter = client.data_converter
+        assert converter.payload_converter_class is OpenAIPayloadConverter, order
+        assert isinstance(converter.payload_codec, EncryptionCodec), order
+        queue = f"tq-{uuid.uuid4().hex[:8]}"
+        run_id = f"concierge-{uuid.uuid4().hex[:8]}"
+        async with Worker(client, task_queue=queue, workflows=[openai_agents_for_tests.Concierge]):
+            answer = await client.execute_workflow(
+                openai_agents_for_tests.Concierge.run,
+                "when does the shop open?",
+                id=run_id,
+                task_queue=queue,
+            )
+        assert answer == "at nine", order
+
+        await Mirror(client, engine).sync_run(run_id)
+        with engine.connect() as conn:
+            record = load_run(conn, run_id)
+        assert record is not None and record.final_status == "succeeded", order
+        assert [c.status for c in record.tool_calls] == ["succeeded"], order

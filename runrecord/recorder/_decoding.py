@@ -41,9 +41,7 @@ async def decode_events(events: Iterable[HistoryEvent], codec: PayloadCodec | No
         return
     decoded = await codec.decode(payloads)
     if len(decoded) != len(payloads):
-        raise ValueError(
-            f"payload codec returned {len(decoded)} payloads for {len(payloads)}"
-        )
+        raise ValueError(f"payload codec returned {len(decoded)} payloads for {len(payloads)}")
     for payload, plain in zip(payloads, decoded, strict=True):
         if plain is not payload:
             payload.CopyFrom(plain)
