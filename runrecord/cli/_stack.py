@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.common import HeaderCodecBehavior
 from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
@@ -64,7 +65,8 @@ async def connect(
     identity: str | None = None,
     payload_codec: PayloadCodec | None = None,
 ) -> Client:
-    """A client of ``address``; ``payload_codec`` is the codec the agents' clients use."""
+    """A client of ``address``; ``payload_codec`` is the codec the agents' clients use, and
+    with one, headers (runrecord's included) are encoded too."""
     try:
         return await asyncio.wait_for(
             Client.connect(
@@ -73,6 +75,11 @@ async def connect(
                 plugins=list(plugins),
                 identity=identity,
                 data_converter=DataConverter(payload_codec=payload_codec),
+                header_codec_behavior=(
+                    HeaderCodecBehavior.CODEC
+                    if payload_codec is not None
+                    else HeaderCodecBehavior.NO_CODEC
+                ),
             ),
             timeout,
         )
