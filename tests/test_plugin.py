@@ -3,6 +3,7 @@ sandbox runner, other plugins; and each worker's runs list that worker's own too
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import uuid
@@ -26,10 +27,11 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from runrecord.cli._approvals import pending_approvals, send_decision
 from runrecord.recorder import BlobStore, Mirror, load_run, load_tree
 from runrecord.recorder._blobs import canonical_json
 from runrecord.worker import Journal, RunRecordPlugin
-from tests import agents_for_plugin, agents_for_tests
+from tests import agents_for_plugin, agents_for_tests, control_agents
 from tests.codec_for_tests import ENCRYPTED, EncryptionCodec
 from tests.test_cli import assert_one_line_error, runrecord
 
@@ -158,6 +160,50 @@ async def test_a_standalone_mirror_and_replay_read_history_with_the_configured_c
 
     wrong = runrecord("replay", run_id, env={**env, "RUNRECORD_PAYLOAD_CODEC": "tests.nothing:X"})
     assert_one_line_error(wrong, "RUNRECORD_PAYLOAD_CODEC", "tests.nothing")
+
+
+async def test_approvals_are_read_and_decided_through_the_codec(
+    temporal_address: str, engine: Engine, journal: Journal
+) -> None:
+    client = await _encrypting_client(temporal_address, journal)
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    run_id = f"deploy-{uuid.uuid4().hex[:8]}"
+    target = f"target-{uuid.uuid4().hex[:8]}"
+    reason = f"reason-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=control_agents.WORKFLOWS,
+        activities=control_agents.ACTIVITIES,
+    ):
+        handle = await client.start_workflow(
+            control_agents.Deployer.run, [target], id=run_id, task_queue=queue
+        )
+        request = None
+        for _ in range(600):
+            # The pending list is in the (encrypted) memo, of the run and in visibility.
+            listed = [r for r in await pending_approvals(client) if r.run_id == run_id]
+            if listed:
+                request = (await pending_approvals(client, run_id))[0]
+                break
+            await asyncio.sleep(0.05)
+        assert request is not None, "the pending approval was never read from the memo"
+        assert (request.tool, request.arguments) == ("deploy", f'["{target}"]')
+        outcome = await send_decision(
+            client, run_id, "1", "approve", approver="alice", reason=reason
+        )
+        assert outcome.applied, outcome.message
+        assert await handle.result() == [f"deployed {target}"]
+
+    raw = (await _raw_history(client, run_id)).SerializeToString()
+    for plaintext in (target.encode(), reason.encode(), b"alice"):
+        assert plaintext not in raw
+    await Mirror(client, engine).sync_run(run_id)
+    with engine.connect() as conn:
+        record = load_run(conn, run_id)
+    assert record is not None
+    approval = record.tool_calls[0].approval
+    assert approval is not None and (approval.decided_by, approval.reason) == ("alice", reason)
 
 
 class OwnRunner(UnsandboxedWorkflowRunner):
