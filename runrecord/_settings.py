@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from temporalio.converter import PayloadCodec
 
 DEFAULT_TASK_QUEUE = "runrecord-agents"
 DEFAULT_NAMESPACE = "default"
+CODEC_ENV = "RUNRECORD_PAYLOAD_CODEC"
 
 
 class RunRecordError(Exception):
@@ -57,3 +63,37 @@ class Settings:
             return Path(named).expanduser()
         default = self.home / "runrecord.toml"
         return default if default.is_file() else None
+
+    @property
+    def payload_codec(self) -> PayloadCodec | None:
+        """The payload codec of the agents' clients, ``RUNRECORD_PAYLOAD_CODEC=module:attr``:
+        a ``PayloadCodec`` or a callable returning one; none if unset."""
+        named = os.environ.get(CODEC_ENV)
+        if not named:
+            return None
+        return load_codec(named)
+
+
+def load_codec(named: str) -> PayloadCodec:
+    """The ``PayloadCodec`` that ``module:attr`` names (an instance, or a factory of one)."""
+    from temporalio.converter import PayloadCodec
+
+    module_name, _, attr = named.partition(":")
+    if not module_name or not attr:
+        raise RunRecordError(f"{CODEC_ENV}: expected module:attr, got {named!r}")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except ImportError as err:
+        raise RunRecordError(f"{CODEC_ENV}: cannot import {module_name!r}: {err}") from None
+    except AttributeError:
+        raise RunRecordError(f"{CODEC_ENV}: module {module_name!r} has no {attr!r}") from None
+    if not isinstance(target, PayloadCodec) and callable(target):
+        try:
+            target = target()
+        except Exception as err:
+            raise RunRecordError(f"{CODEC_ENV}: {named} failed: {err}") from None
+    if not isinstance(target, PayloadCodec):
+        raise RunRecordError(
+            f"{CODEC_ENV}: {named} is a {type(target).__name__}, not a temporalio PayloadCodec"
+        )
+    return target

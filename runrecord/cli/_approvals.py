@@ -26,6 +26,7 @@ from temporalio.service import RPCError
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._stack import load_policy
 from runrecord.cli._temporal import acting_as, control_client, describe_run
+from runrecord.recorder._decoding import decode_memo
 from runrecord.records import (
     APPROVE_SIGNAL,
     DECISION_QUERY,
@@ -51,7 +52,10 @@ async def pending_approvals(client: Client, run_id: str | None = None) -> list[A
     else:
         found = []
         async for execution in client.list_workflows(f"{AWAITING_ATTR.name} = true"):
-            payload = execution.raw_info.memo.fields.get(PENDING_MEMO_KEY)
+            memo = await decode_memo(
+                execution.raw_info.memo.fields, client.data_converter.payload_codec
+            )
+            payload = memo.get(PENDING_MEMO_KEY)
             if payload is None:
                 continue
             try:

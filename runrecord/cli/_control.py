@@ -33,6 +33,7 @@ from runrecord.cli._approvals import pending_approvals
 from runrecord.cli._stack import load_agents, load_policy
 from runrecord.cli._temporal import acting_as, control_client, describe_run, require_open
 from runrecord.recorder import RunProjection
+from runrecord.recorder._decoding import decode_events
 from runrecord.records import (
     APPROVE_SIGNAL,
     DENY_SIGNAL,
@@ -92,6 +93,8 @@ async def _projection(client: Client, run_id: str) -> tuple[RunProjection, list[
     except RPCError as err:
         raise RunRecordError(f"cannot read the history of run {run_id!r}: {err.message}") from None
     events = list(history.events)
+    # Decoded, signals and inputs resent through this client are encoded once, not twice.
+    await decode_events(events, client.data_converter.payload_codec)
     projection = RunProjection(run_id, client.namespace)
     projection.apply_all(events)
     return projection, events
@@ -254,7 +257,12 @@ async def replay_run(
         history = await client.get_workflow_handle(run_id).fetch_history()
     except RPCError as err:
         raise RunRecordError(f"cannot read the history of run {run_id!r}: {err.message}") from None
-    replayer = Replayer(workflows=agents.WORKFLOWS, plugins=[RunRecordPlugin(policy=policy)])
+    replayer = Replayer(
+        workflows=agents.WORKFLOWS,
+        plugins=[RunRecordPlugin(policy=policy)],
+        data_converter=client.data_converter,
+        header_codec_behavior=client.config()["header_codec_behavior"],
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     if result.replay_failure is None:
         return None

@@ -39,7 +39,9 @@ def _with_mirror(job: Callable[[Mirror], Awaitable[T]], *, write: bool) -> T:
     async def main() -> T:
         engine = records_engine(settings)
         async with temporal_cluster(settings, start_if_missing=False) as temporal:
-            client = await connect(temporal.address, settings.namespace)
+            client = await connect(
+                temporal.address, settings.namespace, payload_codec=settings.payload_codec
+            )
             if write:
                 await asyncio.to_thread(upgrade, engine)
             mirror = Mirror(

@@ -17,6 +17,8 @@ from sqlalchemy import Engine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.common import HeaderCodecBehavior
+from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -61,10 +63,24 @@ async def connect(
     plugins: Sequence[RunRecordPlugin] = (),
     timeout: float = 10.0,
     identity: str | None = None,
+    payload_codec: PayloadCodec | None = None,
 ) -> Client:
+    """A client of ``address``; ``payload_codec`` is the codec the agents' clients use, and
+    with one, headers (runrecord's included) are encoded too."""
     try:
         return await asyncio.wait_for(
-            Client.connect(address, namespace=namespace, plugins=list(plugins), identity=identity),
+            Client.connect(
+                address,
+                namespace=namespace,
+                plugins=list(plugins),
+                identity=identity,
+                data_converter=DataConverter(payload_codec=payload_codec),
+                header_codec_behavior=(
+                    HeaderCodecBehavior.CODEC
+                    if payload_codec is not None
+                    else HeaderCodecBehavior.NO_CODEC
+                ),
+            ),
             timeout,
         )
     except (TimeoutError, RuntimeError, RPCError, OSError) as err:
@@ -172,7 +188,9 @@ async def recording_worker(
     plugin = RunRecordPlugin(
         mcp_servers=getattr(agents, "MCP_SERVERS", []), policy=load_policy(settings)
     )
-    client = await connect(address, settings.namespace, [plugin])
+    client = await connect(
+        address, settings.namespace, [plugin], payload_codec=settings.payload_codec
+    )
     await ensure_search_attributes(client)
     # Temporal answered: only now write anything (schema, journal).
     await asyncio.to_thread(upgrade, engine)

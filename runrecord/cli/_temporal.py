@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._stack import connect, load_policy, temporal_cluster
+from runrecord.recorder._decoding import decode_memo
 from runrecord.worker import RunRecordPlugin
 
 _STATUS = {
@@ -91,7 +92,7 @@ async def describe_run(client: Client, run_id: str) -> RunState:
         run_id=run_id,
         temporal_run_id=info.execution.run_id,
         status=_STATUS.get(int(info.status), f"status {int(info.status)}"),
-        memo=dict(info.memo.fields),
+        memo=await decode_memo(info.memo.fields, client.data_converter.payload_codec),
     )
 
 
@@ -107,6 +108,10 @@ async def control_client(*, recording: bool = False) -> AsyncIterator[tuple[Sett
     async with temporal_cluster(settings, start_if_missing=False) as temporal:
         plugins = [RunRecordPlugin(policy=load_policy(settings))] if recording else []
         client = await connect(
-            temporal.address, settings.namespace, plugins, identity=client_identity()
+            temporal.address,
+            settings.namespace,
+            plugins,
+            identity=client_identity(),
+            payload_codec=settings.payload_codec,
         )
         yield settings, client

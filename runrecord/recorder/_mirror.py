@@ -37,6 +37,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from runrecord._settings import RunRecordError
 from runrecord.recorder._blobs import BlobStore
 from runrecord.recorder._database import is_outage, refusal
+from runrecord.recorder._decoding import decode_events
 from runrecord.recorder._projection import Body, RunChain, RunProjection
 from runrecord.recorder._store import (
     KEYS,
@@ -255,9 +256,12 @@ class Mirror:
             wait_new_event=wait,
             maximum_page_size=PAGE_SIZE,
         )
-        return await self.client.workflow_service.get_workflow_execution_history(
+        response = await self.client.workflow_service.get_workflow_execution_history(
             request, retry=True, timeout=LONG_POLL if wait else None
         )
+        # Hashes and redacted copies are of the payload the agent saw, not the ciphertext.
+        await decode_events(response.history.events, self.client.data_converter.payload_codec)
+        return response
 
     # --- writing
 

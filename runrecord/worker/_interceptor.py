@@ -246,6 +246,19 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
         return self._workflow_class
 
 
+class RunStartInterceptor(temporalio.client.Interceptor):
+    """The client side alone: runs started through the client get their ``runrecord`` header.
+
+    ``RunRecordPlugin`` installs this on the client and a ``RunRecordInterceptor`` per
+    worker, since the SDK shares a client's worker interceptors with all its workers.
+    """
+
+    def intercept_client(
+        self, next: temporalio.client.OutboundInterceptor
+    ) -> temporalio.client.OutboundInterceptor:
+        return _ClientOutbound(next)
+
+
 class _ClientOutbound(temporalio.client.OutboundInterceptor):
     async def start_workflow(
         self, input: temporalio.client.StartWorkflowInput

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import temporalio.worker
-from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import ClientConfig, WorkflowHistory
+from temporalio.contrib.pydantic import PydanticPayloadConverter
+from temporalio.converter import DataConverter, DefaultPayloadConverter
 from temporalio.mcp import MCPPlugin
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import Replayer, ReplayerConfig, Worker, WorkerConfig, WorkflowReplayResult
@@ -15,7 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from runrecord._redaction import redact_logs
 from runrecord.activities._mcp import MCPServerSpec
-from runrecord.worker._interceptor import RunRecordInterceptor
+from runrecord.worker._interceptor import RunRecordInterceptor, RunStartInterceptor
 from runrecord.worker._journal import Journal
 from runrecord.workflows import Policy
 
@@ -25,17 +28,13 @@ _PASSTHROUGH = ("runrecord", "cryptography")
 
 
 def _runner(existing: temporalio.worker.WorkflowRunner | None) -> temporalio.worker.WorkflowRunner:
-    if isinstance(existing, SandboxedWorkflowRunner):
-        return SandboxedWorkflowRunner(
-            restrictions=existing.restrictions.with_passthrough_modules(*_PASSTHROUGH)
+    runner = existing or SandboxedWorkflowRunner()
+    if isinstance(runner, SandboxedWorkflowRunner):
+        # replace, not rebuild: the user's runner class and other settings stay.
+        return dataclasses.replace(
+            runner, restrictions=runner.restrictions.with_passthrough_modules(*_PASSTHROUGH)
         )
-    if existing is None:
-        return SandboxedWorkflowRunner(
-            restrictions=SandboxedWorkflowRunner().restrictions.with_passthrough_modules(
-                *_PASSTHROUGH
-            )
-        )
-    return existing
+    return runner
 
 
 class RunRecordPlugin(SimplePlugin):
@@ -48,6 +47,12 @@ class RunRecordPlugin(SimplePlugin):
     Temporal's own log lines about failed activities and workflows are redacted.
     ``policy`` decides which calls wait for a person's approval (default: tools
     declared ``approval=True``, anyone may decide).
+
+    The client's data converter is kept: its payload codec, failure converter and
+    payload converter. Only Temporal's plain default payload converter is upgraded
+    to pydantic's, and not even that when a plugin later in the list sets the
+    converter itself (OpenAI Agents, pydantic-ai). Each worker gets its own
+    recording interceptor, so a run's tool registry lists its own worker's tools.
     """
 
     def __init__(
@@ -59,27 +64,63 @@ class RunRecordPlugin(SimplePlugin):
         policy: Policy | None = None,
     ) -> None:
         redact_logs()
-        record = journal.record if journal is not None else None
         self.journal = journal
         names = [s.name for s in mcp_servers]
         if len(set(names)) != len(names):
             raise ValueError(f"MCP server names must be unique, got {names}")
-        self.interceptor = RunRecordInterceptor(
-            record, identity=identity, mcp_servers=mcp_servers, policy=policy
+        self.identity = identity
+        self.mcp_servers = tuple(mcp_servers)
+        self.policy = policy
+        # Interceptors are unhashable: keyed by id, forgotten with their worker.
+        self._workers: weakref.WeakValueDictionary[int, RunRecordInterceptor] = (
+            weakref.WeakValueDictionary()
         )
+        self._converter_set_later = False
         self.mcp = MCPPlugin({s.name: s.client for s in mcp_servers}) if mcp_servers else None
         super().__init__(
             "runrecord.RunRecordPlugin",
-            data_converter=pydantic_data_converter,
-            interceptors=[self.interceptor],
+            data_converter=self._data_converter,
+            # Client side only: a worker interceptor on the client would be shared by
+            # every worker of the client; configure_worker gives each its own.
+            interceptors=[RunStartInterceptor()],
             workflow_runner=_runner,
         )
+
+    def _data_converter(self, existing: DataConverter | None) -> DataConverter:
+        converter = existing or DataConverter.default
+        if (
+            converter.payload_converter_class is not DefaultPayloadConverter
+            or self._converter_set_later
+        ):
+            return converter
+        return dataclasses.replace(converter, payload_converter_class=PydanticPayloadConverter)
+
+    def configure_client(self, config: ClientConfig) -> ClientConfig:
+        plugins = list(config.get("plugins") or [])
+        later = plugins[plugins.index(self) + 1 :] if self in plugins else []
+        self._converter_set_later = any(
+            isinstance(p, SimplePlugin) and p.data_converter is not None for p in later
+        )
+        return super().configure_client(config)
+
+    def recording_interceptor(self) -> RunRecordInterceptor:
+        """A new worker-side interceptor with this plugin's journal, identity, servers, policy."""
+        interceptor = RunRecordInterceptor(
+            self.journal.record if self.journal is not None else None,
+            identity=self.identity,
+            mcp_servers=self.mcp_servers,
+            policy=self.policy,
+        )
+        self._workers[id(interceptor)] = interceptor
+        return interceptor
 
     def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
         config = super().configure_worker(config)
         if self.mcp is not None:
             config = self.mcp.configure_worker(config)
-        self.interceptor.add_tools(config.get("activities") or [])
+        interceptor = self.recording_interceptor()
+        interceptor.add_tools(config.get("activities") or [])
+        config["interceptors"] = [interceptor, *(config.get("interceptors") or [])]
         return config
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
@@ -95,7 +136,10 @@ class RunRecordPlugin(SimplePlugin):
 
     def configure_replayer(self, config: ReplayerConfig) -> ReplayerConfig:
         config = super().configure_replayer(config)
-        return self.mcp.configure_replayer(config) if self.mcp is not None else config
+        if self.mcp is not None:
+            config = self.mcp.configure_replayer(config)
+        config["interceptors"] = [self.recording_interceptor(), *(config.get("interceptors") or [])]
+        return config
 
     @asynccontextmanager
     async def run_replayer(
@@ -117,4 +161,5 @@ class RunRecordPlugin(SimplePlugin):
     def use_journal(self, journal: Journal) -> None:
         """Send activity attempts and artifacts to ``journal`` from now on."""
         self.journal = journal
-        self.interceptor.record = journal.record
+        for interceptor in list(self._workers.values()):
+            interceptor.record = journal.record
