@@ -28,6 +28,8 @@ from tests.redaction_corpus import (
     NAMED_FIELD_SECRET,
     SECRETS,
     all_secrets,
+    leaked,
+    leaks,
     secret_text,
 )
 
@@ -36,7 +38,7 @@ from tests.redaction_corpus import (
 def test_each_kind_of_secret_is_redacted_from_text(name: str) -> None:
     text_with_secret, secret = SECRETS[name]
     redacted = Redactor([CONFIGURED_PATTERN]).text(text_with_secret)
-    assert secret not in redacted
+    assert not leaks(secret, redacted), redacted
     assert MARK in redacted
 
 
@@ -239,3 +241,49 @@ async def test_gc_drops_old_copies_and_records_stay_verifiable(
         data, media_type = canonical(payload)
         assert call.input_refs[0].sha256 == hashlib.sha256(data).hexdigest()
         assert (call.input_refs[0].size, call.input_refs[0].media_type) == (len(data), media_type)
+
+
+def test_secrets_used_as_keys_are_redacted_and_no_entry_is_lost() -> None:
+    github = SECRETS["github_fine_grained_token"][1]
+    stripe = SECRETS["stripe_long_live_key"][1]
+    value = {
+        github: "ops-bot",
+        "tokens": {stripe: 1, SECRETS["npm_token"][1]: 2, "count": 3},
+        MARK: "a key that was already redacted",
+    }
+    redacted = Redactor().value(value)
+    assert leaked(json.dumps(redacted)) == []
+    assert sorted(redacted) == [MARK, f"{MARK}#2", "tokens"]
+    assert sorted(redacted.values(), key=str) == sorted(
+        ["ops-bot", "a key that was already redacted", redacted["tokens"]], key=str
+    )
+    assert sorted(redacted["tokens"]) == [MARK, f"{MARK}#2", "count"]
+    assert sorted(redacted["tokens"].values()) == [1, 2, 3]
+
+
+def test_an_environment_list_names_its_secret_values() -> None:
+    aws = SECRETS["aws_secret_key_env"][1]
+    env = [
+        {"name": "AWS_SECRET_ACCESS_KEY", "value": aws},
+        {"Name": "DB_PASSWORD", "Value": "hunter2"},
+        {"name": "REGION", "value": "eu-west-1"},
+    ]
+    assert Redactor().value({"environment": env}) == {
+        "environment": [
+            {"name": "AWS_SECRET_ACCESS_KEY", "value": MARK},
+            {"Name": "DB_PASSWORD", "Value": MARK},
+            {"name": "REGION", "value": "eu-west-1"},
+        ]
+    }
+
+
+@pytest.mark.parametrize("name", ["github_fine_grained_token", "aws_secret_key_env", "jwt"])
+def test_a_text_is_redacted_whole_then_cut(name: str) -> None:
+    """A secret straddling the cut must not leave its first half behind."""
+    text_with_secret, secret = SECRETS[name]
+    start = text_with_secret.index(secret)
+    filler = "x" * (1990 - start - len(secret) // 2)
+    long_text = filler + text_with_secret + " and more" * 50
+    cut = Redactor().text(long_text, limit=2000)
+    assert len(cut) <= 2000 and cut.endswith("...")
+    assert not leaks(secret, cut), cut[-80:]
