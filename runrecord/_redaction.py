@@ -121,7 +121,8 @@ _EXTRA = tuple(
         r"(?<![\w~.\-])[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.\-]{31,34}",  # Microsoft Entra secret
         r"(?i)[?&]sig=([A-Za-z0-9%+/=]{16,})",  # Azure shared access signature
         # AWS secret access key where the context names it (CLI arguments, XML, env lists)
-        r"(?i)secret[_\- ]?access[_\- ]?key[\"'>]?[\s:=>\"']+([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
+        r"(?i)secret[_\- ]?access[_\- ]?key[\"'>]?[\s:=>\"']+"
+        r"([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
         # the password of a URL, even with characters detect-secrets' pattern leaves out
         r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@\[\]]+:([^\s@/?#]+)@",
         r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{8,}=*)",

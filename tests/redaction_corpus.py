@@ -153,8 +153,8 @@ SECRETS: dict[str, tuple[str, str]] = {
         "xoxb-3829932157116-4941577188357-6LwfeXfZFXtqWQokuBGJvu65",
     ),
     "slack_app_token": (
-        "socket mode xapp-1-AFL9C6QV7UD-0370382653845-6bbeef965d4f0bd1529b8430691cc5324ca89165999b4c6"
-        "0fdb505a45030b2b9",
+        "socket mode xapp-1-AFL9C6QV7UD-0370382653845-6bbeef965d4f0bd1529b8430691cc5324ca8916"
+        "5999b4c60fdb505a45030b2b9",
         "xapp-1-AFL9C6QV7UD-0370382653845-6bbeef965d4f0bd1529b8430691cc5324ca89165999b4c60fdb505a4"
         "5030b2b9",
     ),
@@ -191,7 +191,8 @@ SECRETS: dict[str, tuple[str, str]] = {
     ),
     # more cloud and developer platforms
     "digitalocean_token": (
-        "doctl auth init -t dop_v1_9bc0fe8bf4347bec1a82eeb3891212e3cef04a403c2580123a49f7ae7c7ad1f7",
+        "doctl auth init -t "
+        "dop_v1_9bc0fe8bf4347bec1a82eeb3891212e3cef04a403c2580123a49f7ae7c7ad1f7",
         "dop_v1_9bc0fe8bf4347bec1a82eeb3891212e3cef04a403c2580123a49f7ae7c7ad1f7",
     ),
     "docker_hub_token": (
@@ -211,7 +212,8 @@ SECRETS: dict[str, tuple[str, str]] = {
         "dapi85e20b247f4a5f340c2fdab20873c795",
     ),
     "vault_token": (
-        "vault login hvs.NbdRw6mF8u9oiqaNs0Gc4LtWa4pmDP4iXJ44MG508LOvndABLZCPvmDXqQYAMWHS5FwMezMv3q4W",
+        "vault login "
+        "hvs.NbdRw6mF8u9oiqaNs0Gc4LtWa4pmDP4iXJ44MG508LOvndABLZCPvmDXqQYAMWHS5FwMezMv3q4W",
         "hvs.NbdRw6mF8u9oiqaNs0Gc4LtWa4pmDP4iXJ44MG508LOvndABLZCPvmDXqQYAMWHS5FwMezMv3q4W",
     ),
     "url_password_special": (

@@ -61,7 +61,7 @@ from runrecord.records import (
 )
 from runrecord.worker._nudge import nudge
 from runrecord.workflows._agent import AgentSpec, agent_spec
-from runrecord.workflows._approvals import ApprovalGate
+from runrecord.workflows._approvals import ApprovalGate, redact_text
 from runrecord.workflows._mcp import MCPSnapshot
 from runrecord.workflows._policy import Action, Policy
 from runrecord.workflows._rollback import (
@@ -151,9 +151,12 @@ def _positional_parameters(fn: Callable[..., Any]) -> int:
     return sum(1 for p in params if p.kind in kinds and p.name != "self")
 
 
+ERROR_LIMIT = 2000
+"""Characters kept of an error text, after redaction."""
+
+
 def _error_text(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {err}"
-    return text if len(text) <= 2000 else text[:1997] + "..."
+    return redact_text(f"{type(err).__name__}: {err}", ERROR_LIMIT)
 
 
 class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Interceptor):
@@ -332,9 +335,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             raise
         except Exception as err:
             if self.spec is not None and self.spec.rollback_on_failure and not self.rolling_back:
-                request = RollbackRequest(
-                    requested_by=ROLLBACK_ON_FAILURE, reason=_error_text(err)[:500]
-                )
+                request = RollbackRequest(requested_by=ROLLBACK_ON_FAILURE, reason=_error_text(err))
                 await self._roll_back(request, err)
             kind = err.type if isinstance(err, ApplicationError) else None
             self._set_status(FAILURE_STATUS[kind] if kind in FAILURE_STATUS else "failed")
