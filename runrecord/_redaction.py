@@ -79,6 +79,8 @@ _PLUGIN_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
 
 _KEYWORDS = "|".join(SECRET_KEYWORDS)
 # What detect-secrets has no plugin for. Each pattern redacts group 1, or the whole match.
+# Distinctive prefixes need no word boundary before them: in escaped text (``\\n`` in
+# JSON, a log line) a token follows a letter.
 _EXTRA = tuple(
     re.compile(p)
     for p in (
@@ -89,31 +91,31 @@ _EXTRA = tuple(
         r"sk-ant-[A-Za-z0-9_\-]{20,}",  # Anthropic
         r"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,}",  # OpenAI project/service keys
         r"\bsk-[A-Za-z0-9]{32,}\b",  # OpenAI legacy keys without the T3BlbkFJ marker
-        r"\bAIza[0-9A-Za-z_\-]{35}",  # GCP API key
+        r"AIza[0-9A-Za-z_\-]{35}",  # GCP API key
         r"\bya29\.[0-9A-Za-z_\-]{20,}",  # GCP OAuth access token
-        r"\bGOCSPX-[0-9A-Za-z_\-]{20,}",  # Google OAuth client secret
-        r"\b1//0[0-9A-Za-z_\-]{40,}",  # Google OAuth refresh token
-        r"\bgithub_pat_[A-Za-z0-9_]{30,}",  # GitHub fine-grained token
-        r"\bgh[pousr]_[A-Za-z0-9_]{30,}",  # GitHub classic tokens of any length
-        r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}",  # Stripe keys (detect-secrets stops at 24)
-        r"\bwhsec_[0-9A-Za-z+/=]{24,}",  # Stripe webhook signing secret
-        r"\b(?:xox[abposre]|xoxe\.xox[bp]|xapp)-[0-9A-Za-z\-]{10,}",  # Slack (any case)
-        r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face
-        r"\bnpm_[A-Za-z0-9]{36}\b",  # npm
-        r"\bdo[opr]_v1_[a-f0-9]{64}",  # DigitalOcean
-        r"\bdckr_pat_[A-Za-z0-9_\-]{20,}",  # Docker Hub
-        r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}",  # Shopify
-        r"\bgsk_[A-Za-z0-9]{48,}",  # Groq
-        r"\bxai-[A-Za-z0-9]{60,}",  # xAI
-        r"\bpplx-[A-Za-z0-9]{40,}",  # Perplexity
-        r"\br8_[A-Za-z0-9]{37}",  # Replicate
+        r"GOCSPX-[0-9A-Za-z_\-]{20,}",  # Google OAuth client secret
+        r"1//0[0-9A-Za-z_\-]{40,}",  # Google OAuth refresh token
+        r"github_pat_[A-Za-z0-9_]{30,}",  # GitHub fine-grained token
+        r"gh[pousr]_[A-Za-z0-9_]{30,}",  # GitHub classic tokens of any length
+        r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}",  # Stripe keys (detect-secrets stops at 24)
+        r"whsec_[0-9A-Za-z+/=]{24,}",  # Stripe webhook signing secret
+        r"(?:xox[abposre]|xoxe\.xox[bp]|xapp)-[0-9A-Za-z\-]{10,}",  # Slack (any case)
+        r"hf_[A-Za-z0-9]{30,}",  # Hugging Face
+        r"npm_[A-Za-z0-9]{36}\b",  # npm
+        r"do[opr]_v1_[a-f0-9]{64}",  # DigitalOcean
+        r"dckr_pat_[A-Za-z0-9_\-]{20,}",  # Docker Hub
+        r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}",  # Shopify
+        r"gsk_[A-Za-z0-9]{48,}",  # Groq
+        r"xai-[A-Za-z0-9]{60,}",  # xAI
+        r"pplx-[A-Za-z0-9]{40,}",  # Perplexity
+        r"r8_[A-Za-z0-9]{37}",  # Replicate
         r"\bdapi[a-f0-9]{32}(?:-\d)?",  # Databricks
         r"\bATATT3[A-Za-z0-9_\-=]{50,}",  # Atlassian API token
-        r"\bsntr[ysu]_[A-Za-z0-9+/=_]{40,}",  # Sentry
-        r"\bNRAK-[A-Z0-9]{27}",  # New Relic
-        r"\bglsa_[A-Za-z0-9]{32}_[a-f0-9]{8}",  # Grafana service account
-        r"\blin_api_[A-Za-z0-9]{40}",  # Linear
-        r"\bPMAK-[a-f0-9]{24}-[a-f0-9]{34}",  # Postman
+        r"sntr[ysu]_[A-Za-z0-9+/=_]{40,}",  # Sentry
+        r"NRAK-[A-Z0-9]{27}",  # New Relic
+        r"glsa_[A-Za-z0-9]{32}_[a-f0-9]{8}",  # Grafana service account
+        r"lin_api_[A-Za-z0-9]{40}",  # Linear
+        r"PMAK-[a-f0-9]{24}-[a-f0-9]{34}",  # Postman
         r"\bdp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,}",  # Doppler
         r"\bhv[sbr]\.[A-Za-z0-9_\-]{24,}",  # HashiCorp Vault
         r"\bLTAI[A-Za-z0-9]{20}",  # Alibaba Cloud access key id

@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import glob
 import hashlib
 import json
 import logging
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
-from temporalio.client import Client
+from sqlalchemy import Engine, make_url, text
+from temporalio.api.common.v1 import Payload
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
 from runrecord._redaction import MARK, PATTERNS_ENV, Redactor, default_redactor
 from runrecord.recorder import BlobStore, Mirror, load_run
 from runrecord.recorder._projection import canonical
+from runrecord.records import RunRecord
 from runrecord.worker import Journal, RunRecordPlugin
 from tests import agents_for_calls as agents
+from tests import corpus_agents as corpus
+from tests.corpus_agents import SECRET_TEXT
 from tests.redaction_corpus import (
     CONFIGURED_PATTERN,
     NAMED_FIELD_SECRET,
@@ -32,6 +41,7 @@ from tests.redaction_corpus import (
     leaks,
     secret_text,
 )
+from tests.test_approvals import waiting_for
 
 
 @pytest.mark.parametrize("name", sorted(SECRETS))
@@ -287,3 +297,237 @@ def test_a_text_is_redacted_whole_then_cut(name: str) -> None:
     cut = Redactor().text(long_text, limit=2000)
     assert len(cut) <= 2000 and cut.endswith("...")
     assert not leaks(secret, cut), cut[-80:]
+
+
+# --- the whole corpus, through every door, on the real stack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pg_dump(database_url: str) -> str:
+    """The scratch database as ``pg_dump`` writes it (the newest client on this machine)."""
+    found = glob.glob("/usr/lib/postgresql/*/bin/pg_dump")
+    binary = max(found, key=lambda p: int(Path(p).parts[-3])) if found else shutil.which("pg_dump")
+    if binary is None:
+        pytest.fail("no pg_dump: install the PostgreSQL client (postgresql-client)", pytrace=False)
+    url = make_url(database_url).set(drivername="postgresql")
+    proc = subprocess.run(
+        [binary, "--no-owner", url.render_as_string(hide_password=False)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _start_corpus_worker(env: dict[str, str], queue: str, log: Path) -> subprocess.Popen[bytes]:
+    """`runrecord worker` (with its mirror) for the corpus agents, its output kept in ``log``."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "runrecord.cli",
+                "worker",
+                "--module",
+                "tests.corpus_agents",
+                "--task-queue",
+                queue,
+            ],
+            cwd=ROOT,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    deadline = time.monotonic() + 60
+    while "Worker on" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("worker did not start:\n" + log.read_text(errors="replace")[-2000:])
+        time.sleep(0.1)
+    return proc
+
+
+def _written_by_runrecord(events: Iterable[HistoryEvent]) -> str:
+    """What runrecord (its interceptor and its CLI) wrote into a run's history: memo, headers,
+    search attributes, its signals, pause and reset reasons, the failures it raised. The
+    agent's own activity arguments, results and errors are the user's, and left out."""
+    parts: list[bytes | str] = []
+
+    def payloads(fields: Iterable[Payload]) -> None:
+        parts.extend(p.data for p in fields)
+
+    for e in events:
+        if e.HasField("workflow_execution_started_event_attributes"):
+            a = e.workflow_execution_started_event_attributes
+            payloads(a.header.fields.values())
+            payloads(a.memo.fields.values())
+            payloads(a.search_attributes.indexed_fields.values())
+        elif e.HasField("workflow_properties_modified_event_attributes"):
+            payloads(e.workflow_properties_modified_event_attributes.upserted_memo.fields.values())
+        elif e.HasField("upsert_workflow_search_attributes_event_attributes"):
+            attrs = e.upsert_workflow_search_attributes_event_attributes
+            payloads(attrs.search_attributes.indexed_fields.values())
+        elif e.HasField("activity_task_scheduled_event_attributes"):
+            payloads(e.activity_task_scheduled_event_attributes.header.fields.values())
+        elif e.HasField("workflow_execution_signaled_event_attributes"):
+            signal = e.workflow_execution_signaled_event_attributes
+            if signal.signal_name.startswith("runrecord."):
+                payloads(signal.input.payloads)
+            payloads(signal.header.fields.values())
+        elif e.HasField("workflow_execution_paused_event_attributes"):
+            parts.append(e.workflow_execution_paused_event_attributes.reason)
+        elif e.HasField("workflow_execution_unpaused_event_attributes"):
+            parts.append(e.workflow_execution_unpaused_event_attributes.reason)
+        elif e.HasField("workflow_task_failed_event_attributes"):
+            parts.append(e.workflow_task_failed_event_attributes.failure.message)
+        elif e.HasField("workflow_execution_failed_event_attributes"):
+            failure = e.workflow_execution_failed_event_attributes.failure  # not its cause
+            parts.append(failure.message)
+            payloads(failure.application_failure_info.details.payloads)
+    return "\n".join(p.decode(errors="replace") if isinstance(p, bytes) else p for p in parts)
+
+
+def _few_secrets(part: int, parts: int = 6) -> str:
+    texts = [text for text, _ in SECRETS.values()]
+    return "\n".join(texts[part::parts])[:900]
+
+
+async def _until_recorded(
+    engine: Engine, run_id: str, done: Callable[[RunRecord], bool]
+) -> RunRecord:
+    deadline = time.monotonic() + 90
+    while True:
+        with engine.connect() as conn:
+            found = load_run(conn, run_id)
+        if found is not None and done(found):
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {run_id} never reached the expected record: {found}")
+        await asyncio.sleep(0.25)
+
+
+async def test_no_secret_of_the_corpus_leaves_through_any_door(
+    configured_redaction: None,
+    temporal_address: str,
+    engine: Engine,
+    database_url: str,
+    home: Path,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    env = {**cli_env, PATTERNS_ENV: CONFIGURED_PATTERN}
+    outputs: dict[str, str] = {}
+
+    async def cli(*args: str, stdin: str | None = None, ok: bool = True) -> str:
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "runrecord.cli", *args],
+            env=env,
+            cwd=ROOT,
+            input=stdin if stdin is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert (proc.returncode == 0) == ok, f"{args[:2]}: {proc.stderr[-3000:]}"
+        outputs[" ".join(a[:40] for a in args)] = proc.stdout + proc.stderr
+        return proc.stdout
+
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "worker.log"
+    worker = _start_corpus_worker(env, queue, log)
+    try:
+        client = await Client.connect(temporal_address, plugins=[RunRecordPlugin()])
+        a, b = f"corpus-{uuid.uuid4().hex[:8]}", f"waiter-{uuid.uuid4().hex[:8]}"
+        task = corpus.CorpusTask(text=SECRET_TEXT, keyed=corpus.KEYED)
+        run_a = await client.start_workflow(corpus.CorpusAgent.run, task, id=a, task_queue=queue)
+        await client.start_workflow(corpus.CorpusWaiter.run, SECRET_TEXT, id=b, task_queue=queue)
+        await waiting_for(client, a, "3")
+        await waiting_for(client, b, "2")
+        await cli("approvals")
+        await cli("approvals", "--json")
+
+        # Reasons from standard input, a file and the command line.
+        await cli("approve", a, "3", "--as", "alice", "--reason-file", "-", stdin=SECRET_TEXT)
+        await waiting_for(client, a, "4")
+        await cli("deny", a, "4", "--as", "bob", "--reason", SECRET_TEXT)
+        with pytest.raises(WorkflowFailureError):
+            await asyncio.wait_for(run_a.result(), 90)
+
+        # Temporal refuses long pause reasons: these carry a few secrets each.
+        reason_file = tmp_path / "reason.txt"
+        reason_file.write_text(_few_secrets(0))
+        await cli("pause", b, "--as", "olga", "--reason-file", str(reason_file))
+        await cli("resume", b, "--as", "olga", "--reason", _few_secrets(1))
+        await cli("reset", b, "--to-call", "2", "--reason-file", "-", stdin=SECRET_TEXT)
+        await waiting_for(client, b, "2")
+        await cli("rollback", b, "--as", "fay", "--reason", SECRET_TEXT, ok=False)
+
+        record_a = await _until_recorded(
+            engine,
+            a,
+            lambda r: (
+                r.final_status == "rollback_incomplete"
+                and len(r.tool_calls[1].retry_state.history) == 2
+                and bool(r.artifacts)
+            ),
+        )
+        record_b = await _until_recorded(
+            engine,
+            b,
+            lambda r: r.final_status == "rollback_incomplete" and len(r.temporal_runs) == 2,
+        )
+        for run_id in (a, b):
+            await cli("show", run_id)
+            await cli("show", run_id, "--json")
+        await cli("runs")
+        await cli("runs", "--json")
+    finally:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+    # The secrets did flow: the agent's own payloads in history carry every one of them.
+    history_a = await client.get_workflow_handle(a).fetch_history()
+    assert leaked(str(history_a.events)) == all_secrets()
+
+    # What was recorded is there, redacted.
+    calls = {c.tool_call_id: c for c in record_a.tool_calls}
+    approved, denied = calls["3"].approval, calls["4"].approval
+    assert (
+        approved is not None and approved.decided_by == "alice" and MARK in (approved.reason or "")
+    )
+    assert denied is not None and denied.decided_by == "bob" and MARK in (denied.reason or "")
+    error = calls["2"].retry_state.history[0].error or ""
+    assert error.startswith("RuntimeError: xxx") and MARK in error and len(error) <= 2000
+    assert record_a.rollback is not None and record_a.rollback.reason is not None
+    assert record_a.rollback.reason.startswith("ApplicationError: xxx")
+    assert MARK in record_a.rollback.reason and len(record_a.rollback.reason) <= 500
+    missed = next(n for n in record_a.rollback.not_undone if n.tool == "keep_note")
+    assert missed.why.startswith("compensator forget_note failed: ApplicationError: xxx")
+    assert MARK in missed.why and len(missed.why) <= 500
+    assert MARK in record_a.artifacts[0].uri
+    assert record_b.rollback is not None and MARK in (record_b.rollback.reason or "")
+    assert MARK in (record_b.temporal_runs[1].reset_reason or "")
+
+    written = {
+        "pg_dump": _pg_dump(database_url),
+        "blob store, journal and home": _dump_files(home),
+        "worker and mirror log": log.read_text(errors="replace"),
+        **{f"runrecord {command}": text for command, text in outputs.items()},
+    }
+    for run_id, record in ((a, record_a), (b, record_b)):
+        for temporal_run in record.temporal_run_ids:
+            history = await client.get_workflow_handle(run_id, run_id=temporal_run).fetch_history()
+            written[f"history of {run_id}/{temporal_run}"] = _written_by_runrecord(history.events)
+    assert (
+        MARK in written["pg_dump"]
+        and "Completing activity as failed" in written["worker and mirror log"]
+    )
+    leaks_by_door = {door: leaked(text) for door, text in written.items()}
+    assert {door: found for door, found in leaks_by_door.items() if found} == {}

@@ -55,13 +55,14 @@ from runrecord.records import (
     ControlEvent,
     JournalEntry,
     MCPCall,
+    ModelSpec,
     RollbackRequest,
     RunContext,
     RunMemo,
 )
 from runrecord.worker._nudge import nudge
 from runrecord.workflows._agent import AgentSpec, agent_spec
-from runrecord.workflows._approvals import ApprovalGate, redact_text
+from runrecord.workflows._approvals import ApprovalGate, redact, redact_text
 from runrecord.workflows._mcp import MCPSnapshot
 from runrecord.workflows._policy import Action, Policy
 from runrecord.workflows._rollback import (
@@ -149,6 +150,13 @@ def _positional_parameters(fn: Callable[..., Any]) -> int:
         return 0
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return sum(1 for p in params if p.kind in kinds and p.name != "self")
+
+
+def _redacted_model(model: ModelSpec | None) -> ModelSpec | None:
+    """The agent's model as the memo may hold it: its parameters can carry keys and headers."""
+    if model is None:
+        return None
+    return ModelSpec.model_validate(redact(model.model_dump(mode="json", by_alias=True)))
 
 
 ERROR_LIMIT = 2000
@@ -291,7 +299,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             agent_id=self.agent_id,
             agent_version=spec.version if spec else None,
             turn_id=context.turn_id,
-            model=spec.model if spec else None,
+            model=_redacted_model(spec.model) if spec else None,
             prompt_version=spec.prompt.prompt_version if spec and spec.prompt else None,
             tool_registry=[
                 t.registry_entry()
