@@ -22,14 +22,15 @@ from sqlalchemy import Engine, make_url, text
 from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from runrecord._redaction import MARK, PATTERNS_ENV, Redactor, default_redactor
 from runrecord.recorder import BlobStore, Mirror, load_run
 from runrecord.recorder._projection import canonical
-from runrecord.records import RunRecord
+from runrecord.records import APPROVE_SIGNAL, DENY_SIGNAL, RunRecord
 from runrecord.worker import Journal, RunRecordPlugin
 from tests import agents_for_calls as agents
+from tests import control_agents as control
 from tests import corpus_agents as corpus
 from tests.corpus_agents import SECRET_TEXT
 from tests.redaction_corpus import (
@@ -41,7 +42,8 @@ from tests.redaction_corpus import (
     leaks,
     secret_text,
 )
-from tests.test_approvals import waiting_for
+from tests.test_approvals import record, waiting_for
+from tests.test_approvals import worker as approval_worker
 
 
 @pytest.mark.parametrize("name", sorted(SECRETS))
@@ -350,7 +352,7 @@ def _start_corpus_worker(env: dict[str, str], queue: str, log: Path) -> subproce
     return proc
 
 
-def _written_by_runrecord(events: Iterable[HistoryEvent]) -> str:
+def _written_by_runrecord(events: Iterable[HistoryEvent], *, signals: bool = True) -> str:
     """What runrecord (its interceptor and its CLI) wrote into a run's history: memo, headers,
     search attributes, its signals, pause and reset reasons, the failures it raised. The
     agent's own activity arguments, results and errors are the user's, and left out."""
@@ -374,7 +376,7 @@ def _written_by_runrecord(events: Iterable[HistoryEvent]) -> str:
             payloads(e.activity_task_scheduled_event_attributes.header.fields.values())
         elif e.HasField("workflow_execution_signaled_event_attributes"):
             signal = e.workflow_execution_signaled_event_attributes
-            if signal.signal_name.startswith("runrecord."):
+            if signals and signal.signal_name.startswith("runrecord."):
                 payloads(signal.input.payloads)
             payloads(signal.header.fields.values())
         elif e.HasField("workflow_execution_paused_event_attributes"):
@@ -521,8 +523,8 @@ async def test_no_secret_of_the_corpus_leaves_through_any_door(
         "worker and mirror log": log.read_text(errors="replace"),
         **{f"runrecord {command}": text for command, text in outputs.items()},
     }
-    for run_id, record in ((a, record_a), (b, record_b)):
-        for temporal_run in record.temporal_run_ids:
+    for run_id, recorded in ((a, record_a), (b, record_b)):
+        for temporal_run in recorded.temporal_run_ids:
             history = await client.get_workflow_handle(run_id, run_id=temporal_run).fetch_history()
             written[f"history of {run_id}/{temporal_run}"] = _written_by_runrecord(history.events)
     assert (
@@ -531,3 +533,40 @@ async def test_no_secret_of_the_corpus_leaves_through_any_door(
     )
     leaks_by_door = {door: leaked(text) for door, text in written.items()}
     assert {door: found for door, found in leaks_by_door.items() if found} == {}
+
+
+async def test_reasons_signalled_around_the_cli_are_redacted_by_the_run(
+    configured_redaction: None, temporal_address: str, journal: Journal, engine: Engine
+) -> None:
+    """A decision can come from the Temporal UI or raw gRPC, unredacted: the run redacts what it
+    records (memo, the ToolDenied it raises), replays the same, and the records hold no secret."""
+    async with approval_worker(temporal_address, journal) as (client, queue):
+        run_id = f"deploy-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(
+            control.Deployer.run, ["prod-a", "prod-b"], id=run_id, task_queue=queue
+        )
+        await waiting_for(client, run_id, "1")
+        decision = {"toolCallId": "1", "approver": "alice", "reason": SECRET_TEXT}
+        await handle.signal(APPROVE_SIGNAL, {**decision, "runId": SECRET_TEXT})  # refused
+        await handle.signal(APPROVE_SIGNAL, decision)
+        await waiting_for(client, run_id, "2")
+        await handle.signal(DENY_SIGNAL, {**decision, "toolCallId": "2", "approver": "bob"})
+        with pytest.raises(WorkflowFailureError):
+            await asyncio.wait_for(handle.result(), 60)
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    assert leaked(_written_by_runrecord(history.events, signals=False)) == []
+    replayer = Replayer(workflows=control.WORKFLOWS, plugins=[RunRecordPlugin()])
+    assert (
+        await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    ).replay_failure is None
+
+    done = await record(client, engine, run_id)
+    assert done.final_status == "escalated"
+    approved, denied = (c.approval for c in done.tool_calls)
+    assert approved is not None and (approved.state, approved.decided_by) == ("approved", "alice")
+    assert denied is not None and (denied.state, denied.decided_by) == ("denied", "bob")
+    assert MARK in (approved.reason or "") and MARK in (denied.reason or "")
+    (refused,) = done.approval_rejections
+    assert refused.reason.startswith("the decision names run ") and MARK in refused.reason
+    assert MARK in (done.failure or "")
+    assert leaked(done.model_dump_json()) == []
