@@ -20,14 +20,26 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, make_url, text
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Replayer, Worker
 
 from runrecord._redaction import MARK, PATTERNS_ENV, Redactor, default_redactor
 from runrecord.recorder import BlobStore, Mirror, load_run
-from runrecord.recorder._projection import canonical
-from runrecord.records import APPROVE_SIGNAL, DENY_SIGNAL, RunRecord
+from runrecord.recorder._projection import RunProjection, canonical
+from runrecord.records import (
+    APPROVE_SIGNAL,
+    DENY_SIGNAL,
+    EVENT_MEMO_KEY,
+    Approval,
+    ApprovalRejection,
+    CallHeader,
+    ControlEvent,
+    NotUndone,
+    Rollback,
+    RunRecord,
+)
 from runrecord.worker import Journal, RunRecordPlugin
 from tests import agents_for_calls as agents
 from tests import control_agents as control
@@ -570,3 +582,47 @@ async def test_reasons_signalled_around_the_cli_are_redacted_by_the_run(
     assert refused.reason.startswith("the decision names run ") and MARK in refused.reason
     assert MARK in (done.failure or "")
     assert leaked(done.model_dump_json()) == []
+
+
+def test_the_projection_redacts_reasons_a_run_recorded_unredacted(
+    configured_redaction: None,
+) -> None:
+    """Defence in depth: a memo written by older code, or by anything else, is redacted when
+    it becomes a record."""
+    header = CallHeader(
+        tool_call_id="1",
+        tool="deploy",
+        side_effect="deploy",
+        run_id="r",
+        approval=Approval(state="denied", decided_by="bob", reason=SECRET_TEXT),
+    )
+    rollback = Rollback(
+        requested_by="fay",
+        reason=SECRET_TEXT,
+        not_undone=[NotUndone(tool_call_id="1", tool="deploy", why=SECRET_TEXT)],
+        outcome="rollback_incomplete",
+    )
+    rejection = ApprovalRejection(decision="approve", approver="eve", reason=SECRET_TEXT)
+    events = [HistoryEvent(event_id=1, event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)]
+    for event in (
+        ControlEvent(kind="decided", call=header),
+        ControlEvent(kind="rejected", rejection=rejection),
+        ControlEvent(kind="rollback", rollback=rollback),
+    ):
+        modified = HistoryEvent(
+            event_id=len(events) + 1,
+            event_type=EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
+        )
+        memo = modified.workflow_properties_modified_event_attributes.upserted_memo
+        memo.fields[EVENT_MEMO_KEY].metadata["encoding"] = b"json/plain"
+        memo.fields[EVENT_MEMO_KEY].data = event.model_dump_json(by_alias=True).encode()
+        events.append(modified)
+    projection = RunProjection("r")
+    projection.apply_all(events)
+    done = projection.record()
+    assert leaked(done.model_dump_json()) == []
+    assert done.tool_calls[0].approval is not None
+    assert MARK in (done.tool_calls[0].approval.reason or "")
+    assert MARK in done.approval_rejections[0].reason
+    assert done.rollback is not None and MARK in (done.rollback.reason or "")
+    assert MARK in done.rollback.not_undone[0].why
