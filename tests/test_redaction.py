@@ -626,3 +626,25 @@ def test_the_projection_redacts_reasons_a_run_recorded_unredacted(
     assert MARK in done.approval_rejections[0].reason
     assert done.rollback is not None and MARK in (done.rollback.reason or "")
     assert MARK in done.rollback.not_undone[0].why
+
+
+def test_a_reason_comes_from_one_place_or_one_clear_line_says_why(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-reason.txt"
+    for args, needle in (
+        (("pause", "r", "--reason", "x", "--reason-file", "-"), "not both"),
+        (("approve", "r", "1", "--reason-file", str(missing)), "cannot read --reason-file"),
+        (("pause", "r", "--reason-file", "-"), "give a reason with --reason or --reason-file"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "runrecord.cli", *args],
+            env=cli_env,
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 1, proc.stdout
+        assert proc.stderr.startswith("runrecord: error: ") and needle in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
