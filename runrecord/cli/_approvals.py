@@ -196,9 +196,10 @@ def _decide(
             )
 
     outcome = asyncio.run(main())
+    message = default_redactor().text(outcome.message)  # a run on older code may not have
     if not outcome.applied:
-        raise RunRecordError(f"refused by run {run_id}: {outcome.message}")
-    typer.echo(f"{outcome.message} in run {run_id} by {approver}")
+        raise RunRecordError(f"refused by run {run_id}: {message}")
+    typer.echo(f"{message} in run {run_id} by {approver}")
 
 
 _REASON = typer.Option(None, "--reason", help="Why: recorded with the decision (redacted).")

@@ -343,9 +343,10 @@ def rollback(
             return await rollback_report(client, run_id, wait)
 
     report = asyncio.run(main())
+    said = default_redactor().text(summary(report))  # a run on older code may not have
     if report.outcome == FinalStatus.ROLLBACK_INCOMPLETE:
-        raise RunRecordError(f"rollback of {run_id} incomplete: {summary(report)}")
-    typer.echo(f"run {run_id} {summary(report)}")
+        raise RunRecordError(f"rollback of {run_id} incomplete: {said}")
+    typer.echo(f"run {run_id} {said}")
 
 
 def reset(
