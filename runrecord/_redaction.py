@@ -145,6 +145,7 @@ _SECRET_FIELD = re.compile(
 )
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _PAIR_NAMES = ("name", "Name", "key", "Key")
+_KEY_CACHE = 4096
 
 
 def shannon_entropy(value: str) -> float:
@@ -175,6 +176,7 @@ class Redactor:
             except re.error as err:
                 raise ValueError(f"invalid redaction pattern {pattern!r}: {err}") from None
         self.patterns = tuple(compiled)
+        self._keys: dict[str, str] = {}
 
     @classmethod
     def from_env(cls) -> Redactor:
@@ -202,10 +204,19 @@ class Redactor:
             return [self.value(v, field) for v in value]
         return value
 
+    def _key(self, key: str) -> str:
+        # The same few keys recur in every object of a list: redact each once.
+        redacted = self._keys.get(key)
+        if redacted is None:
+            if len(self._keys) >= _KEY_CACHE:
+                self._keys.clear()
+            redacted = self._keys[key] = self.text(key)
+        return redacted
+
     def _mapping(self, value: Mapping[Any, Any]) -> dict[Any, Any]:
         """Keys are redacted like texts; a key that held a secret becomes ``[REDACTED]``,
         numbered (``[REDACTED]#2``) where two would collide, so no entry is lost."""
-        keys = {k: self.text(k) if isinstance(k, str) else k for k in value}
+        keys = {k: self._key(k) if isinstance(k, str) else k for k in value}
         kept = {k for k, redacted in keys.items() if k == redacted}
         # {"name": "AWS_SECRET_ACCESS_KEY", "value": "..."}: an environment list names its value.
         named = next((value[k] for k in _PAIR_NAMES if isinstance(value.get(k), str)), None)
