@@ -26,6 +26,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Replayer, Worker
 
 from runrecord._redaction import MARK, PATTERNS_ENV, Redactor, default_redactor
+from runrecord.cli._approvals import pending_approvals
 from runrecord.recorder import BlobStore, Mirror, load_run
 from runrecord.recorder._projection import RunProjection, canonical
 from runrecord.records import (
@@ -54,7 +55,7 @@ from tests.redaction_corpus import (
     leaks,
     secret_text,
 )
-from tests.test_approvals import record, waiting_for
+from tests.test_approvals import record
 from tests.test_approvals import worker as approval_worker
 
 
@@ -405,8 +406,17 @@ def _written_by_runrecord(events: Iterable[HistoryEvent], *, signals: bool = Tru
 
 
 def _few_secrets(part: int, parts: int = 6) -> str:
-    texts = [text for text, _ in SECRETS.values()]
-    return "\n".join(texts[part::parts])[:900]
+    """Every ``parts``-th corpus text: short enough for a Temporal pause reason."""
+    return "\n".join([text for text, _ in SECRETS.values()][part::parts])
+
+
+async def waiting_for(client: Client, run_id: str, call: str) -> None:
+    """Until ``call`` of ``run_id`` waits for a decision (generous: the machine may be busy)."""
+    deadline = time.monotonic() + 60
+    while not any(r.tool_call_id == call for r in await pending_approvals(client, run_id)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"call {call} of {run_id} never asked for approval")
+        await asyncio.sleep(0.1)
 
 
 async def _until_recorded(
