@@ -1,11 +1,12 @@
 """Secrets are redacted before anything is written: blob copies, error texts, journal lines.
 
 Detection is detect-secrets' plugins (cloud and API keys, JWTs, private keys,
-passwords in URLs, its keyword list), plus what it has no plugin for (Anthropic,
-GCP and newer OpenAI keys, bearer tokens, whole PEM blocks), plus the patterns an
-operator configures. In JSON, fields with secret names are redacted by name:
-password-style fields always, other secret-named fields when their value looks
-random (high entropy).
+passwords in URLs, its keyword list), plus the documented token formats it has no
+plugin for (or matches only in part), plus the patterns an operator configures. In
+JSON, fields with secret names are redacted by name: password-style fields always,
+other secret-named fields when their value looks random (high entropy); keys are
+redacted like values. Texts are redacted whole, then cut: a secret straddling the
+cut would otherwise slip through.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ _PLUGIN_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
 
 _KEYWORDS = "|".join(SECRET_KEYWORDS)
 # What detect-secrets has no plugin for. Each pattern redacts group 1, or the whole match.
+# Distinctive prefixes need no word boundary before them: in escaped text (``\\n`` in
+# JSON, a log line) a token follows a letter.
 _EXTRA = tuple(
     re.compile(p)
     for p in (
@@ -88,8 +91,42 @@ _EXTRA = tuple(
         r"sk-ant-[A-Za-z0-9_\-]{20,}",  # Anthropic
         r"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,}",  # OpenAI project/service keys
         r"\bsk-[A-Za-z0-9]{32,}\b",  # OpenAI legacy keys without the T3BlbkFJ marker
-        r"\bAIza[0-9A-Za-z_\-]{35}",  # GCP API key
+        r"AIza[0-9A-Za-z_\-]{35}",  # GCP API key
         r"\bya29\.[0-9A-Za-z_\-]{20,}",  # GCP OAuth access token
+        r"GOCSPX-[0-9A-Za-z_\-]{20,}",  # Google OAuth client secret
+        r"1//0[0-9A-Za-z_\-]{40,}",  # Google OAuth refresh token
+        r"github_pat_[A-Za-z0-9_]{30,}",  # GitHub fine-grained token
+        r"gh[pousr]_[A-Za-z0-9_]{30,}",  # GitHub classic tokens of any length
+        r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}",  # Stripe keys (detect-secrets stops at 24)
+        r"whsec_[0-9A-Za-z+/=]{24,}",  # Stripe webhook signing secret
+        r"(?:xox[abposre]|xoxe\.xox[bp]|xapp)-[0-9A-Za-z\-]{10,}",  # Slack (any case)
+        r"hf_[A-Za-z0-9]{30,}",  # Hugging Face
+        r"npm_[A-Za-z0-9]{36}\b",  # npm
+        r"do[opr]_v1_[a-f0-9]{64}",  # DigitalOcean
+        r"dckr_pat_[A-Za-z0-9_\-]{20,}",  # Docker Hub
+        r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}",  # Shopify
+        r"gsk_[A-Za-z0-9]{48,}",  # Groq
+        r"xai-[A-Za-z0-9]{60,}",  # xAI
+        r"pplx-[A-Za-z0-9]{40,}",  # Perplexity
+        r"r8_[A-Za-z0-9]{37}",  # Replicate
+        r"\bdapi[a-f0-9]{32}(?:-\d)?",  # Databricks
+        r"\bATATT3[A-Za-z0-9_\-=]{50,}",  # Atlassian API token
+        r"sntr[ysu]_[A-Za-z0-9+/=_]{40,}",  # Sentry
+        r"NRAK-[A-Z0-9]{27}",  # New Relic
+        r"glsa_[A-Za-z0-9]{32}_[a-f0-9]{8}",  # Grafana service account
+        r"lin_api_[A-Za-z0-9]{40}",  # Linear
+        r"PMAK-[a-f0-9]{24}-[a-f0-9]{34}",  # Postman
+        r"\bdp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,}",  # Doppler
+        r"\bhv[sbr]\.[A-Za-z0-9_\-]{24,}",  # HashiCorp Vault
+        r"\bLTAI[A-Za-z0-9]{20}",  # Alibaba Cloud access key id
+        r"\bEAAA[A-Za-z0-9_\-]{60}",  # Square access token
+        r"(?<![\w~.\-])[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.\-]{31,34}",  # Microsoft Entra secret
+        r"(?i)[?&]sig=([A-Za-z0-9%+/=]{16,})",  # Azure shared access signature
+        # AWS secret access key where the context names it (CLI arguments, XML, env lists)
+        r"(?i)secret[_\- ]?access[_\- ]?key[\"'>]?[\s:=>\"']+"
+        r"([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
+        # the password of a URL, even with characters detect-secrets' pattern leaves out
+        r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@\[\]]+:([^\s@/?#]+)@",
         r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{8,}=*)",
         r"(?i)(?:SharedAccessKey|AccountKey|client_secret)\s*=\s*([^;&\s\"']+)",  # Azure strings
         # password=..., api_key: ... in free text (detect-secrets' keyword list)
@@ -107,6 +144,8 @@ _SECRET_FIELD = re.compile(
     r"|session_id|(access|secret|signing|encryption|master)_key)($|_)"
 )
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_PAIR_NAMES = ("name", "Name", "key", "Key")
+_KEY_CACHE = 4096
 
 
 def shannon_entropy(value: str) -> float:
@@ -137,17 +176,20 @@ class Redactor:
             except re.error as err:
                 raise ValueError(f"invalid redaction pattern {pattern!r}: {err}") from None
         self.patterns = tuple(compiled)
+        self._keys: dict[str, str] = {}
 
     @classmethod
     def from_env(cls) -> Redactor:
         return cls((os.environ.get(PATTERNS_ENV) or "").splitlines())
 
-    def text(self, text: str) -> str:
-        """``text`` with every secret found in it replaced."""
+    def text(self, text: str, limit: int | None = None) -> str:
+        """``text`` with every secret found in it replaced, then cut to ``limit`` characters."""
         if not text:
             return text
         for pattern in (*_EXTRA, *self.patterns, *_PLUGIN_PATTERNS):
             text = pattern.sub(_replace, text)
+        if limit is not None and len(text) > limit:
+            text = text[: max(limit - 3, 0)] + "..."
         return text
 
     def value(self, value: Any, field: str | None = None) -> Any:
@@ -157,10 +199,38 @@ class Redactor:
                 return MARK
             return self.text(value)
         if isinstance(value, Mapping):
-            return {k: self.value(v, str(k)) for k, v in value.items()}
+            return self._mapping(value)
         if isinstance(value, list | tuple):
             return [self.value(v, field) for v in value]
         return value
+
+    def _key(self, key: str) -> str:
+        # The same few keys recur in every object of a list: redact each once.
+        redacted = self._keys.get(key)
+        if redacted is None:
+            if len(self._keys) >= _KEY_CACHE:
+                self._keys.clear()
+            redacted = self._keys[key] = self.text(key)
+        return redacted
+
+    def _mapping(self, value: Mapping[Any, Any]) -> dict[Any, Any]:
+        """Keys are redacted like texts; a key that held a secret becomes ``[REDACTED]``,
+        numbered (``[REDACTED]#2``) where two would collide, so no entry is lost."""
+        keys = {k: self._key(k) if isinstance(k, str) else k for k in value}
+        kept = {k for k, redacted in keys.items() if k == redacted}
+        # {"name": "AWS_SECRET_ACCESS_KEY", "value": "..."}: an environment list names its value.
+        named = next((value[k] for k in _PAIR_NAMES if isinstance(value.get(k), str)), None)
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            key = keys[k]
+            if key != k:
+                base, n = key, 1
+                while key in out or key in kept:
+                    n += 1
+                    key = f"{base}#{n}"
+            field = named if named is not None and str(k).lower() == "value" else str(k)
+            out[key] = self.value(v, field)
+        return out
 
 
 def _replace(match: re.Match[str]) -> str:

@@ -36,6 +36,7 @@ from mcp.types import (
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from runrecord._redaction import default_redactor
 from runrecord.activities._artifacts import current_call
 from runrecord.records import (
     MCPServerInfo,
@@ -397,7 +398,7 @@ class _RecordingClient(Client):
         except (OSError, ValueError):
             return ""
         last = next((line for line in reversed(lines) if line), "")
-        return last[:300]
+        return default_redactor().text(last, 300)
 
     def _start_failure(self, err: Exception) -> ApplicationError:
         leaf = _leaf(err)

@@ -23,9 +23,16 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from runrecord._redaction import default_redactor
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._stack import load_policy
-from runrecord.cli._temporal import acting_as, control_client, describe_run
+from runrecord.cli._temporal import (
+    REASON_FILE_HELP,
+    acting_as,
+    control_client,
+    describe_run,
+    typed_reason,
+)
 from runrecord.recorder._decoding import decode_memo
 from runrecord.records import (
     APPROVE_SIGNAL,
@@ -82,7 +89,9 @@ async def send_decision(
     if decision not in ("approve", "deny"):
         raise ValueError(f"decision must be approve or deny, not {decision!r}")
     if not reason.strip():
-        raise RunRecordError("give a reason with --reason")
+        raise RunRecordError("give a reason with --reason or --reason-file")
+    # Redacted before it is signed and sent: the signal stays in the run's history.
+    reason = default_redactor().text(reason)
     policy = policy or Policy()
     state = await describe_run(client, run_id)
     if not state.open:
@@ -166,9 +175,16 @@ def _private_key(settings: Settings, approver: str, key: Path | None) -> bytes |
 
 
 def _decide(
-    decision: str, run_id: str, call: str, reason: str, name: str | None, key: Path | None
+    decision: str,
+    run_id: str,
+    call: str,
+    reason: str | None,
+    reason_file: str | None,
+    name: str | None,
+    key: Path | None,
 ) -> None:
     approver = acting_as(name)
+    reason = typed_reason(reason, reason_file) or ""
 
     async def main() -> DecisionOutcome:
         async with control_client() as (settings, client):
@@ -184,12 +200,14 @@ def _decide(
             )
 
     outcome = asyncio.run(main())
+    message = default_redactor().text(outcome.message)  # a run on older code may not have
     if not outcome.applied:
-        raise RunRecordError(f"refused by run {run_id}: {outcome.message}")
-    typer.echo(f"{outcome.message} in run {run_id} by {approver}")
+        raise RunRecordError(f"refused by run {run_id}: {message}")
+    typer.echo(f"{message} in run {run_id} by {approver}")
 
 
-_REASON = typer.Option(..., "--reason", help="Why: recorded with the decision.")
+_REASON = typer.Option(None, "--reason", help="Why: recorded with the decision (redacted).")
+_REASON_FILE = typer.Option(None, "--reason-file", help=REASON_FILE_HELP)
 _AS = typer.Option(None, "--as", help="Who decides (default: your OS user name).")
 _KEY = typer.Option(
     None,
@@ -202,6 +220,7 @@ def approve(
     run_id: str = typer.Argument(..., help="The run (workflow id)."),
     call: str = typer.Argument(..., help="The tool call id waiting for approval."),
     reason: str = _REASON,
+    reason_file: str = _REASON_FILE,
     name: str = _AS,
     key: Path = _KEY,
 ) -> None:
@@ -210,18 +229,19 @@ def approve(
     Exits non-zero, with the run's reason, when the run refuses the decision (unknown or
     already decided call, expired request, approver not allowed, bad signature).
     """
-    _decide("approve", run_id, call, reason, name, key)
+    _decide("approve", run_id, call, reason, reason_file, name, key)
 
 
 def deny(
     run_id: str = typer.Argument(..., help="The run (workflow id)."),
     call: str = typer.Argument(..., help="The tool call id waiting for approval."),
     reason: str = _REASON,
+    reason_file: str = _REASON_FILE,
     name: str = _AS,
     key: Path = _KEY,
 ) -> None:
     """Deny a call waiting in RUN: the agent gets a ToolDenied error (unhandled: escalated)."""
-    _decide("deny", run_id, call, reason, name, key)
+    _decide("deny", run_id, call, reason, reason_file, name, key)
 
 
 def approvals(

@@ -28,10 +28,18 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
+from runrecord._redaction import default_redactor
 from runrecord._settings import RunRecordError
 from runrecord.cli._approvals import pending_approvals
 from runrecord.cli._stack import load_agents, load_policy
-from runrecord.cli._temporal import acting_as, control_client, describe_run, require_open
+from runrecord.cli._temporal import (
+    REASON_FILE_HELP,
+    acting_as,
+    control_client,
+    describe_run,
+    require_open,
+    typed_reason,
+)
 from runrecord.recorder import RunProjection
 from runrecord.recorder._decoding import decode_events
 from runrecord.records import (
@@ -73,7 +81,7 @@ async def _set_paused(client: Client, run_id: str, paused: bool, *, by: str, rea
         "namespace": client.namespace,
         "workflow_id": run_id,
         "identity": by,
-        "reason": reason,
+        "reason": default_redactor().text(reason),
         "request_id": str(uuid.uuid4()),
     }
     service = client.workflow_service
@@ -110,6 +118,8 @@ async def request_rollback(
         projection, _ = await _projection(client, run_id)
         if to_call not in projection.calls:
             raise RunRecordError(f"run {run_id!r} has no call {to_call}")
+    if reason is not None:
+        reason = default_redactor().text(reason)
     payload = RollbackRequest(requested_by=by, reason=reason, to_call=to_call)
     try:
         await client.get_workflow_handle(run_id).signal(ROLLBACK_SIGNAL, payload.to_json_dict())
@@ -165,7 +175,9 @@ async def reset_run(
     request = ResetWorkflowExecutionRequest(
         namespace=client.namespace,
         workflow_execution=WorkflowExecution(workflow_id=run_id, run_id=state.temporal_run_id),
-        reason=f"runrecord reset to before call {to_call} by {by}: {reason}",
+        reason=default_redactor().text(
+            f"runrecord reset to before call {to_call} by {by}: {reason}"
+        ),
         workflow_task_finish_event_id=point,
         request_id=str(uuid.uuid4()),
         reset_reapply_exclude_types=[ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL],
@@ -274,24 +286,31 @@ async def replay_run(
 # --- the commands
 
 _AS = typer.Option(None, "--as", help="Who acts (default: your OS user name).")
+_REASON_FILE = typer.Option(None, "--reason-file", help=REASON_FILE_HELP)
 
 
 def pause(
     run_id: str = typer.Argument(..., help="The run (workflow id)."),
-    reason: str = typer.Option(..., "--reason", help="Why: recorded with the pause."),
+    reason: str = typer.Option(None, "--reason", help="Why: recorded with the pause."),
+    reason_file: str = _REASON_FILE,
     name: str = _AS,
 ) -> None:
     """Pause RUN with Temporal's native workflow pause: no new tool calls until resumed."""
-    _pause_or_resume(pause_run, run_id, reason, name, "paused")
+    why = typed_reason(reason, reason_file)
+    if not why:
+        raise RunRecordError("give a reason with --reason or --reason-file")
+    _pause_or_resume(pause_run, run_id, why, name, "paused")
 
 
 def resume(
     run_id: str = typer.Argument(..., help="The run (workflow id)."),
-    reason: str = typer.Option("resumed", "--reason", help="Why: recorded with the resume."),
+    reason: str = typer.Option(None, "--reason", help="Why: recorded with the resume."),
+    reason_file: str = _REASON_FILE,
     name: str = _AS,
 ) -> None:
     """Resume a paused RUN."""
-    _pause_or_resume(resume_run, run_id, reason, name, "resumed")
+    why = typed_reason(reason, reason_file, default="resumed") or "resumed"
+    _pause_or_resume(resume_run, run_id, why, name, "resumed")
 
 
 def _pause_or_resume(
@@ -313,6 +332,7 @@ def rollback(
         None, "--to", help="Keep this call and those before it; undo the ones after (default all)."
     ),
     reason: str = typer.Option(None, "--reason", help="Why: recorded with the rollback."),
+    reason_file: str = _REASON_FILE,
     name: str = _AS,
     wait: float = typer.Option(120.0, "--wait", help="Seconds to wait for the report."),
 ) -> None:
@@ -323,22 +343,25 @@ def rollback(
     compensator, failed compensators); then this command exits non-zero.
     """
     by = acting_as(name)
+    why = typed_reason(reason, reason_file)
 
     async def main() -> Rollback:
         async with control_client() as (_, client):
-            await request_rollback(client, run_id, by=by, reason=reason, to_call=to)
+            await request_rollback(client, run_id, by=by, reason=why, to_call=to)
             return await rollback_report(client, run_id, wait)
 
     report = asyncio.run(main())
+    said = default_redactor().text(summary(report))  # a run on older code may not have
     if report.outcome == FinalStatus.ROLLBACK_INCOMPLETE:
-        raise RunRecordError(f"rollback of {run_id} incomplete: {summary(report)}")
-    typer.echo(f"run {run_id} {summary(report)}")
+        raise RunRecordError(f"rollback of {run_id} incomplete: {said}")
+    typer.echo(f"run {run_id} {said}")
 
 
 def reset(
     run_id: str = typer.Argument(..., help="The run (workflow id)."),
     to_call: str = typer.Option(..., "--to-call", help="Reset to just before this call."),
-    reason: str = typer.Option("repair", "--reason", help="Why: recorded with the reset."),
+    reason: str = typer.Option(None, "--reason", help="Why: recorded with the reset."),
+    reason_file: str = _REASON_FILE,
     reapply_approvals: bool = typer.Option(
         False,
         "--reapply-approvals",
@@ -352,11 +375,12 @@ def reset(
     person's approval is never silently reused; other signals are sent again in order.
     """
     by = acting_as(name)
+    why = typed_reason(reason, reason_file, default="repair") or "repair"
 
     async def main() -> ResetResult:
         async with control_client() as (_, client):
             return await reset_run(
-                client, run_id, to_call, by=by, reason=reason, reapply_approvals=reapply_approvals
+                client, run_id, to_call, by=by, reason=why, reapply_approvals=reapply_approvals
             )
 
     result = asyncio.run(main())

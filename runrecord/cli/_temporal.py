@@ -9,9 +9,11 @@ from __future__ import annotations
 import getpass
 import json
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from temporalio.api.common.v1 import Payload, WorkflowExecution
@@ -49,6 +51,26 @@ def acting_as(name: str | None) -> str:
     if not person or person.startswith("policy:"):
         raise RunRecordError(f"{person!r} cannot act: give a person's name with --as")
     return person
+
+
+REASON_FILE_HELP = "Read the reason from this file ('-': standard input), not the command line."
+
+
+def typed_reason(
+    reason: str | None, reason_file: str | None, *, default: str | None = None
+) -> str | None:
+    """The reason a person gave, from ``--reason`` or ``--reason-file`` (``-`` for stdin), so
+    that a reason quoting a secret need not sit on a command line (redacted when sent)."""
+    if reason is not None and reason_file is not None:
+        raise RunRecordError("give --reason or --reason-file, not both")
+    if reason_file is None:
+        return reason if reason is not None else default
+    if reason_file == "-":
+        return sys.stdin.read().strip()
+    try:
+        return Path(reason_file).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError as err:
+        raise RunRecordError(f"cannot read --reason-file {reason_file}: {err.strerror}") from None
 
 
 def client_identity() -> str:

@@ -417,6 +417,7 @@ class RunProjection:
             control = None
         if control is None:
             return
+        control = _redacted_control(control)
         identity = self._signal_identity(control.signal)
         if control.kind == "rejected" and control.rejection is not None:
             rejection = control.rejection.model_copy(update={"signal_identity": identity})
@@ -772,6 +773,32 @@ class RunProjection:
             reset_reason=self.reset_reason,
             last_event_id=self.last_event_id,
         )
+
+
+def _redacted_control(control: ControlEvent) -> ControlEvent:
+    """The texts people typed (reasons) redacted again: a run on older code, or any other
+    writer of the memo, may not have."""
+    text = default_redactor().text
+    update: dict[str, Any] = {}
+    call = control.call
+    if call is not None and call.approval.reason:
+        approval = call.approval.model_copy(update={"reason": text(call.approval.reason)})
+        update["call"] = call.model_copy(update={"approval": approval})
+    if control.rejection is not None:
+        update["rejection"] = control.rejection.model_copy(
+            update={"reason": text(control.rejection.reason)}
+        )
+    rollback = control.rollback
+    if rollback is not None:
+        update["rollback"] = rollback.model_copy(
+            update={
+                "reason": text(rollback.reason) if rollback.reason else rollback.reason,
+                "not_undone": [
+                    n.model_copy(update={"why": text(n.why)}) for n in rollback.not_undone
+                ],
+            }
+        )
+    return control.model_copy(update=update) if update else control
 
 
 def _redacted_model(model: ModelSpec | None) -> ModelSpec | None:

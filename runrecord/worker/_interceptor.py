@@ -55,13 +55,14 @@ from runrecord.records import (
     ControlEvent,
     JournalEntry,
     MCPCall,
+    ModelSpec,
     RollbackRequest,
     RunContext,
     RunMemo,
 )
 from runrecord.worker._nudge import nudge
 from runrecord.workflows._agent import AgentSpec, agent_spec
-from runrecord.workflows._approvals import ApprovalGate
+from runrecord.workflows._approvals import ApprovalGate, redact, redact_text
 from runrecord.workflows._mcp import MCPSnapshot
 from runrecord.workflows._policy import Action, Policy
 from runrecord.workflows._rollback import (
@@ -151,9 +152,19 @@ def _positional_parameters(fn: Callable[..., Any]) -> int:
     return sum(1 for p in params if p.kind in kinds and p.name != "self")
 
 
+def _redacted_model(model: ModelSpec | None) -> ModelSpec | None:
+    """The agent's model as the memo may hold it: its parameters can carry keys and headers."""
+    if model is None:
+        return None
+    return ModelSpec.model_validate(redact(model.model_dump(mode="json", by_alias=True)))
+
+
+ERROR_LIMIT = 2000
+"""Characters kept of an error text, after redaction."""
+
+
 def _error_text(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {err}"
-    return text if len(text) <= 2000 else text[:1997] + "..."
+    return redact_text(f"{type(err).__name__}: {err}", ERROR_LIMIT)
 
 
 class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Interceptor):
@@ -310,7 +321,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             agent_id=self.agent_id,
             agent_version=spec.version if spec else None,
             turn_id=context.turn_id,
-            model=spec.model if spec else None,
+            model=_redacted_model(spec.model) if spec else None,
             prompt_version=spec.prompt.prompt_version if spec and spec.prompt else None,
             tool_registry=[
                 t.registry_entry()
@@ -354,9 +365,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             raise
         except Exception as err:
             if self.spec is not None and self.spec.rollback_on_failure and not self.rolling_back:
-                request = RollbackRequest(
-                    requested_by=ROLLBACK_ON_FAILURE, reason=_error_text(err)[:500]
-                )
+                request = RollbackRequest(requested_by=ROLLBACK_ON_FAILURE, reason=_error_text(err))
                 await self._roll_back(request, err)
             kind = err.type if isinstance(err, ApplicationError) else None
             self._set_status(FAILURE_STATUS[kind] if kind in FAILURE_STATUS else "failed")

@@ -19,7 +19,7 @@ import temporalio.workflow as workflow
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from runrecord._redaction import default_redactor
+from runrecord._redaction import Redactor, default_redactor
 from runrecord.records import (
     APPROVE_SIGNAL,
     DECISION_QUERY,
@@ -76,9 +76,18 @@ def _span(expiry: timedelta) -> str:
 
 def redact(value: Any) -> Any:
     """The recorder's redaction (secrets found by content or by field name)."""
+    return _redactor().value(value)
+
+
+def redact_text(text: str, limit: int | None = None) -> str:
+    """``text`` redacted whole, then cut to ``limit`` characters: what a run may record of a
+    text someone typed or an error said (a signal may come from anywhere, not only the CLI)."""
+    return _redactor().text(text, limit)
+
+
+def _redactor() -> Redactor:
     with workflow.unsafe.sandbox_unrestricted():
-        redactor = default_redactor()  # built outside the sandbox: it reads its patterns once
-    return redactor.value(value)
+        return default_redactor()  # built outside the sandbox: it reads its patterns once
 
 
 def describe_arguments(args: Sequence[Any]) -> tuple[str, str]:
@@ -274,7 +283,7 @@ class ApprovalGate:
                 "state": ApprovalState.APPROVED if decision == "approve" else ApprovalState.DENIED,
                 "decided_by": payload.approver,
                 "decided_at": workflow.now(),
-                "reason": payload.reason,
+                "reason": redact_text(payload.reason),
                 "signed": bool(payload.signature),
             }
         )
@@ -335,6 +344,7 @@ class ApprovalGate:
         approver: str | None,
         why: str,
     ) -> None:
+        why = redact_text(why)  # it quotes what the sender typed
         rejection = ApprovalRejection(
             tool_call_id=call_id,
             decision=decision,

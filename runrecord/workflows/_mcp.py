@@ -26,14 +26,15 @@ from runrecord.activities._mcp import (
 )
 from runrecord.activities._tool import ToolSpec
 from runrecord.records import MCPCall, MCPServerInfo, SideEffect, ToolRegistryEntry
+from runrecord.workflows._approvals import redact_text
 
 
 def activity_failure(err: BaseException) -> str:
     """What an activity failure says, without Temporal's wrapping."""
     cause = err.cause if isinstance(err, ActivityError) and err.cause is not None else err
     if isinstance(cause, ApplicationError) and cause.type:
-        return f"{cause.type}: {cause.message}"[:2000]
-    return str(cause)[:2000]
+        return redact_text(f"{cause.type}: {cause.message}", 2000)
+    return redact_text(str(cause), 2000)
 
 
 class MCPSnapshot:

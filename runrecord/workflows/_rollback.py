@@ -22,7 +22,10 @@ from runrecord.records import (
     RollbackRequest,
     SideEffect,
 )
+from runrecord.workflows._approvals import redact_text
 
+REASON_LIMIT = 500
+"""Characters kept of a rollback's reason and of why a call was not undone (after redaction)."""
 # Calls that change nothing in the world need no undoing.
 _NO_EFFECT = {SideEffect.READ, SideEffect.MODEL}
 ROLLBACK_ON_FAILURE = "policy:rollback-on-failure"
@@ -79,12 +82,12 @@ async def roll_back(
             except Exception as err:
                 cause = err.__cause__ or err
                 why = f"compensator {header.compensator} failed: {type(cause).__name__}: {cause}"
-                not_undone.append(_not_undone(header, why[:500]))
+                not_undone.append(_not_undone(header, redact_text(why, REASON_LIMIT)))
             else:
                 compensated.append(header.tool_call_id)
     return Rollback(
         requested_by=request.requested_by,
-        reason=request.reason,
+        reason=redact_text(request.reason, REASON_LIMIT) if request.reason else request.reason,
         to_call=request.to_call,
         started_at=started,
         ended_at=workflow.now(),
