@@ -61,7 +61,7 @@ from runrecord.records import (
 )
 from runrecord.worker._nudge import nudge
 from runrecord.workflows._agent import AgentSpec, agent_spec
-from runrecord.workflows._approvals import ApprovalGate
+from runrecord.workflows._approvals import APPROVAL_SIGNALS, ApprovalGate
 from runrecord.workflows._mcp import MCPSnapshot
 from runrecord.workflows._policy import Action, Policy
 from runrecord.workflows._rollback import (
@@ -316,6 +316,14 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             await asyncio.wait([agent])
             await self._roll_back(self.rollback_request, None)
         return await self._outcome(agent)
+
+    async def handle_signal(self, input: temporalio.worker.HandleSignalInput) -> None:
+        decision = APPROVAL_SIGNALS.get(input.signal)
+        if decision is not None and len(input.args) > 1:
+            # Several payloads reach the one-argument handler decoded: refuse, never raise.
+            self.gate.refuse_unreadable(decision, f"{len(input.args)} payloads, expected one")
+            return
+        await super().handle_signal(input)
 
     async def _run_agent(self, input: temporalio.worker.ExecuteWorkflowInput) -> Any:
         spec = self.spec
