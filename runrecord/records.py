@@ -262,6 +262,18 @@ class RetryPolicy(Record):
     non_retryable_error_types: list[str] = Field(default_factory=list)
 
 
+class ActivityOperation(Record):
+    """An operator's action on a pending call: Temporal keeps it out of history, in the
+    pending activity's info only, where the mirror sees it."""
+
+    operation: str  # paused | unpaused | reset | options_updated
+    by: str | None = None
+    reason: str | None = None
+    at: datetime
+    attempt: int | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
 class ToolCall(Record):
     """One activity the run scheduled, with everything known about it."""
 
@@ -294,6 +306,7 @@ class ToolCall(Record):
     mcp: MCPCall | None = None
     consumes: list[str] = Field(default_factory=list)
     compensates: str | None = None
+    operations: list[ActivityOperation] = Field(default_factory=list)
 
 
 class ModelCall(Record):

@@ -6,11 +6,13 @@ tool never ran without a valid approval.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -65,6 +67,17 @@ async def deploy(target: str) -> str:
 async def tick(n: int) -> int:
     RAN.append(("tick", str(n), time.time()))
     return n
+
+
+@runrecord.tool("exec")
+@activity.defn
+async def wait_for_file(path: str) -> str:
+    """Heartbeats until ``path`` exists (an activity pause cancels it at a heartbeat)."""
+    RAN.append(("wait_for_file", path, time.time()))
+    while not Path(path).exists():
+        activity.heartbeat()
+        await asyncio.sleep(0.2)
+    return Path(path).read_text()
 
 
 _TIMEOUT = timedelta(seconds=20)
@@ -164,6 +177,22 @@ class Sneaky:
         return await handle
 
 
+@runrecord.agent("waiter", version="1")
+@workflow.defn
+class Waiter:
+    """One long call: it waits for a file, so operators can act on it while it is pending."""
+
+    @workflow.run
+    async def run(self, path: str) -> str:
+        return await workflow.execute_activity(
+            wait_for_file,
+            path,
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200)),
+        )
+
+
 @workflow.defn
 class Unrecorded:
     """Run by a worker without runrecord: nothing gates its call."""
@@ -173,5 +202,5 @@ class Unrecorded:
         return await workflow.execute_activity(deploy, "x", start_to_close_timeout=_TIMEOUT)
 
 
-WORKFLOWS = [Deployer, CarefulDeployer, Bookkeeper, FragileWriter, Ticker, Sneaky]
-ACTIVITIES = [restore_file, write_file, charge, deploy, tick]
+WORKFLOWS = [Deployer, CarefulDeployer, Bookkeeper, FragileWriter, Ticker, Sneaky, Waiter]
+ACTIVITIES = [restore_file, write_file, charge, deploy, tick, wait_for_file]

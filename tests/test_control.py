@@ -8,12 +8,22 @@ import uuid
 from pathlib import Path
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy import Engine
+from temporalio.api.activity.v1 import ActivityOptions
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkflowExecutionRequest,
+    PauseActivityRequest,
+    ResetActivityRequest,
+    UnpauseActivityRequest,
+    UpdateActivityOptionsRequest,
+)
 from temporalio.client import Client, WorkflowFailureError
 
 from runrecord.cli._approvals import send_decision
+from runrecord.recorder import Mirror, load_run
 from runrecord.worker import Journal
 from tests import control_agents as agents
 from tests.test_approvals import record, waiting_for, worker
@@ -72,6 +82,118 @@ async def test_pause_stops_new_tool_calls_until_resume(
         if e.HasField("workflow_execution_paused_event_attributes")
     ]
     assert [(p.identity, p.reason) for p in pauses] == [("olga", "investigating")]
+
+
+async def _operations(engine: Engine, run_id: str, call: str) -> list[tuple[str, str | None]]:
+    with engine.connect() as conn:
+        loaded = load_run(conn, run_id)
+    if loaded is None:
+        return []
+    found = [c for c in loaded.tool_calls if c.tool_call_id == call]
+    return [(o.operation, o.by) for o in found[0].operations] if found else []
+
+
+async def _recorded(engine: Engine, run_id: str, call: str, count: int) -> None:
+    for _ in range(600):
+        if len(await _operations(engine, run_id, call)) >= count:
+            return
+        await asyncio.sleep(0.1)
+    seen = await _operations(engine, run_id, call)
+    raise AssertionError(f"call {call} of {run_id}: {count} operations expected, saw {seen}")
+
+
+async def test_activity_pause_and_unpause_are_recorded_on_the_call(
+    cli_env: dict[str, str], temporal_address: str, journal: Journal, engine: Engine, tmp_path: Path
+) -> None:
+    done_file = tmp_path / "go"
+    stop = asyncio.Event()
+    async with worker(temporal_address, journal) as (client, queue):
+        mirror = asyncio.create_task(Mirror(client, engine, poll_interval=0.2).run(stop))
+        try:
+            run_id = f"waiter-{uuid.uuid4().hex[:8]}"
+            handle = await client.start_workflow(
+                agents.Waiter.run, str(done_file), id=run_id, task_queue=queue
+            )
+            while not agents.ran("wait_for_file", str(done_file)):
+                await asyncio.sleep(0.05)
+            paused = await _cli(
+                "pause",
+                run_id,
+                "--call",
+                "1",
+                "--reason",
+                "looks stuck",
+                "--as",
+                "olga",
+                env=cli_env,
+            )
+            assert paused.returncode == 0, paused.stderr
+            assert paused.stdout.strip() == f"call 1 of run {run_id} paused by olga"
+            await _recorded(engine, run_id, "1", 1)
+            resumed = await _cli("resume", run_id, "--call", "1", "--as", "olga", env=cli_env)
+            assert resumed.returncode == 0, resumed.stderr
+            await _recorded(engine, run_id, "1", 2)
+            # The same from any other client (the Temporal UI, `temporal activity pause`).
+            execution = WorkflowExecution(workflow_id=run_id)
+            await client.workflow_service.pause_activity(
+                PauseActivityRequest(
+                    namespace=client.namespace,
+                    execution=execution,
+                    id="1",
+                    identity="ops-bot@host",
+                    reason="second look",
+                )
+            )
+            await _recorded(engine, run_id, "1", 3)
+            # Reset while paused: no attempt is running, so none has to time out first.
+            await client.workflow_service.reset_activity(
+                ResetActivityRequest(
+                    namespace=client.namespace,
+                    execution=execution,
+                    id="1",
+                    identity="ops-bot@host",
+                    keep_paused=True,
+                )
+            )
+            await _recorded(engine, run_id, "1", 4)
+            await client.workflow_service.update_activity_options(
+                UpdateActivityOptionsRequest(
+                    namespace=client.namespace,
+                    execution=execution,
+                    id="1",
+                    identity="ops-bot@host",
+                    activity_options=ActivityOptions(heartbeat_timeout=Duration(seconds=3)),
+                    update_mask=FieldMask(paths=["heartbeat_timeout"]),
+                )
+            )
+            await _recorded(engine, run_id, "1", 5)
+            await client.workflow_service.unpause_activity(
+                UnpauseActivityRequest(
+                    namespace=client.namespace, execution=execution, id="1", identity="ops-bot@host"
+                )
+            )
+            await _recorded(engine, run_id, "1", 6)
+            done_file.write_text("done")
+            assert await asyncio.wait_for(handle.result(), 60) == "done"
+        finally:
+            stop.set()
+            await mirror
+
+    with engine.connect() as conn:
+        loaded = load_run(conn, run_id)
+    assert loaded is not None
+    call = loaded.tool_calls[0]
+    assert call.status == "succeeded"
+    ops = [(o.operation, o.by, o.reason) for o in call.operations]
+    assert ops[0] == ("paused", "olga", "looks stuck")
+    assert ops[1][0] == "unpaused"
+    assert ops[2] == ("paused", "ops-bot@host", "second look")
+    assert ops[3][0] == "reset"
+    assert ops[4][0] == "options_updated"
+    assert call.operations[4].detail["changed"] == ["heartbeatTimeout"]
+    assert ops[5][0] == "unpaused"
+    times = [o.at for o in call.operations]
+    assert times == sorted(times) and all(t is not None for t in times)
 
 
 async def test_rollback_restores_a_written_file_and_reports_the_payment_not_undone(

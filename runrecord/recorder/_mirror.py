@@ -35,7 +35,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from runrecord.recorder._blobs import BlobStore
-from runrecord.recorder._projection import Body, RunChain
+from runrecord.recorder._operations import ActivityWatch
+from runrecord.recorder._projection import Body, RunChain, RunProjection
 from runrecord.recorder._store import (
     KEYS,
     Rows,
@@ -49,6 +50,7 @@ from runrecord.recorder._store import (
     write_rows,
 )
 from runrecord.recorder._tables import (
+    ActivityOperationRow,
     LineageEdgeRow,
     MirrorRow,
     ModelCallRow,
@@ -476,6 +478,7 @@ class Mirror:
         state = self.followed.setdefault(key, Followed(workflow_id, run_id))
         token = b""
         backoff = self.poll_interval
+        watch = asyncio.create_task(self._watch_pending(workflow_id, run_id, fold))
         try:
             while True:
                 try:
@@ -508,10 +511,43 @@ class Mirror:
                 for old in list(self._done)[: _DONE_KEPT // 2]:
                     del self._done[old]
         finally:
+            watch.cancel()
             self._tasks.pop(key, None)
             self.followed.pop(key, None)
             if not any(k[0] == workflow_id for k in self._tasks):
                 self._retire(workflow_id)
+
+    async def _watch_pending(self, workflow_id: str, run_id: str, fold: RunProjection) -> None:
+        """Record operators' actions on the run's pending calls (see ``_operations``): they
+        are in no history event, so the run is described while it has pending calls."""
+        watch = ActivityWatch(workflow_id)
+        request = DescribeWorkflowExecutionRequest(
+            namespace=self.namespace,
+            execution=WorkflowExecutionProto(workflow_id=workflow_id, run_id=run_id),
+        )
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            calls = fold.pending_activities()
+            if not calls and not watch.unwritten:
+                continue
+            try:
+                if calls:
+                    described = await self.client.workflow_service.describe_workflow_execution(
+                        request
+                    )
+                    watch.observe(described.pending_activities, calls, datetime.now(UTC))
+                if watch.unwritten:
+                    await asyncio.to_thread(self._write_operations, watch.unwritten)
+                    watch.unwritten = []
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # Temporal or the database may be down: try again
+                self._error(err)
+
+    def _write_operations(self, rows: list[dict[str, Any]]) -> None:
+        keys = ("run_id", "tool_call_id", "operation", "at")
+        with self.engine.begin() as conn:
+            upsert(conn, ActivityOperationRow, rows, keys, update=False)
 
     def _retire(self, workflow_id: str) -> None:
         """Forget a chain nobody follows, once the writer has written what it holds."""
