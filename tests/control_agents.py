@@ -80,6 +80,27 @@ async def wait_for_file(path: str) -> str:
     return Path(path).read_text()
 
 
+@runrecord.tool("delete")
+@activity.defn
+async def withdraw_release(target: str) -> bool:
+    RAN.append(("withdraw_release", target, time.time()))
+    return True
+
+
+@runrecord.tool("deploy", compensate=withdraw_release)
+@activity.defn
+async def release(target: str) -> str:
+    RAN.append(("release", target, time.time()))
+    return f"released {target}"
+
+
+@runrecord.tool("network", irreversible=True)
+@activity.defn
+async def announce(target: str) -> str:
+    RAN.append(("announce", target, time.time()))
+    return f"announced {target}"
+
+
 _TIMEOUT = timedelta(seconds=20)
 
 
@@ -193,6 +214,44 @@ class Waiter:
         )
 
 
+@runrecord.agent("releaser", version="1")
+@workflow.defn
+class Releaser:
+    """A sub-agent: releases a target (undoable), then announces it (irreversible)."""
+
+    @workflow.run
+    async def run(self, target: str) -> str:
+        await workflow.execute_activity(release, target, start_to_close_timeout=_TIMEOUT)
+        return await workflow.execute_activity(announce, target, start_to_close_timeout=_TIMEOUT)
+
+
+@runrecord.agent("cautious-releaser", version="1")
+@workflow.defn
+class CautiousReleaser:
+    """A sub-agent: releases a target, then waits for approval to deploy it to production."""
+
+    @workflow.run
+    async def run(self, target: str) -> str:
+        await workflow.execute_activity(release, target, start_to_close_timeout=_TIMEOUT)
+        return await workflow.execute_activity(deploy, "prod", start_to_close_timeout=_TIMEOUT)
+
+
+@runrecord.agent("release-lead", version="1")
+@workflow.defn
+class ReleaseLead:
+    """Writes release notes, delegates the release to a sub-agent, then waits to deploy
+    (where a rollback finds it)."""
+
+    @workflow.run
+    async def run(self, path: str, cautious: bool = False) -> str:
+        await _write(path, "release notes")
+        sub_agent = CautiousReleaser.run if cautious else Releaser.run
+        await workflow.execute_child_workflow(
+            sub_agent, path, id=f"{workflow.info().workflow_id}.releaser"
+        )
+        return await workflow.execute_activity(deploy, "prod", start_to_close_timeout=_TIMEOUT)
+
+
 @workflow.defn
 class Unrecorded:
     """Run by a worker without runrecord: nothing gates its call."""
@@ -202,5 +261,26 @@ class Unrecorded:
         return await workflow.execute_activity(deploy, "x", start_to_close_timeout=_TIMEOUT)
 
 
-WORKFLOWS = [Deployer, CarefulDeployer, Bookkeeper, FragileWriter, Ticker, Sneaky, Waiter]
-ACTIVITIES = [restore_file, write_file, charge, deploy, tick, wait_for_file]
+WORKFLOWS = [
+    Deployer,
+    CarefulDeployer,
+    Bookkeeper,
+    FragileWriter,
+    Ticker,
+    Sneaky,
+    Waiter,
+    Releaser,
+    CautiousReleaser,
+    ReleaseLead,
+]
+ACTIVITIES = [
+    restore_file,
+    write_file,
+    charge,
+    deploy,
+    tick,
+    wait_for_file,
+    withdraw_release,
+    release,
+    announce,
+]

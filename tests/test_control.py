@@ -23,6 +23,7 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client, WorkflowFailureError
 
 from runrecord.cli._approvals import send_decision
+from runrecord.cli._control import request_rollback, rollback_report
 from runrecord.recorder import Mirror, load_run
 from runrecord.worker import Journal
 from tests import control_agents as agents
@@ -238,6 +239,75 @@ async def test_rollback_restores_a_written_file_and_reports_the_payment_not_undo
     assert calls["3"].status == "cancelled" and calls["3"].approval_state == "requested"
     undo = next(c for c in done.tool_calls if c.compensates == "1")
     assert (undo.tool, undo.status) == ("restore_file", "succeeded")
+
+
+async def test_rollback_undoes_a_sub_agents_calls_first_and_lists_what_it_could_not(
+    cli_env: dict[str, str], temporal_address: str, journal: Journal, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "notes.txt"
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"lead-{uuid.uuid4().hex[:8]}"
+        child_id = f"{run_id}.releaser"
+        handle = await client.start_workflow(
+            agents.ReleaseLead.run, str(path), id=run_id, task_queue=queue
+        )
+        await waiting_for(client, run_id, "2")  # the sub-agent has released and announced
+        assert agents.ran("release", str(path)) == [str(path)]
+        rolled = await _cli(
+            "rollback", run_id, "--reason", "bad release", "--as", "fay", env=cli_env
+        )
+        assert_one_line_error(
+            rolled, "incomplete", f"{child_id}/2 announce (declared irreversible)"
+        )
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert not path.exists()  # the notes are gone again
+    assert agents.ran("withdraw_release", str(path)) == [str(path)]
+    # Deepest first: the sub-agent's release was withdrawn before the notes were removed.
+    when = {tool: t for tool, arg, t in agents.RAN if arg == str(path)}
+    assert when["withdraw_release"] < when["restore_file"]
+
+    done = await record(client, engine, run_id)
+    assert done.final_status == "rollback_incomplete"
+    assert done.rollback is not None
+    assert done.rollback.compensated == ["1"]
+    assert [(c.run_id, c.tool_call_id, c.tool) for c in done.rollback.sub_agent_compensated] == [
+        (child_id, "1", "release")
+    ]
+    assert [(n.run_id, n.tool_call_id, n.tool, n.why) for n in done.rollback.not_undone] == [
+        (child_id, "2", "announce", "declared irreversible")
+    ]
+    undo = next(c for c in done.tool_calls if c.compensates == f"{child_id}/1")
+    assert (undo.tool, undo.status) == ("withdraw_release", "succeeded")
+    assert {c.tool_call_id: c.status for c in done.tool_calls}["1"] == "compensated"
+
+
+async def test_rollback_of_a_parent_undoes_a_sub_agent_still_running(
+    temporal_address: str, journal: Journal, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "notes.txt"
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"lead-{uuid.uuid4().hex[:8]}"
+        child_id = f"{run_id}.releaser"
+        await client.start_workflow(
+            agents.ReleaseLead.run, args=[str(path), True], id=run_id, task_queue=queue
+        )
+        while not agents.ran("release", str(path)):
+            await asyncio.sleep(0.05)
+        await waiting_for(client, child_id, "2")  # released; waits to deploy
+        await request_rollback(client, run_id, by="fay", reason="stop it all", to_call=None)
+        report = await rollback_report(client, run_id, 60)
+        with pytest.raises(WorkflowFailureError):
+            await client.get_workflow_handle(child_id).result()
+    assert report.outcome == "rolled_back" and report.not_undone == []
+    assert report.compensated == ["1"]
+    assert [(c.run_id, c.tool_call_id) for c in report.sub_agent_compensated] == [(child_id, "1")]
+    assert agents.ran("withdraw_release", str(path)) == [str(path)]
+    assert agents.ran("deploy", "prod") == []
+    assert not path.exists()
+    child = await record(client, engine, child_id)
+    assert child.final_status == "cancelled"
+    assert [c.status for c in child.tool_calls] == ["succeeded", "cancelled"]
 
 
 async def test_an_agent_can_opt_in_to_rollback_on_failure(
