@@ -195,6 +195,9 @@ async def test_activity_pause_and_unpause_are_recorded_on_the_call(
     assert ops[5][0] == "unpaused"
     times = [o.at for o in call.operations]
     assert times == sorted(times) and all(t is not None for t in times)
+    shown = await _cli("show", run_id, env={**cli_env, "COLUMNS": "400"})
+    assert shown.returncode == 0, shown.stderr
+    assert "paused by olga (looks stuck)" in shown.stdout
 
 
 async def test_rollback_restores_a_written_file_and_reports_the_payment_not_undone(
@@ -280,6 +283,10 @@ async def test_rollback_undoes_a_sub_agents_calls_first_and_lists_what_it_could_
     undo = next(c for c in done.tool_calls if c.compensates == f"{child_id}/1")
     assert (undo.tool, undo.status) == ("withdraw_release", "succeeded")
     assert {c.tool_call_id: c.status for c in done.tool_calls}["1"] == "compensated"
+    shown = await _cli("show", run_id, env={**cli_env, "COLUMNS": "400"})
+    assert shown.returncode == 0, shown.stderr
+    assert f"undid #1, {child_id} #1" in shown.stdout
+    assert f"not undone {child_id} #2 announce (declared irreversible)" in shown.stdout
 
 
 async def test_rollback_of_a_parent_undoes_a_sub_agent_still_running(
@@ -409,12 +416,14 @@ async def test_control_commands_refuse_bad_input_in_one_line(
         (("rollback", run_id), "has ended (completed)"),
         (("pause", run_id, "--reason", "x"), "has ended (completed)"),
         (("resume", run_id), "is not paused"),
+        (("pause", run_id, "--call", "1", "--reason", "x"), "call 1 of", "not a pending activity"),
+        (("resume", run_id, "--call", "99"), "has no call '99'"),
         (("approve", "no-such-run", "1", "--reason", "x"), "no run 'no-such-run'"),
         (("deny", run_id, "1"), "--reason"),
         (("rerun", "no-such-run"), "no-such-run"),
     ]
-    for args, needle in cases:
-        assert_one_line_error(await _cli(*args, env=cli_env), needle)
+    for args, *needles in cases:
+        assert_one_line_error(await _cli(*args, env=cli_env), *needles)
     bad = tmp_path / "policy.toml"
     bad.write_text('[[rule]]\nname = "x"\nside_effects = ["teleport"]\n')
     for policy, needle in (
