@@ -510,6 +510,7 @@ APPROVE_SIGNAL = "runrecord.approve"
 DENY_SIGNAL = "runrecord.deny"
 ROLLBACK_SIGNAL = "runrecord.rollback"
 SUB_AGENT_CALLS_SIGNAL = "runrecord.sub-agent-calls"
+OPERATION_SIGNAL = "runrecord.operation"
 DECISION_QUERY = "runrecord.decision"
 PENDING_QUERY = "runrecord.approvals"
 EVENT_MEMO_KEY = "runrecord.event"
@@ -582,6 +583,16 @@ class SubAgentCalls(Record):
 
     run_id: str
     calls: list[CompensableCall] = Field(default_factory=list)
+
+
+class OperationNote(Record):
+    """The payload of a ``runrecord.operation`` signal: who did what to a pending call, for
+    the operations whose author Temporal does not keep (an activity unpause). The sender's
+    identity is the signal event's."""
+
+    tool_call_id: str
+    operation: str
+    reason: str | None = None
 
 
 class ControlEvent(Record):

@@ -131,7 +131,17 @@ async def test_activity_pause_and_unpause_are_recorded_on_the_call(
             assert paused.returncode == 0, paused.stderr
             assert paused.stdout.strip() == f"call 1 of run {run_id} paused by olga"
             await _recorded(engine, run_id, "1", 1)
-            resumed = await _cli("resume", run_id, "--call", "1", "--as", "olga", env=cli_env)
+            resumed = await _cli(
+                "resume",
+                run_id,
+                "--call",
+                "1",
+                "--reason",
+                "input fixed",
+                "--as",
+                "olga",
+                env=cli_env,
+            )
             assert resumed.returncode == 0, resumed.stderr
             await _recorded(engine, run_id, "1", 2)
             # The same from any other client (the Temporal UI, `temporal activity pause`).
@@ -187,12 +197,12 @@ async def test_activity_pause_and_unpause_are_recorded_on_the_call(
     assert call.status == "succeeded"
     ops = [(o.operation, o.by, o.reason) for o in call.operations]
     assert ops[0] == ("paused", "olga", "looks stuck")
-    assert ops[1][0] == "unpaused"
+    assert ops[1] == ("unpaused", "olga", "input fixed")  # from the CLI's note
     assert ops[2] == ("paused", "ops-bot@host", "second look")
     assert ops[3][0] == "reset"
     assert ops[4][0] == "options_updated"
     assert call.operations[4].detail["changed"] == ["heartbeatTimeout"]
-    assert ops[5][0] == "unpaused"
+    assert ops[5] == ("unpaused", None, None)  # Temporal keeps no author for it
     times = [o.at for o in call.operations]
     assert times == sorted(times) and all(t is not None for t in times)
     shown = await _cli("show", run_id, env={**cli_env, "COLUMNS": "400"})

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import typer
-from temporalio.api.common.v1 import Payload, WorkflowExecution
+from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
 from temporalio.api.enums.v1 import ResetReapplyExcludeType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import (
     PauseActivityRequest,
     PauseWorkflowExecutionRequest,
     ResetWorkflowExecutionRequest,
+    SignalWorkflowExecutionRequest,
     UnpauseActivityRequest,
     UnpauseWorkflowExecutionRequest,
 )
@@ -38,8 +39,10 @@ from runrecord.recorder import RunProjection
 from runrecord.records import (
     APPROVE_SIGNAL,
     DENY_SIGNAL,
+    OPERATION_SIGNAL,
     ROLLBACK_SIGNAL,
     FinalStatus,
+    OperationNote,
     Rollback,
     RollbackRequest,
     RunContext,
@@ -105,8 +108,20 @@ async def pause_call(client: Client, run_id: str, call_id: str, *, by: str, reas
         raise RunRecordError(f"cannot pause call {call_id} of {run_id!r}: {err.message}") from None
 
 
-async def resume_call(client: Client, run_id: str, call_id: str, *, by: str) -> None:
+async def resume_call(client: Client, run_id: str, call_id: str, *, by: str, reason: str) -> None:
+    """Temporal's activity unpause. Temporal keeps no author for it, so a note with who and
+    why goes into the run's history first (a ``runrecord.operation`` signal)."""
     activity_id = await _pending_activity(client, run_id, call_id)
+    note = OperationNote(tool_call_id=call_id, operation="unpaused", reason=reason)
+    data = json.dumps(note.to_json_dict()).encode()
+    signal = SignalWorkflowExecutionRequest(
+        namespace=client.namespace,
+        workflow_execution=WorkflowExecution(workflow_id=run_id),
+        signal_name=OPERATION_SIGNAL,
+        input=Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=data)]),
+        identity=by,
+        request_id=str(uuid.uuid4()),
+    )
     request = UnpauseActivityRequest(
         namespace=client.namespace,
         execution=WorkflowExecution(workflow_id=run_id),
@@ -114,6 +129,7 @@ async def resume_call(client: Client, run_id: str, call_id: str, *, by: str) -> 
         id=activity_id,
     )
     try:
+        await client.workflow_service.signal_workflow_execution(signal)
         await client.workflow_service.unpause_activity(request)
     except RPCError as err:
         raise RunRecordError(f"cannot resume call {call_id} of {run_id!r}: {err.message}") from None
@@ -355,7 +371,7 @@ def _pause_or_resume(
             elif paused:
                 await pause_call(client, run_id, call, by=by, reason=reason)
             else:
-                await resume_call(client, run_id, call, by=by)
+                await resume_call(client, run_id, call, by=by, reason=reason)
 
     asyncio.run(main())
     what = f"call {call} of run {run_id}" if call is not None else f"run {run_id}"

@@ -525,6 +525,7 @@ class Mirror:
             namespace=self.namespace,
             execution=WorkflowExecutionProto(workflow_id=workflow_id, run_id=run_id),
         )
+        behind = 0
         while True:
             await asyncio.sleep(self.poll_interval)
             calls = fold.pending_activities()
@@ -535,7 +536,15 @@ class Mirror:
                     described = await self.client.workflow_service.describe_workflow_execution(
                         request
                     )
-                    watch.observe(described.pending_activities, calls, datetime.now(UTC))
+                    # Compare only once the fold has read as far as the description: a note
+                    # sent just before an unpause must be folded when the unpause is seen.
+                    length = described.workflow_execution_info.history_length
+                    if fold.last_event_id < length and behind < 5:
+                        behind += 1
+                        continue
+                    behind = 0
+                    now = datetime.now(UTC)
+                    watch.observe(described.pending_activities, calls, now, fold.signals)
                 if watch.unwritten:
                     await asyncio.to_thread(self._write_operations, watch.unwritten)
                     watch.unwritten = []

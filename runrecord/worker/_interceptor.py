@@ -43,6 +43,7 @@ from runrecord.records import (
     FAILURE_STATUS,
     HEADER_KEY,
     MEMO_KEY,
+    OPERATION_SIGNAL,
     PENDING_MEMO_KEY,
     ROLLBACK_SIGNAL,
     SUB_AGENT_CALLS_SIGNAL,
@@ -313,6 +314,8 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         self.gate.install()
         temporalio.workflow.set_signal_handler(ROLLBACK_SIGNAL, self._on_rollback)
         temporalio.workflow.set_signal_handler(SUB_AGENT_CALLS_SIGNAL, self._on_sub_agent_calls)
+        # Notes for the record only (the mirror reads them from history): nothing to do here.
+        temporalio.workflow.set_signal_handler(OPERATION_SIGNAL, _ignore)
         self._set_status("running", first=True)
         try:
             result = await self._supervise(input)
@@ -728,6 +731,10 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
 
 
 def _discard(entry: JournalEntry) -> None:
+    pass
+
+
+def _ignore(*args: Any) -> None:
     pass
 
 
