@@ -72,8 +72,11 @@ async def tick(n: int) -> int:
 @runrecord.tool("exec")
 @activity.defn
 async def wait_for_file(path: str) -> str:
-    """Heartbeats until ``path`` exists (an activity pause cancels it at a heartbeat)."""
+    """Heartbeats until ``path`` exists (an activity pause cancels it at a heartbeat). The
+    first attempt fails, so an attempt is running whose number a reset can take back to 1."""
     RAN.append(("wait_for_file", path, time.time()))
+    if activity.info().attempt == 1:
+        raise ApplicationError("not ready yet")
     while not Path(path).exists():
         activity.heartbeat()
         await asyncio.sleep(0.2)

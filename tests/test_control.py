@@ -115,7 +115,7 @@ async def test_activity_pause_and_unpause_are_recorded_on_the_call(
             handle = await client.start_workflow(
                 agents.Waiter.run, str(done_file), id=run_id, task_queue=queue
             )
-            while not agents.ran("wait_for_file", str(done_file)):
+            while len(agents.ran("wait_for_file", str(done_file))) < 2:
                 await asyncio.sleep(0.05)
             paused = await _cli(
                 "pause",
@@ -156,7 +156,7 @@ async def test_activity_pause_and_unpause_are_recorded_on_the_call(
                 )
             )
             await _recorded(engine, run_id, "1", 3)
-            # Reset while paused: no attempt is running, so none has to time out first.
+            # Attempt 2 is the one running (the first fails): a reset takes it back to 1.
             await client.workflow_service.reset_activity(
                 ResetActivityRequest(
                     namespace=client.namespace,
