@@ -213,6 +213,16 @@ class NotUndone(Record):
     tool_call_id: str
     tool: str
     why: str
+    run_id: str | None = None
+    """The sub-agent run that made the call; null for the rolled-back run's own call."""
+
+
+class CallRef(Record):
+    """A call of another run: a sub-agent's call that a rollback undid."""
+
+    run_id: str
+    tool_call_id: str
+    tool: str
 
 
 class Rollback(Record):
@@ -224,6 +234,7 @@ class Rollback(Record):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     compensated: list[str] = Field(default_factory=list)
+    sub_agent_compensated: list[CallRef] = Field(default_factory=list)
     not_undone: list[NotUndone] = Field(default_factory=list)
     outcome: FinalStatus
 
@@ -263,6 +274,18 @@ class RetryPolicy(Record):
     non_retryable_error_types: list[str] = Field(default_factory=list)
 
 
+class ActivityOperation(Record):
+    """An operator's action on a pending call: Temporal keeps it out of history, in the
+    pending activity's info only, where the mirror sees it."""
+
+    operation: str  # paused | unpaused | reset | options_updated
+    by: str | None = None
+    reason: str | None = None
+    at: datetime
+    attempt: int | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
 class ToolCall(Record):
     """One activity the run scheduled, with everything known about it."""
 
@@ -295,6 +318,7 @@ class ToolCall(Record):
     mcp: MCPCall | None = None
     consumes: list[str] = Field(default_factory=list)
     compensates: str | None = None
+    operations: list[ActivityOperation] = Field(default_factory=list)
 
 
 class ModelCall(Record):
@@ -488,6 +512,8 @@ class JournalEntry(Record):
 APPROVE_SIGNAL = "runrecord.approve"
 DENY_SIGNAL = "runrecord.deny"
 ROLLBACK_SIGNAL = "runrecord.rollback"
+SUB_AGENT_CALLS_SIGNAL = "runrecord.sub-agent-calls"
+OPERATION_SIGNAL = "runrecord.operation"
 DECISION_QUERY = "runrecord.decision"
 PENDING_QUERY = "runrecord.approvals"
 EVENT_MEMO_KEY = "runrecord.event"
@@ -536,6 +562,40 @@ class RollbackRequest(Record):
     requested_by: str
     reason: str | None = None
     to_call: str | None = None
+
+
+class CompensableCall(Record):
+    """A completed side-effecting call a sub-agent run leaves behind, with what its
+    compensator needs: the parent undoes it if the parent is rolled back later."""
+
+    header: CallHeader
+    depth: int
+    arguments: list[str] = Field(default_factory=list)
+    """base64 of each compensator argument's serialized Payload (the call's own arguments
+    and result, as many as the compensator takes)."""
+    task_queue: str
+    schedule_to_close_ms: int | None = None
+    start_to_close_ms: int | None = None
+    heartbeat_ms: int | None = None
+    retry_policy: RetryPolicy | None = None
+
+
+class SubAgentCalls(Record):
+    """The payload of a ``runrecord.sub-agent-calls`` signal: a sub-agent run, as it closes,
+    tells its parent which of its (and its own sub-agents') calls are still in effect."""
+
+    run_id: str
+    calls: list[CompensableCall] = Field(default_factory=list)
+
+
+class OperationNote(Record):
+    """The payload of a ``runrecord.operation`` signal: who did what to a pending call, for
+    the operations whose author Temporal does not keep (an activity unpause). The sender's
+    identity is the signal event's."""
+
+    tool_call_id: str
+    operation: str
+    reason: str | None = None
 
 
 class ControlEvent(Record):

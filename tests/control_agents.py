@@ -6,11 +6,13 @@ tool never ran without a valid approval.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -65,6 +67,41 @@ async def deploy(target: str) -> str:
 async def tick(n: int) -> int:
     RAN.append(("tick", str(n), time.time()))
     return n
+
+
+@runrecord.tool("exec")
+@activity.defn
+async def wait_for_file(path: str) -> str:
+    """Heartbeats until ``path`` exists (an activity pause cancels it at a heartbeat). The
+    first attempt fails, so an attempt is running whose number a reset can take back to 1."""
+    RAN.append(("wait_for_file", path, time.time()))
+    if activity.info().attempt == 1:
+        raise ApplicationError("not ready yet")
+    while not Path(path).exists():
+        activity.heartbeat()
+        await asyncio.sleep(0.2)
+    return Path(path).read_text()
+
+
+@runrecord.tool("delete")
+@activity.defn
+async def withdraw_release(target: str) -> bool:
+    RAN.append(("withdraw_release", target, time.time()))
+    return True
+
+
+@runrecord.tool("deploy", compensate=withdraw_release)
+@activity.defn
+async def release(target: str) -> str:
+    RAN.append(("release", target, time.time()))
+    return f"released {target}"
+
+
+@runrecord.tool("network", irreversible=True)
+@activity.defn
+async def announce(target: str) -> str:
+    RAN.append(("announce", target, time.time()))
+    return f"announced {target}"
 
 
 _TIMEOUT = timedelta(seconds=20)
@@ -164,6 +201,60 @@ class Sneaky:
         return await handle
 
 
+@runrecord.agent("waiter", version="1")
+@workflow.defn
+class Waiter:
+    """One long call: it waits for a file, so operators can act on it while it is pending."""
+
+    @workflow.run
+    async def run(self, path: str) -> str:
+        return await workflow.execute_activity(
+            wait_for_file,
+            path,
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200)),
+        )
+
+
+@runrecord.agent("releaser", version="1")
+@workflow.defn
+class Releaser:
+    """A sub-agent: releases a target (undoable), then announces it (irreversible)."""
+
+    @workflow.run
+    async def run(self, target: str) -> str:
+        await workflow.execute_activity(release, target, start_to_close_timeout=_TIMEOUT)
+        return await workflow.execute_activity(announce, target, start_to_close_timeout=_TIMEOUT)
+
+
+@runrecord.agent("cautious-releaser", version="1")
+@workflow.defn
+class CautiousReleaser:
+    """A sub-agent: releases a target, then waits for approval to deploy it to production."""
+
+    @workflow.run
+    async def run(self, target: str) -> str:
+        await workflow.execute_activity(release, target, start_to_close_timeout=_TIMEOUT)
+        return await workflow.execute_activity(deploy, "prod", start_to_close_timeout=_TIMEOUT)
+
+
+@runrecord.agent("release-lead", version="1")
+@workflow.defn
+class ReleaseLead:
+    """Writes release notes, delegates the release to a sub-agent, then waits to deploy
+    (where a rollback finds it)."""
+
+    @workflow.run
+    async def run(self, path: str, cautious: bool = False) -> str:
+        await _write(path, "release notes")
+        sub_agent = CautiousReleaser.run if cautious else Releaser.run
+        await workflow.execute_child_workflow(
+            sub_agent, path, id=f"{workflow.info().workflow_id}.releaser"
+        )
+        return await workflow.execute_activity(deploy, "prod", start_to_close_timeout=_TIMEOUT)
+
+
 @workflow.defn
 class Unrecorded:
     """Run by a worker without runrecord: nothing gates its call."""
@@ -173,5 +264,26 @@ class Unrecorded:
         return await workflow.execute_activity(deploy, "x", start_to_close_timeout=_TIMEOUT)
 
 
-WORKFLOWS = [Deployer, CarefulDeployer, Bookkeeper, FragileWriter, Ticker, Sneaky]
-ACTIVITIES = [restore_file, write_file, charge, deploy, tick]
+WORKFLOWS = [
+    Deployer,
+    CarefulDeployer,
+    Bookkeeper,
+    FragileWriter,
+    Ticker,
+    Sneaky,
+    Waiter,
+    Releaser,
+    CautiousReleaser,
+    ReleaseLead,
+]
+ACTIVITIES = [
+    restore_file,
+    write_file,
+    charge,
+    deploy,
+    tick,
+    wait_for_file,
+    withdraw_release,
+    release,
+    announce,
+]

@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import Engine, text
+from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
+from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Replayer, Worker
 
@@ -191,6 +193,62 @@ async def test_refused_decisions_are_recorded_and_run_nothing(
     replayer = Replayer(workflows=agents.WORKFLOWS, plugins=[RunRecordPlugin(policy=policy)])
     replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None
+
+
+async def _raw_signal(client: Client, run_id: str, name: str, identity: str, *data: bytes) -> None:
+    """A signal as any gRPC client could send it: payloads of our choosing, any identity."""
+    await client.workflow_service.signal_workflow_execution(
+        SignalWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=run_id),
+            signal_name=name,
+            input=Payloads(
+                payloads=[Payload(metadata={"encoding": b"json/plain"}, data=d) for d in data]
+            ),
+            identity=identity,
+            request_id=str(uuid.uuid4()),
+        )
+    )
+
+
+async def test_an_undecodable_approval_signal_is_recorded_with_its_sender(
+    temporal_address: str, journal: Journal, engine: Engine
+) -> None:
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"deploy-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(
+            agents.Deployer.run, ["staging-m"], id=run_id, task_queue=queue
+        )
+        await waiting_for(client, run_id, "1")
+        await _raw_signal(client, run_id, "runrecord.approve", "mallory@host", b"{not json")
+        await _raw_signal(client, run_id, "runrecord.deny", "eve@host")  # no payload at all
+        two = b'{"toolCallId": "1", "approver": "trent", "reason": "x"}'
+        await _raw_signal(client, run_id, "runrecord.approve", "trent@host", two, two)
+        # The run still takes a valid decision afterwards.
+        outcome = await send_decision(
+            client, run_id, "1", "approve", approver="alice", reason="checked"
+        )
+        assert outcome.applied, outcome.message
+        assert await handle.result() == ["deployed staging-m"]
+
+    done = await record(client, engine, run_id)
+    refused = [
+        (r.decision, r.approver, r.signal_identity, r.reason) for r in done.approval_rejections
+    ]
+    assert [r[:3] for r in refused] == [
+        ("approve", None, "mallory@host"),
+        ("deny", None, "eve@host"),
+        ("approve", None, "trent@host"),
+    ]
+    assert refused[0][3].startswith("malformed payload: not decodable")
+    assert refused[1][3] == "malformed payload: no payload"
+    assert refused[2][3] == "malformed payload: 2 payloads, expected one"
+    call = done.tool_calls[0]
+    assert (call.status, call.approval_state) == ("succeeded", "approved")
+    assert call.approval is not None and call.approval.decided_by == "alice"
+    # The decision is paired with its own signal, not with one of the refused ones.
+    assert call.approval.signal_identity not in ("mallory@host", "eve@host", "trent@host")
+    assert call.approval.signal_identity
 
 
 async def test_the_request_preview_hides_secrets(temporal_address: str, journal: Journal) -> None:

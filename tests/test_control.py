@@ -8,12 +8,23 @@ import uuid
 from pathlib import Path
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy import Engine
+from temporalio.api.activity.v1 import ActivityOptions
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkflowExecutionRequest,
+    PauseActivityRequest,
+    ResetActivityRequest,
+    UnpauseActivityRequest,
+    UpdateActivityOptionsRequest,
+)
 from temporalio.client import Client, WorkflowFailureError
 
 from runrecord.cli._approvals import send_decision
+from runrecord.cli._control import request_rollback, rollback_report
+from runrecord.recorder import Mirror, load_run
 from runrecord.worker import Journal
 from tests import control_agents as agents
 from tests.test_approvals import record, waiting_for, worker
@@ -74,6 +85,131 @@ async def test_pause_stops_new_tool_calls_until_resume(
     assert [(p.identity, p.reason) for p in pauses] == [("olga", "investigating")]
 
 
+async def _operations(engine: Engine, run_id: str, call: str) -> list[tuple[str, str | None]]:
+    with engine.connect() as conn:
+        loaded = load_run(conn, run_id)
+    if loaded is None:
+        return []
+    found = [c for c in loaded.tool_calls if c.tool_call_id == call]
+    return [(o.operation, o.by) for o in found[0].operations] if found else []
+
+
+async def _recorded(engine: Engine, run_id: str, call: str, count: int) -> None:
+    for _ in range(600):
+        if len(await _operations(engine, run_id, call)) >= count:
+            return
+        await asyncio.sleep(0.1)
+    seen = await _operations(engine, run_id, call)
+    raise AssertionError(f"call {call} of {run_id}: {count} operations expected, saw {seen}")
+
+
+async def test_activity_pause_and_unpause_are_recorded_on_the_call(
+    cli_env: dict[str, str], temporal_address: str, journal: Journal, engine: Engine, tmp_path: Path
+) -> None:
+    done_file = tmp_path / "go"
+    stop = asyncio.Event()
+    async with worker(temporal_address, journal) as (client, queue):
+        mirror = asyncio.create_task(Mirror(client, engine, poll_interval=0.2).run(stop))
+        try:
+            run_id = f"waiter-{uuid.uuid4().hex[:8]}"
+            handle = await client.start_workflow(
+                agents.Waiter.run, str(done_file), id=run_id, task_queue=queue
+            )
+            while len(agents.ran("wait_for_file", str(done_file))) < 2:
+                await asyncio.sleep(0.05)
+            paused = await _cli(
+                "pause",
+                run_id,
+                "--call",
+                "1",
+                "--reason",
+                "looks stuck",
+                "--as",
+                "olga",
+                env=cli_env,
+            )
+            assert paused.returncode == 0, paused.stderr
+            assert paused.stdout.strip() == f"call 1 of run {run_id} paused by olga"
+            await _recorded(engine, run_id, "1", 1)
+            resumed = await _cli(
+                "resume",
+                run_id,
+                "--call",
+                "1",
+                "--reason",
+                "input fixed",
+                "--as",
+                "olga",
+                env=cli_env,
+            )
+            assert resumed.returncode == 0, resumed.stderr
+            await _recorded(engine, run_id, "1", 2)
+            # The same from any other client (the Temporal UI, `temporal activity pause`).
+            execution = WorkflowExecution(workflow_id=run_id)
+            await client.workflow_service.pause_activity(
+                PauseActivityRequest(
+                    namespace=client.namespace,
+                    execution=execution,
+                    id="1",
+                    identity="ops-bot@host",
+                    reason="second look",
+                )
+            )
+            await _recorded(engine, run_id, "1", 3)
+            # Attempt 2 is the one running (the first fails): a reset takes it back to 1.
+            await client.workflow_service.reset_activity(
+                ResetActivityRequest(
+                    namespace=client.namespace,
+                    execution=execution,
+                    id="1",
+                    identity="ops-bot@host",
+                    keep_paused=True,
+                )
+            )
+            await _recorded(engine, run_id, "1", 4)
+            await client.workflow_service.update_activity_options(
+                UpdateActivityOptionsRequest(
+                    namespace=client.namespace,
+                    execution=execution,
+                    id="1",
+                    identity="ops-bot@host",
+                    activity_options=ActivityOptions(heartbeat_timeout=Duration(seconds=3)),
+                    update_mask=FieldMask(paths=["heartbeat_timeout"]),
+                )
+            )
+            await _recorded(engine, run_id, "1", 5)
+            await client.workflow_service.unpause_activity(
+                UnpauseActivityRequest(
+                    namespace=client.namespace, execution=execution, id="1", identity="ops-bot@host"
+                )
+            )
+            await _recorded(engine, run_id, "1", 6)
+            done_file.write_text("done")
+            assert await asyncio.wait_for(handle.result(), 60) == "done"
+        finally:
+            stop.set()
+            await mirror
+
+    with engine.connect() as conn:
+        loaded = load_run(conn, run_id)
+    assert loaded is not None
+    call = loaded.tool_calls[0]
+    assert call.status == "succeeded"
+    ops = [(o.operation, o.by, o.reason) for o in call.operations]
+    assert ops[0] == ("paused", "olga", "looks stuck")
+    assert ops[1] == ("unpaused", "olga", "input fixed")  # from the CLI's note
+    assert ops[2] == ("paused", "ops-bot@host", "second look")
+    assert ops[3][0] == "reset"
+    assert ops[4][0] == "options_updated"
+    assert call.operations[4].detail["changed"] == ["heartbeatTimeout"]
+    assert ops[5] == ("unpaused", None, None)  # Temporal keeps no author for it
+    times = [o.at for o in call.operations]
+    assert times == sorted(times) and all(t is not None for t in times)
+    shown = await _cli("show", run_id, env={**cli_env, "COLUMNS": "400"})
+    assert shown.returncode == 0, shown.stderr
+    assert "paused by olga (looks stuck)" in shown.stdout
+
+
 async def test_rollback_restores_a_written_file_and_reports_the_payment_not_undone(
     cli_env: dict[str, str], temporal_address: str, journal: Journal, engine: Engine, tmp_path: Path
 ) -> None:
@@ -116,6 +252,79 @@ async def test_rollback_restores_a_written_file_and_reports_the_payment_not_undo
     assert calls["3"].status == "cancelled" and calls["3"].approval_state == "requested"
     undo = next(c for c in done.tool_calls if c.compensates == "1")
     assert (undo.tool, undo.status) == ("restore_file", "succeeded")
+
+
+async def test_rollback_undoes_a_sub_agents_calls_first_and_lists_what_it_could_not(
+    cli_env: dict[str, str], temporal_address: str, journal: Journal, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "notes.txt"
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"lead-{uuid.uuid4().hex[:8]}"
+        child_id = f"{run_id}.releaser"
+        handle = await client.start_workflow(
+            agents.ReleaseLead.run, str(path), id=run_id, task_queue=queue
+        )
+        await waiting_for(client, run_id, "2")  # the sub-agent has released and announced
+        assert agents.ran("release", str(path)) == [str(path)]
+        rolled = await _cli(
+            "rollback", run_id, "--reason", "bad release", "--as", "fay", env=cli_env
+        )
+        assert_one_line_error(
+            rolled, "incomplete", f"{child_id}/2 announce (declared irreversible)"
+        )
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert not path.exists()  # the notes are gone again
+    assert agents.ran("withdraw_release", str(path)) == [str(path)]
+    # Deepest first: the sub-agent's release was withdrawn before the notes were removed.
+    when = {tool: t for tool, arg, t in agents.RAN if arg == str(path)}
+    assert when["withdraw_release"] < when["restore_file"]
+
+    done = await record(client, engine, run_id)
+    assert done.final_status == "rollback_incomplete"
+    assert done.rollback is not None
+    assert done.rollback.compensated == ["1"]
+    assert [(c.run_id, c.tool_call_id, c.tool) for c in done.rollback.sub_agent_compensated] == [
+        (child_id, "1", "release")
+    ]
+    assert [(n.run_id, n.tool_call_id, n.tool, n.why) for n in done.rollback.not_undone] == [
+        (child_id, "2", "announce", "declared irreversible")
+    ]
+    undo = next(c for c in done.tool_calls if c.compensates == f"{child_id}/1")
+    assert (undo.tool, undo.status) == ("withdraw_release", "succeeded")
+    assert {c.tool_call_id: c.status for c in done.tool_calls}["1"] == "compensated"
+    shown = await _cli("show", run_id, env={**cli_env, "COLUMNS": "400"})
+    assert shown.returncode == 0, shown.stderr
+    assert f"undid #1, {child_id} #1" in shown.stdout
+    assert f"not undone {child_id} #2 announce (declared irreversible)" in shown.stdout
+
+
+async def test_rollback_of_a_parent_undoes_a_sub_agent_still_running(
+    temporal_address: str, journal: Journal, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "notes.txt"
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"lead-{uuid.uuid4().hex[:8]}"
+        child_id = f"{run_id}.releaser"
+        await client.start_workflow(
+            agents.ReleaseLead.run, args=[str(path), True], id=run_id, task_queue=queue
+        )
+        while not agents.ran("release", str(path)):
+            await asyncio.sleep(0.05)
+        await waiting_for(client, child_id, "2")  # released; waits to deploy
+        await request_rollback(client, run_id, by="fay", reason="stop it all", to_call=None)
+        report = await rollback_report(client, run_id, 60)
+        with pytest.raises(WorkflowFailureError):
+            await client.get_workflow_handle(child_id).result()
+    assert report.outcome == "rolled_back" and report.not_undone == []
+    assert report.compensated == ["1"]
+    assert [(c.run_id, c.tool_call_id) for c in report.sub_agent_compensated] == [(child_id, "1")]
+    assert agents.ran("withdraw_release", str(path)) == [str(path)]
+    assert agents.ran("deploy", "prod") == []
+    assert not path.exists()
+    child = await record(client, engine, child_id)
+    assert child.final_status == "cancelled"
+    assert [c.status for c in child.tool_calls] == ["succeeded", "cancelled"]
 
 
 async def test_an_agent_can_opt_in_to_rollback_on_failure(
@@ -217,12 +426,14 @@ async def test_control_commands_refuse_bad_input_in_one_line(
         (("rollback", run_id), "has ended (completed)"),
         (("pause", run_id, "--reason", "x"), "has ended (completed)"),
         (("resume", run_id), "is not paused"),
+        (("pause", run_id, "--call", "1", "--reason", "x"), "call 1 of", "not a pending activity"),
+        (("resume", run_id, "--call", "99"), "has no call '99'"),
         (("approve", "no-such-run", "1", "--reason", "x"), "no run 'no-such-run'"),
         (("deny", run_id, "1"), "--reason"),
         (("rerun", "no-such-run"), "no-such-run"),
     ]
-    for args, needle in cases:
-        assert_one_line_error(await _cli(*args, env=cli_env), needle)
+    for args, *needles in cases:
+        assert_one_line_error(await _cli(*args, env=cli_env), *needles)
     bad = tmp_path / "policy.toml"
     bad.write_text('[[rule]]\nname = "x"\nside_effects = ["teleport"]\n')
     for policy, needle in (

@@ -9,17 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 import typer
-from temporalio.api.common.v1 import Payload, WorkflowExecution
+from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
 from temporalio.api.enums.v1 import ResetReapplyExcludeType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import (
+    PauseActivityRequest,
     PauseWorkflowExecutionRequest,
     ResetWorkflowExecutionRequest,
+    SignalWorkflowExecutionRequest,
+    UnpauseActivityRequest,
     UnpauseWorkflowExecutionRequest,
 )
 from temporalio.client import Client, WorkflowFailureError
@@ -45,8 +48,10 @@ from runrecord.recorder._decoding import decode_events
 from runrecord.records import (
     APPROVE_SIGNAL,
     DENY_SIGNAL,
+    OPERATION_SIGNAL,
     ROLLBACK_SIGNAL,
     FinalStatus,
+    OperationNote,
     Rollback,
     RollbackRequest,
     RunContext,
@@ -93,6 +98,65 @@ async def _set_paused(client: Client, run_id: str, paused: bool, *, by: str, rea
     except RPCError as err:
         action = "pause" if paused else "resume"
         raise RunRecordError(f"cannot {action} run {run_id!r}: {err.message}") from None
+
+
+async def pause_call(client: Client, run_id: str, call_id: str, *, by: str, reason: str) -> None:
+    """Temporal's activity pause of one pending call; its info keeps who and why."""
+    activity_id = await _pending_activity(client, run_id, call_id)
+    request = PauseActivityRequest(
+        namespace=client.namespace,
+        execution=WorkflowExecution(workflow_id=run_id),
+        identity=by,
+        id=activity_id,
+        reason=default_redactor().text(reason),
+        request_id=str(uuid.uuid4()),
+    )
+    try:
+        await client.workflow_service.pause_activity(request)
+    except RPCError as err:
+        raise RunRecordError(f"cannot pause call {call_id} of {run_id!r}: {err.message}") from None
+
+
+async def resume_call(client: Client, run_id: str, call_id: str, *, by: str, reason: str) -> None:
+    """Temporal's activity unpause. Temporal keeps no author for it, so a note with who and
+    why goes into the run's history first (a ``runrecord.operation`` signal)."""
+    activity_id = await _pending_activity(client, run_id, call_id)
+    note = OperationNote(
+        tool_call_id=call_id, operation="unpaused", reason=default_redactor().text(reason)
+    )
+    # Through the client's converter, so a configured codec encrypts the note too.
+    payloads = await client.data_converter.encode([note.to_json_dict()])
+    signal = SignalWorkflowExecutionRequest(
+        namespace=client.namespace,
+        workflow_execution=WorkflowExecution(workflow_id=run_id),
+        signal_name=OPERATION_SIGNAL,
+        input=Payloads(payloads=payloads),
+        identity=by,
+        request_id=str(uuid.uuid4()),
+    )
+    request = UnpauseActivityRequest(
+        namespace=client.namespace,
+        execution=WorkflowExecution(workflow_id=run_id),
+        identity=by,
+        id=activity_id,
+    )
+    try:
+        await client.workflow_service.signal_workflow_execution(signal)
+        await client.workflow_service.unpause_activity(request)
+    except RPCError as err:
+        raise RunRecordError(f"cannot resume call {call_id} of {run_id!r}: {err.message}") from None
+
+
+async def _pending_activity(client: Client, run_id: str, call_id: str) -> str:
+    """The activity id of a call that is scheduled or running."""
+    projection, _ = await _projection(client, run_id)
+    call = projection.calls.get(call_id)
+    if call is None:
+        raise RunRecordError(f"run {run_id!r} has no call {call_id!r}")
+    for activity_id, pending in projection.pending_activities().items():
+        if pending == call_id:
+            return activity_id
+    raise RunRecordError(f"call {call_id} of {run_id!r} is not a pending activity ({call.status})")
 
 
 async def _projection(client: Client, run_id: str) -> tuple[RunProjection, list[HistoryEvent]]:
@@ -289,17 +353,27 @@ _AS = typer.Option(None, "--as", help="Who acts (default: your OS user name).")
 _REASON_FILE = typer.Option(None, "--reason-file", help=REASON_FILE_HELP)
 
 
+_CALL = typer.Option(
+    None, "--call", help="Only this pending call (Temporal's activity pause), not the whole run."
+)
+
+
 def pause(
     run_id: str = typer.Argument(..., help="The run (workflow id)."),
     reason: str = typer.Option(None, "--reason", help="Why: recorded with the pause."),
     reason_file: str = _REASON_FILE,
     name: str = _AS,
+    call: str = _CALL,
 ) -> None:
-    """Pause RUN with Temporal's native workflow pause: no new tool calls until resumed."""
+    """Pause RUN with Temporal's native workflow pause: no new tool calls until resumed.
+
+    With --call, pause only that pending call: its current attempt is cancelled and no
+    other starts until it is resumed; the rest of the run goes on.
+    """
     why = typed_reason(reason, reason_file)
     if not why:
         raise RunRecordError("give a reason with --reason or --reason-file")
-    _pause_or_resume(pause_run, run_id, why, name, "paused")
+    _pause_or_resume(True, run_id, call, why, name)
 
 
 def resume(
@@ -307,23 +381,31 @@ def resume(
     reason: str = typer.Option(None, "--reason", help="Why: recorded with the resume."),
     reason_file: str = _REASON_FILE,
     name: str = _AS,
+    call: str = _CALL,
 ) -> None:
-    """Resume a paused RUN."""
+    """Resume a paused RUN, or with --call one paused call of it."""
     why = typed_reason(reason, reason_file, default="resumed") or "resumed"
-    _pause_or_resume(resume_run, run_id, why, name, "resumed")
+    _pause_or_resume(False, run_id, call, why, name)
 
 
 def _pause_or_resume(
-    act: Callable[..., Awaitable[None]], run_id: str, reason: str, name: str | None, done: str
+    paused: bool, run_id: str, call: str | None, reason: str, name: str | None
 ) -> None:
     by = acting_as(name)
 
     async def main() -> None:
         async with control_client() as (_, client):
-            await act(client, run_id, by=by, reason=reason)
+            if call is None:
+                act = pause_run if paused else resume_run
+                await act(client, run_id, by=by, reason=reason)
+            elif paused:
+                await pause_call(client, run_id, call, by=by, reason=reason)
+            else:
+                await resume_call(client, run_id, call, by=by, reason=reason)
 
     asyncio.run(main())
-    typer.echo(f"run {run_id} {done} by {by}")
+    what = f"call {call} of run {run_id}" if call is not None else f"run {run_id}"
+    typer.echo(f"{what} {'paused' if paused else 'resumed'} by {by}")
 
 
 def rollback(

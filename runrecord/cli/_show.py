@@ -142,6 +142,10 @@ def render_tree(records: list[RunRecord], ui_url: str | None) -> Tree:
                         call_node.add(
                             f"attempt {attempt.attempt} {attempt.outcome}: {escape(attempt.error)}"
                         )
+            for op in step.operations:
+                who = f" by {op.by}" if op.by else ""
+                why = f" ({op.reason})" if op.reason else ""
+                call_node.add(escape(f"{op.operation}{who}{why} at {op.at:%Y-%m-%d %H:%M:%S}"))
             for text in artifacts_by_call.get(step.tool_call_id, []):
                 call_node.add(text)
         for refused in record.approval_rejections:
@@ -151,11 +155,18 @@ def render_tree(records: list[RunRecord], ui_url: str | None) -> Tree:
                 f"{escape(refused.approver or '?')}: {escape(refused.reason)}"
             )
         if record.rollback is not None:
-            undone = ", ".join(f"#{c}" for c in record.rollback.compensated) or "nothing"
+            undone = ", ".join(
+                [f"#{c}" for c in record.rollback.compensated]
+                + [f"{c.run_id} #{c.tool_call_id}" for c in record.rollback.sub_agent_compensated]
+            )
+            undone = undone or "nothing"
             text = f"[magenta]rollback[/magenta] by {escape(record.rollback.requested_by)}: undid "
             text += escape(undone)
             for missed in record.rollback.not_undone:
-                text += escape(f"; not undone #{missed.tool_call_id} {missed.tool} ({missed.why})")
+                where = f"{missed.run_id} " if missed.run_id else ""
+                text += escape(
+                    f"; not undone {where}#{missed.tool_call_id} {missed.tool} ({missed.why})"
+                )
             node.add(text)
         for child_id in record.child_run_ids:
             if child_id not in by_id:

@@ -38,6 +38,7 @@ from runrecord._settings import RunRecordError
 from runrecord.recorder._blobs import BlobStore
 from runrecord.recorder._database import is_outage, refusal
 from runrecord.recorder._decoding import decode_events
+from runrecord.recorder._operations import ActivityWatch
 from runrecord.recorder._projection import Body, RunChain, RunProjection
 from runrecord.recorder._store import (
     KEYS,
@@ -53,6 +54,7 @@ from runrecord.recorder._store import (
     write_rows,
 )
 from runrecord.recorder._tables import (
+    ActivityOperationRow,
     AttemptRow,
     JournalCursorRow,
     LineageEdgeRow,
@@ -652,6 +654,7 @@ class Mirror:
         state = self.followed.setdefault(key, Followed(workflow_id, run_id))
         token = b""
         backoff = self.poll_interval
+        watch = asyncio.create_task(self._watch_pending(workflow_id, run_id, fold))
         try:
             while True:
                 try:
@@ -684,10 +687,52 @@ class Mirror:
                 for old in list(self._done)[: _DONE_KEPT // 2]:
                     del self._done[old]
         finally:
+            watch.cancel()
             self._tasks.pop(key, None)
             self.followed.pop(key, None)
             if not any(k[0] == workflow_id for k in self._tasks):
                 self._retire(workflow_id)
+
+    async def _watch_pending(self, workflow_id: str, run_id: str, fold: RunProjection) -> None:
+        """Record operators' actions on the run's pending calls (see ``_operations``): they
+        are in no history event, so the run is described while it has pending calls."""
+        watch = ActivityWatch(workflow_id)
+        request = DescribeWorkflowExecutionRequest(
+            namespace=self.namespace,
+            execution=WorkflowExecutionProto(workflow_id=workflow_id, run_id=run_id),
+        )
+        behind = 0
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            calls = fold.pending_activities()
+            if not calls and not watch.unwritten:
+                continue
+            try:
+                if calls:
+                    described = await self.client.workflow_service.describe_workflow_execution(
+                        request
+                    )
+                    # Compare only once the fold has read as far as the description: a note
+                    # sent just before an unpause must be folded when the unpause is seen.
+                    length = described.workflow_execution_info.history_length
+                    if fold.last_event_id < length and behind < 5:
+                        behind += 1
+                        continue
+                    behind = 0
+                    now = datetime.now(UTC)
+                    watch.observe(described.pending_activities, calls, now, fold.signals)
+                if watch.unwritten:
+                    await asyncio.to_thread(self._write_operations, watch.unwritten)
+                    watch.unwritten = []
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # Temporal or the database may be down: try again
+                self._error(err)
+
+    def _write_operations(self, rows: list[dict[str, Any]]) -> None:
+        keys = ("run_id", "tool_call_id", "operation", "at")
+        with self.engine.begin() as conn:
+            upsert(conn, ActivityOperationRow, rows, keys, update=False)
 
     def _retire(self, workflow_id: str) -> None:
         """Forget a chain nobody follows, once the writer has written what it holds."""

@@ -704,6 +704,15 @@ class RunProjection:
 
     # --- the result
 
+    def pending_activities(self) -> dict[str, str]:
+        """Activity id -> tool call id of the calls scheduled and not yet closed."""
+        open_ = (ToolCallStatus.SCHEDULED, ToolCallStatus.RUNNING)
+        return {
+            c.activity_id: call_id
+            for call_id, c in self.calls.items()
+            if c.activity_id and not c.local and c.status in open_
+        }
+
     def scheduled_event_id(self, tool_call_id: str) -> int:
         """The call's first event: its approval request, else its ActivityTaskScheduled."""
         return self._scheduled_event.get(tool_call_id, 0)

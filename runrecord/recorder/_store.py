@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from runrecord.recorder._projection import RunChain, kept_id
 from runrecord.recorder._tables import (
+    ActivityOperationRow,
     ArtifactRow,
     AttemptRow,
     JournalCursorRow,
@@ -28,6 +29,7 @@ from runrecord.recorder._tables import (
     ToolCallRow,
 )
 from runrecord.records import (
+    ActivityOperation,
     ApprovalRejection,
     Artifact,
     Attempt,
@@ -500,6 +502,23 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
     journaled = select(*_table(AttemptRow).c).where(AttemptRow.run_id == run_id)
     for a in conn.execute(journaled).all():  # one fetch, not a round of fetchone per row
         attempts.setdefault(a.tool_call_id, []).append(a)
+    operations: dict[str, list[ActivityOperation]] = {}
+    operated = (
+        select(*_table(ActivityOperationRow).c)
+        .where(ActivityOperationRow.run_id == run_id)
+        .order_by(ActivityOperationRow.at)
+    )
+    for o in conn.execute(operated).all():
+        operations.setdefault(o.tool_call_id, []).append(
+            ActivityOperation(
+                operation=o.operation,
+                by=o.identity,
+                reason=o.reason,
+                at=o.at,
+                attempt=o.attempt,
+                detail=o.detail or {},
+            )
+        )
     models = (
         session.execute(select(ModelCallRow).where(ModelCallRow.run_id == run_id)).scalars().all()
     )
@@ -558,6 +577,7 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
             mcp=MCPCall.model_validate(row.mcp) if row.mcp else None,
             consumes=list(row.consumes or []),
             compensates=row.compensates,
+            operations=operations.get(row.tool_call_id, []),
         )
         call.retry_state = _attempts(call, attempts.get(row.tool_call_id, []))
         tool_calls.append(call)

@@ -88,7 +88,8 @@ class ToolCallRow(Base):
     schema_drift: Mapped[bool] = mapped_column(default=False, index=True)
     consumes: Mapped[list[str]] = mapped_column(Json, default=list)
     local: Mapped[bool] = mapped_column(default=False)
-    compensates: Mapped[str | None] = mapped_column(String(64))
+    # A sub-agent's call is named `<sub-agent run id>/<call id>`.
+    compensates: Mapped[str | None] = mapped_column(String(1024))
 
 
 class AttemptRow(Base):
@@ -108,6 +109,22 @@ class AttemptRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     worker_identity: Mapped[str | None] = mapped_column(String(255))
     route: Mapped[str | None] = mapped_column(String(255))
+
+
+class ActivityOperationRow(Base):
+    """An operator's action on a pending call that history does not hold (activity pause,
+    unpause, reset, options update), as the mirror saw it in the pending activity's info."""
+
+    __tablename__ = "activity_operations"
+
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tool_call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    identity: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
 
 
 class ModelCallRow(Base):

@@ -43,8 +43,10 @@ from runrecord.records import (
     FAILURE_STATUS,
     HEADER_KEY,
     MEMO_KEY,
+    OPERATION_SIGNAL,
     PENDING_MEMO_KEY,
     ROLLBACK_SIGNAL,
+    SUB_AGENT_CALLS_SIGNAL,
     ApprovalRejection,
     ApprovalRequest,
     ApprovalState,
@@ -59,17 +61,22 @@ from runrecord.records import (
     RollbackRequest,
     RunContext,
     RunMemo,
+    SubAgentCalls,
 )
 from runrecord.worker._nudge import nudge
 from runrecord.workflows._agent import AgentSpec, agent_spec
-from runrecord.workflows._approvals import ApprovalGate, redact, redact_text
+from runrecord.workflows._approvals import APPROVAL_SIGNALS, ApprovalGate, redact, redact_text
 from runrecord.workflows._mcp import MCPSnapshot
 from runrecord.workflows._policy import Action, Policy
 from runrecord.workflows._rollback import (
     ROLLBACK_ON_FAILURE,
     CompletedCall,
+    compensable,
+    from_report,
+    needs_undoing,
     roll_back,
     summary,
+    undone_ids,
 )
 
 AGENT_ATTR = SearchAttributeKey.for_keyword("RunRecordAgent")
@@ -301,6 +308,11 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         self.rollback_request: RollbackRequest | None = None
         self.rolling_back = False
         self.compensating: str | None = None
+        # Sub-agent runs started (workflow id -> own calls scheduled before), and the calls
+        # they reported as still in effect when they closed.
+        self.children: dict[str, int] = {}
+        self.sub_agent_calls: list[CompletedCall] = []
+        self.undone: set[str] = set()
         super().init(_WorkflowOutbound(outbound, self))
 
     async def execute_workflow(self, input: temporalio.worker.ExecuteWorkflowInput) -> Any:
@@ -334,7 +346,21 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         self._upsert_memo()
         self.gate.install()
         temporalio.workflow.set_signal_handler(ROLLBACK_SIGNAL, self._on_rollback)
+        temporalio.workflow.set_signal_handler(SUB_AGENT_CALLS_SIGNAL, self._on_sub_agent_calls)
+        # Notes for the record only (the mirror reads them from history): nothing to do here.
+        temporalio.workflow.set_signal_handler(OPERATION_SIGNAL, _ignore)
         self._set_status("running", first=True)
+        try:
+            result = await self._supervise(input)
+        except temporalio.workflow.ContinueAsNewError:
+            raise
+        except BaseException:
+            await self._report_to_parent()
+            raise
+        await self._report_to_parent()
+        return result
+
+    async def _supervise(self, input: temporalio.worker.ExecuteWorkflowInput) -> Any:
         # The agent runs as its own task so that a rollback signal can stop it.
         agent = asyncio.create_task(self._run_agent(input))
         try:
@@ -349,6 +375,14 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             await asyncio.wait([agent])
             await self._roll_back(self.rollback_request, None)
         return await self._outcome(agent)
+
+    async def handle_signal(self, input: temporalio.worker.HandleSignalInput) -> None:
+        decision = APPROVAL_SIGNALS.get(input.signal)
+        if decision is not None and len(input.args) > 1:
+            # Several payloads reach the one-argument handler decoded: refuse, never raise.
+            self.gate.refuse_unreadable(decision, f"{len(input.args)} payloads, expected one")
+            return
+        await super().handle_signal(input)
 
     async def _run_agent(self, input: temporalio.worker.ExecuteWorkflowInput) -> Any:
         spec = self.spec
@@ -375,7 +409,8 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
 
     async def _roll_back(self, request: RollbackRequest, cause: BaseException | None) -> NoReturn:
         self.rolling_back = True
-        report = await roll_back(self.completed, request, self._compensate)
+        report = await roll_back(self.completed + self.sub_agent_calls, request, self._compensate)
+        self.undone = undone_ids(report)
         self._publish(ControlEvent(kind="rollback", rollback=report), self.gate.pending())
         self._set_status(report.outcome)
         kind = "RollbackIncomplete" if report.not_undone else "RolledBack"
@@ -385,16 +420,59 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
 
     async def _compensate(self, call: CompletedCall) -> None:
         name = call.header.compensator or ""
-        args = [*call.args, call.result]
-        arity = self.interceptor.arity(name)
-        if arity is not None:
-            args = args[:arity]
-        self.compensating = call.header.tool_call_id
+        args = call.compensator_args(self.interceptor.arity(name))
+        self.compensating = call.undo_id
         try:
             handle = temporalio.workflow.start_activity(name, args=args, **call.options)
         finally:
             self.compensating = None
         await handle
+
+    def _on_sub_agent_calls(self, *args: Any) -> None:
+        try:
+            report = SubAgentCalls.model_validate(args[0] if len(args) == 1 else None)
+        except ValidationError:
+            temporalio.workflow.logger.warning("malformed runrecord sub-agent report ignored")
+            return
+        position = self.children.get(report.run_id)
+        if position is None:
+            # Only runs this run started may leave it calls to undo.
+            temporalio.workflow.logger.warning("sub-agent report from an unknown run ignored")
+            return
+        own = self.context.depth
+        self.sub_agent_calls += [
+            from_report(c, depth=max(c.depth - own, 1), position=position) for c in report.calls
+        ]
+
+    async def _report_to_parent(self) -> None:
+        """As a sub-agent run closes: tell the parent which calls it leaves in effect."""
+        parent = temporalio.workflow.info().parent
+        if parent is None:
+            return
+        calls = [
+            c
+            for c in self.completed + self.sub_agent_calls
+            if needs_undoing(c) and c.undo_id not in self.undone
+        ]
+        if not calls or not temporalio.workflow.patched("runrecord-sub-agent-report"):
+            return  # (histories from before reports existed replay without one)
+        report = SubAgentCalls(
+            run_id=self.run_id,
+            calls=compensable(
+                calls,
+                depth=self.context.depth,
+                task_queue=temporalio.workflow.info().task_queue,
+                arity=self.interceptor.arity,
+            ),
+        )
+        handle = temporalio.workflow.get_external_workflow_handle(
+            parent.workflow_id, run_id=parent.run_id
+        )
+        try:
+            # Awaited: the parent has the report before it learns that this run closed.
+            await handle.signal(SUB_AGENT_CALLS_SIGNAL, report.to_json_dict())
+        except Exception as err:  # a parent that has closed cannot roll back any more
+            temporalio.workflow.logger.warning(f"sub-agent report not delivered: {err}")
 
     def _on_rollback(self, *args: Any) -> None:
         try:
@@ -579,6 +657,7 @@ class _WorkflowOutbound(temporalio.worker.WorkflowOutboundInterceptor):
     async def start_child_workflow(
         self, input: temporalio.worker.StartChildWorkflowInput
     ) -> temporalio.workflow.ChildWorkflowHandle[Any, Any]:
+        self._root.children[input.id] = self._root._seq
         input.headers = {
             **input.headers,
             HEADER_KEY: encode_header(self._root.child_context(input.args)),
@@ -687,6 +766,10 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
 
 
 def _discard(entry: JournalEntry) -> None:
+    pass
+
+
+def _ignore(*args: Any) -> None:
     pass
 
 

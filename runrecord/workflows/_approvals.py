@@ -17,6 +17,8 @@ from typing import Any
 
 import temporalio.workflow as workflow
 from pydantic import ValidationError
+from temporalio.api.common.v1 import Payload
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from runrecord._redaction import Redactor, default_redactor
@@ -37,6 +39,11 @@ from runrecord.records import (
 from runrecord.workflows._policy import Action, Policy, Requirement, signing_message
 
 PREVIEW_LIMIT = 500
+APPROVAL_SIGNALS = {APPROVE_SIGNAL: "approve", DENY_SIGNAL: "deny"}
+"""Signal name -> decision."""
+
+# A signal sent with no payload calls its handler with no argument.
+_NO_PAYLOAD = RawValue(Payload())
 
 
 class ToolDenied(ApplicationError):
@@ -245,11 +252,19 @@ class ApprovalGate:
 
     # --- signals
 
-    def _approve(self, *args: Any) -> None:
-        self._on_signal("approve", args)
+    # The handlers take the raw payload: typed (or untyped) ones let the SDK decode it first
+    # and drop, unseen, a signal it cannot decode. The gate decodes, and refuses what it can't.
 
-    def _deny(self, *args: Any) -> None:
-        self._on_signal("deny", args)
+    def _approve(self, payload: RawValue = _NO_PAYLOAD) -> None:
+        self._on_signal("approve", payload)
+
+    def _deny(self, payload: RawValue = _NO_PAYLOAD) -> None:
+        self._on_signal("deny", payload)
+
+    def refuse_unreadable(self, decision: str, why: str) -> None:
+        """An approval signal no handler can take (the SDK passes several payloads decoded)."""
+        self._signals += 1
+        self._refuse(self._signals, None, decision, None, None, f"malformed payload: {why}")
 
     def _pending(self) -> list[dict[str, Any]]:
         return [r.to_json_dict() for r in self.pending()]
@@ -258,10 +273,22 @@ class ApprovalGate:
         outcome = self.outcomes.get(nonce)
         return outcome.to_json_dict() if outcome else None
 
-    def _on_signal(self, decision: str, args: Sequence[Any]) -> None:
+    def _on_signal(self, decision: str, received: RawValue) -> None:
+        # Counted before anything can go wrong: the n-th signal's identity is in history.
         self._signals += 1
         number = self._signals
-        raw = args[0] if len(args) == 1 else None
+        if received is _NO_PAYLOAD:
+            self._refuse(number, None, decision, None, None, "malformed payload: no payload")
+            return
+        try:
+            raw = workflow.payload_converter().from_payload(received.payload)
+        except Exception:
+            # The decoder's message quotes the payload, which may hold anything: leave it out.
+            encoding = received.payload.metadata.get("encoding", b"")[:40].decode(errors="replace")
+            shown = encoding if encoding.isprintable() else "an unprintable encoding"
+            refused = f"malformed payload: not decodable ({shown or 'no encoding'})"
+            self._refuse(number, None, decision, None, None, refused)
+            return
         nonce = raw.get("nonce") if isinstance(raw, dict) else None
         nonce = nonce if isinstance(nonce, str) else None
         try:

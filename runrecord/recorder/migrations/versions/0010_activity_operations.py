@@ -1,0 +1,53 @@
+"""operators' actions on pending calls (activity pause, unpause, reset, options), and
+compensations of a sub-agent's calls (`compensates` names the sub-agent run too)
+
+Revision ID: 0010
+Revises: 0009
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+_WHEN = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "activity_operations",
+        sa.Column("run_id", sa.String(length=255), nullable=False),
+        sa.Column("tool_call_id", sa.String(length=64), nullable=False),
+        sa.Column("operation", sa.String(length=32), nullable=False),
+        sa.Column("at", _WHEN, nullable=False),
+        sa.Column("identity", sa.String(length=255), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("attempt", sa.Integer(), nullable=True),
+        sa.Column("detail", _JSON, nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "tool_call_id", "operation", "at"),
+    )
+    with op.batch_alter_table("tool_calls") as batch_op:
+        batch_op.alter_column(
+            "compensates",
+            existing_type=sa.String(length=64),
+            type_=sa.String(length=1024),
+            existing_nullable=True,
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("tool_calls") as batch_op:
+        batch_op.alter_column(
+            "compensates",
+            existing_type=sa.String(length=1024),
+            type_=sa.String(length=64),
+            existing_nullable=True,
+        )
+    op.drop_table("activity_operations")
