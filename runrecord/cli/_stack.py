@@ -55,20 +55,40 @@ def load_policy(settings: Settings) -> Policy:
         raise RunRecordError(str(err)) from None
 
 
+# A Temporal port that accepts and never answers must still get its one line within 10 s of
+# the command starting, although imports alone take 2-4 s on a busy machine; a reachable
+# cluster answers in well under a second.
+ANSWER_WITHIN = 8.0
+MIN_CONNECT_TIMEOUT = 3.0
+
+
+def process_age() -> float:
+    """Seconds since this process started (0 where ``/proc`` cannot tell)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 async def connect(
     address: str,
     namespace: str,
     plugins: Sequence[RunRecordPlugin] = (),
-    timeout: float = 10.0,
+    timeout: float | None = None,
     identity: str | None = None,
 ) -> Client:
+    if timeout is None:
+        timeout = max(MIN_CONNECT_TIMEOUT, ANSWER_WITHIN - process_age())
     try:
         return await asyncio.wait_for(
             Client.connect(address, namespace=namespace, plugins=list(plugins), identity=identity),
             timeout,
         )
-    except (TimeoutError, RuntimeError, RPCError, OSError) as err:
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else "timed out"
+    except (TimeoutError, RuntimeError, RPCError, OSError, ValueError) as err:
+        silent = isinstance(err, TimeoutError) or not str(err).strip()
+        detail = f"no answer within {timeout:.0f} s" if silent else str(err).strip().splitlines()[0]
         raise RunRecordError(f"cannot reach Temporal at {address}: {detail}") from None
 
 
@@ -122,6 +142,18 @@ def _default_examples() -> Path:
     return Path(__file__).resolve().parents[2] / "examples"
 
 
+def checked_address(address: str) -> str:
+    """``address`` if it has the ``host:port`` form a Temporal client needs."""
+    host, _, port = address.strip().rpartition(":")
+    if not (host and host.isprintable() and port.isdigit() and 0 < int(port) < 65536) or any(
+        c.isspace() or c in "/@?#" for c in host
+    ):
+        raise RunRecordError(
+            f"TEMPORAL_ADDRESS {address[:200]!r} is not host:port, e.g. 127.0.0.1:7233"
+        )
+    return address.strip()
+
+
 @dataclass
 class Temporal:
     address: str
@@ -135,7 +167,7 @@ async def temporal_cluster(
 ) -> AsyncIterator[Temporal]:
     """TEMPORAL_ADDRESS if set; else a dev server already on 7233; else start one."""
     if settings.temporal_address:
-        yield Temporal(settings.temporal_address, settings.ui_url, None)
+        yield Temporal(checked_address(settings.temporal_address), settings.ui_url, None)
         return
     if port_open("127.0.0.1", 7233):
         yield Temporal(DEFAULT_ADDRESS, settings.ui_url or DEFAULT_UI, None)
