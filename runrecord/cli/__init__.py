@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc as garbage_collector
 import os
-import signal
 import sys
 import traceback
 
@@ -32,9 +31,8 @@ from runrecord.cli._runs import runs
 from runrecord.cli._show import show
 
 DEBUG_ENV = "RUNRECORD_DEBUG"
-# The reader of stdout went away (`runrecord runs | head`): stop quietly with the status of a
-# command killed by SIGPIPE, as other command line tools do.
-STDOUT_GONE = 128 + signal.SIGPIPE
+# The reader of stdout went away (`runrecord runs | head`): end quietly with 1, as click does.
+STDOUT_GONE = 1
 
 app = typer.Typer(
     name="runrecord",
@@ -102,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return STDOUT_GONE
-    except SystemExit as exc:
+    except SystemExit as exc:  # click's own exits (a broken pipe, say) must not tear down
         return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:
         # A bug, not bad input: still one line, with the traceback on request.

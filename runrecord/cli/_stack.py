@@ -27,7 +27,6 @@ from runrecord.recorder import BlobStore, Mirror, check_not_newer, open_engine, 
 from runrecord.worker import SEARCH_ATTRIBUTES, DevServer, Journal, RunRecordPlugin, port_open
 from runrecord.workflows import Policy, PolicyError
 
-DEFAULT_ADDRESS = "127.0.0.1:7233"
 DEFAULT_UI = "http://127.0.0.1:8233"
 
 
@@ -163,21 +162,33 @@ class Temporal:
 
 @asynccontextmanager
 async def temporal_cluster(
-    settings: Settings, *, start_if_missing: bool, db_file: Path | None = None
+    settings: Settings,
+    *,
+    start_if_missing: bool,
+    db_file: Path | None = None,
+    port: int | None = None,
+    ui_port: int | None = None,
 ) -> AsyncIterator[Temporal]:
-    """TEMPORAL_ADDRESS if set; else a dev server already on 7233; else start one."""
+    """TEMPORAL_ADDRESS if set; else a dev server already on ``port`` (7233); else start one
+    there, its UI on ``ui_port`` (8233, or a free port if that one is taken)."""
     if settings.temporal_address:
         yield Temporal(checked_address(settings.temporal_address), settings.ui_url, None)
         return
-    if port_open("127.0.0.1", 7233):
-        yield Temporal(DEFAULT_ADDRESS, settings.ui_url or DEFAULT_UI, None)
+    server = DevServer(
+        db_file=db_file or settings.home / "temporal.sqlite3",
+        port=port or DevServer.port,
+        ui_port=ui_port or DevServer.ui_port,
+    )
+    if port_open(server.host, server.port):
+        yield Temporal(server.address, settings.ui_url or server.ui_url, None)
         return
     if not start_if_missing:
         raise RunRecordError(
-            "no Temporal server at 127.0.0.1:7233: run `runrecord dev` or set TEMPORAL_ADDRESS"
+            f"no Temporal server at {server.address}: run `runrecord dev` or set TEMPORAL_ADDRESS"
         )
-    server = DevServer(db_file=db_file or settings.home / "temporal.sqlite3")
-    if port_open("127.0.0.1", server.ui_port):
+    if port_open(server.host, server.ui_port):
+        if ui_port is not None:
+            raise RunRecordError(f"UI port {ui_port} is taken: choose another with --ui-port")
         from runrecord.worker import free_port
 
         server.ui_port = free_port()
