@@ -108,7 +108,7 @@ def dev(
                 typer.echo(f"Temporal UI:      {temporal.ui_url or '(see your cluster)'}")
                 typer.echo(f"Records database: {engine.url.render_as_string(hide_password=True)}")
                 typer.echo(f"Task queue:       {EXAMPLES_TASK_QUEUE} (the example agents)")
-                if port and not settings.temporal_address:
+                if port:
                     typer.echo(f"Other commands:   export TEMPORAL_ADDRESS={temporal.address}")
                 typer.echo("Worker and mirror running. Press Ctrl-C to stop.")
                 await _until_signalled()

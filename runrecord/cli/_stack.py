@@ -86,8 +86,10 @@ async def connect(
             timeout,
         )
     except (TimeoutError, RuntimeError, RPCError, OSError, ValueError) as err:
-        silent = isinstance(err, TimeoutError) or not str(err).strip()
-        detail = f"no answer within {timeout:.0f} s" if silent else str(err).strip().splitlines()[0]
+        lines = str(err).strip().splitlines()
+        detail = lines[0] if lines else type(err).__name__
+        if isinstance(err, TimeoutError):
+            detail = f"no answer within {timeout:.0f} s"
         raise RunRecordError(f"cannot reach Temporal at {address}: {detail}") from None
 
 
