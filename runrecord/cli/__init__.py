@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc as garbage_collector
 import os
 import sys
+import traceback
 
 import typer
 
@@ -15,6 +16,7 @@ except ImportError:  # pragma: no cover
     import click  # type: ignore[no-redef]
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
+from runrecord._redaction import Redactor
 from runrecord._settings import RunRecordError
 from runrecord.cli._approvals import approvals, approve, deny, keygen
 from runrecord.cli._control import pause, replay, rerun, reset, resume, rollback
@@ -27,6 +29,10 @@ from runrecord.cli._mirror import mirror_app
 from runrecord.cli._run import demo, dev, worker
 from runrecord.cli._runs import runs
 from runrecord.cli._show import show
+
+DEBUG_ENV = "RUNRECORD_DEBUG"
+# The reader of stdout went away (`runrecord runs | head`): end quietly with 1, as click does.
+STDOUT_GONE = 1
 
 app = typer.Typer(
     name="runrecord",
@@ -92,14 +98,33 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return STDOUT_GONE
+    except SystemExit as exc:  # click's own exits (a broken pipe, say) must not tear down
+        return exc.code if isinstance(exc.code, int) else 1
+    except Exception as exc:
+        # A bug, not bad input: still one line, with the traceback on request.
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        detail = Redactor().text(str(exc)).strip().splitlines()
+        click.echo(
+            f"runrecord: error: unexpected {type(exc).__name__}"
+            + (f": {detail[0][:500]}" if detail else "")
+            + f" (set {DEBUG_ENV}=1 for the traceback)",
+            err=True,
+        )
+        return 70
     return code if isinstance(code, int) else 0
 
 
 def exit_now(code: int) -> None:
     """Exit without interpreter teardown: temporalio's client threads can abort a finalizing
     interpreter (sdk-python issue 300), which would turn a finished command into a crash."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a reader gone away must not let the exit fall back to teardown
     os._exit(code)
 
 
@@ -108,7 +133,14 @@ def run() -> None:
     # Imports leave ~180k objects that every full garbage collection would scan again; a
     # query reading thousands of calls would spend half its time there.
     garbage_collector.freeze()
-    exit_now(main())
+    code = 70
+    try:
+        code = main()
+    except BrokenPipeError:
+        code = STDOUT_GONE
+    finally:
+        # Whatever happened, never reach interpreter teardown (see exit_now).
+        exit_now(code)
 
 
 if __name__ == "__main__":

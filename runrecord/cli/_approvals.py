@@ -31,6 +31,7 @@ from runrecord.cli._temporal import (
     acting_as,
     control_client,
     describe_run,
+    list_runs,
     typed_reason,
 )
 from runrecord.recorder._decoding import decode_memo
@@ -58,10 +59,8 @@ async def pending_approvals(client: Client, run_id: str | None = None) -> list[A
         found = [ApprovalRequest.model_validate(r) for r in raw]
     else:
         found = []
-        async for execution in client.list_workflows(f"{AWAITING_ATTR.name} = true"):
-            memo = await decode_memo(
-                execution.raw_info.memo.fields, client.data_converter.payload_codec
-            )
+        async for info in list_runs(client, f"{AWAITING_ATTR.name} = true"):
+            memo = await decode_memo(info.memo.fields, client.data_converter.payload_codec)
             payload = memo.get(PENDING_MEMO_KEY)
             if payload is None:
                 continue
@@ -70,6 +69,19 @@ async def pending_approvals(client: Client, run_id: str | None = None) -> list[A
             except ValueError:
                 continue
     return sorted(found, key=lambda r: (r.requested_at, r.run_id, int(r.tool_call_id or 0)))
+
+
+_NOUN = {"approve": "approval", "deny": "denial"}
+
+
+class DecisionDeferred(RunRecordError):
+    """The decision reached a paused run: the run checks and applies it when it resumes."""
+
+    def __init__(self, run_id: str, tool_call_id: str, decision: str) -> None:
+        super().__init__(
+            f"run {run_id} is paused: the {_NOUN[decision]} of call {tool_call_id} was "
+            "delivered and is applied when the run resumes"
+        )
 
 
 async def send_decision(
@@ -137,9 +149,7 @@ async def send_decision(
     except RPCError as err:
         raise RunRecordError(f"cannot signal run {run_id!r}: {err.message}") from None
     if state.status == "paused":
-        raise RunRecordError(
-            f"run {run_id!r} is paused: the decision was sent and is checked when it resumes"
-        )
+        raise DecisionDeferred(run_id, tool_call_id, decision)
     return await _outcome(client, run_id, nonce, timeout)
 
 
@@ -199,7 +209,11 @@ def _decide(
                 private_key=_private_key(settings, approver, key),
             )
 
-    outcome = asyncio.run(main())
+    try:
+        outcome = asyncio.run(main())
+    except DecisionDeferred as deferred:
+        typer.echo(default_redactor().text(str(deferred)))
+        return
     message = default_redactor().text(outcome.message)  # a run on older code may not have
     if not outcome.applied:
         raise RunRecordError(f"refused by run {run_id}: {message}")

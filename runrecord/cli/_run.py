@@ -24,6 +24,9 @@ from runrecord.recorder import load_tree
 
 err = Console(stderr=True)
 
+# Apart from $RUNRECORD_TASK_QUEUE: tasks of a user's agents there must never reach a worker
+# that does not have their workflows.
+EXAMPLES_TASK_QUEUE = "runrecord-examples"
 DEMO_OPERATOR = "demo-operator"
 # What the demo's operator decides, per tool: the same signal `runrecord approve`/`deny` sends.
 DEMO_DECISIONS = {
@@ -70,24 +73,43 @@ async def _until_signalled() -> None:
             loop.remove_signal_handler(sig)
 
 
-def dev() -> None:
+def dev(
+    port: int = typer.Option(
+        None, "--port", min=1, max=65535, help="gRPC port of the dev server (default 7233)."
+    ),
+    ui_port: int = typer.Option(
+        None, "--ui-port", min=1, max=65535, help="Port of its Web UI (default 8233)."
+    ),
+) -> None:
     """Run the embedded stack in the foreground: Temporal dev server, worker, mirror.
 
     The dev server keeps its state in $RUNRECORD_HOME/temporal.sqlite3 (default
-    ~/.runrecord). With TEMPORAL_ADDRESS set, that cluster is used instead.
+    ~/.runrecord); a server already listening on the port is used instead. With
+    TEMPORAL_ADDRESS set, that cluster is used. The example agents run on their own
+    task queue, so a `runrecord worker` on $RUNRECORD_TASK_QUEUE gets its runs alone.
     Ctrl-C stops everything.
     """
     settings = Settings.from_env()
+    if settings.temporal_address and (port or ui_port):
+        raise RunRecordError(
+            "--port and --ui-port are for the embedded dev server: unset TEMPORAL_ADDRESS"
+        )
 
     async def main() -> None:
         engine = records_engine(settings)
         agents = load_agents(None)
-        async with temporal_cluster(settings, start_if_missing=True) as temporal:
-            async with recording_worker(settings, temporal.address, agents, engine=engine):
+        async with temporal_cluster(
+            settings, start_if_missing=True, port=port, ui_port=ui_port
+        ) as temporal:
+            async with recording_worker(
+                settings, temporal.address, agents, task_queue=EXAMPLES_TASK_QUEUE, engine=engine
+            ):
                 typer.echo(f"Temporal gRPC:    {temporal.address}")
                 typer.echo(f"Temporal UI:      {temporal.ui_url or '(see your cluster)'}")
                 typer.echo(f"Records database: {engine.url.render_as_string(hide_password=True)}")
-                typer.echo(f"Task queue:       {settings.task_queue}")
+                typer.echo(f"Task queue:       {EXAMPLES_TASK_QUEUE} (the example agents)")
+                if port:
+                    typer.echo(f"Other commands:   export TEMPORAL_ADDRESS={temporal.address}")
                 typer.echo("Worker and mirror running. Press Ctrl-C to stop.")
                 await _until_signalled()
                 typer.echo("Stopping ...")

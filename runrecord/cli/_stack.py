@@ -29,7 +29,6 @@ from runrecord.recorder import BlobStore, Mirror, check_not_newer, open_engine, 
 from runrecord.worker import SEARCH_ATTRIBUTES, DevServer, Journal, RunRecordPlugin, port_open
 from runrecord.workflows import Policy, PolicyError
 
-DEFAULT_ADDRESS = "127.0.0.1:7233"
 DEFAULT_UI = "http://127.0.0.1:8233"
 
 
@@ -57,16 +56,35 @@ def load_policy(settings: Settings) -> Policy:
         raise RunRecordError(str(err)) from None
 
 
+# A Temporal port that accepts and never answers must still get its one line within 10 s of
+# the command starting, although imports alone take 2-4 s on a busy machine; a reachable
+# cluster answers in well under a second.
+ANSWER_WITHIN = 8.0
+MIN_CONNECT_TIMEOUT = 3.0
+
+
+def process_age() -> float:
+    """Seconds since this process started (0 where ``/proc`` cannot tell)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 async def connect(
     address: str,
     namespace: str,
     plugins: Sequence[RunRecordPlugin] = (),
-    timeout: float = 10.0,
+    timeout: float | None = None,
     identity: str | None = None,
     payload_codec: PayloadCodec | None = None,
 ) -> Client:
     """A client of ``address``; ``payload_codec`` is the codec the agents' clients use, and
     with one, headers (runrecord's included) are encoded too."""
+    if timeout is None:
+        timeout = max(MIN_CONNECT_TIMEOUT, ANSWER_WITHIN - process_age())
     try:
         return await asyncio.wait_for(
             Client.connect(
@@ -83,8 +101,11 @@ async def connect(
             ),
             timeout,
         )
-    except (TimeoutError, RuntimeError, RPCError, OSError) as err:
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else "timed out"
+    except (TimeoutError, RuntimeError, RPCError, OSError, ValueError) as err:
+        lines = str(err).strip().splitlines()
+        detail = lines[0] if lines else type(err).__name__
+        if isinstance(err, TimeoutError):
+            detail = f"no answer within {timeout:.0f} s"
         raise RunRecordError(f"cannot reach Temporal at {address}: {detail}") from None
 
 
@@ -138,6 +159,18 @@ def _default_examples() -> Path:
     return Path(__file__).resolve().parents[2] / "examples"
 
 
+def checked_address(address: str) -> str:
+    """``address`` if it has the ``host:port`` form a Temporal client needs."""
+    host, _, port = address.strip().rpartition(":")
+    if not (host and host.isprintable() and port.isdigit() and 0 < int(port) < 65536) or any(
+        c.isspace() or c in "/@?#" for c in host
+    ):
+        raise RunRecordError(
+            f"TEMPORAL_ADDRESS {address[:200]!r} is not host:port, e.g. 127.0.0.1:7233"
+        )
+    return address.strip()
+
+
 @dataclass
 class Temporal:
     address: str
@@ -147,21 +180,33 @@ class Temporal:
 
 @asynccontextmanager
 async def temporal_cluster(
-    settings: Settings, *, start_if_missing: bool, db_file: Path | None = None
+    settings: Settings,
+    *,
+    start_if_missing: bool,
+    db_file: Path | None = None,
+    port: int | None = None,
+    ui_port: int | None = None,
 ) -> AsyncIterator[Temporal]:
-    """TEMPORAL_ADDRESS if set; else a dev server already on 7233; else start one."""
+    """TEMPORAL_ADDRESS if set; else a dev server already on ``port`` (7233); else start one
+    there, its UI on ``ui_port`` (8233, or a free port if that one is taken)."""
     if settings.temporal_address:
-        yield Temporal(settings.temporal_address, settings.ui_url, None)
+        yield Temporal(checked_address(settings.temporal_address), settings.ui_url, None)
         return
-    if port_open("127.0.0.1", 7233):
-        yield Temporal(DEFAULT_ADDRESS, settings.ui_url or DEFAULT_UI, None)
+    server = DevServer(
+        db_file=db_file or settings.home / "temporal.sqlite3",
+        port=port or DevServer.port,
+        ui_port=ui_port or DevServer.ui_port,
+    )
+    if port_open(server.host, server.port):
+        yield Temporal(server.address, settings.ui_url or server.ui_url, None)
         return
     if not start_if_missing:
         raise RunRecordError(
-            "no Temporal server at 127.0.0.1:7233: run `runrecord dev` or set TEMPORAL_ADDRESS"
+            f"no Temporal server at {server.address}: run `runrecord dev` or set TEMPORAL_ADDRESS"
         )
-    server = DevServer(db_file=db_file or settings.home / "temporal.sqlite3")
-    if port_open("127.0.0.1", server.ui_port):
+    if port_open(server.host, server.ui_port):
+        if ui_port is not None:
+            raise RunRecordError(f"UI port {ui_port} is taken: choose another with --ui-port")
         from runrecord.worker import free_port
 
         server.ui_port = free_port()

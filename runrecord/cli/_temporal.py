@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.api.common.v1 import Payload, WorkflowExecution
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.api.workflow.v1 import WorkflowExecutionInfo
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkflowExecutionRequest,
+    ListWorkflowExecutionsRequest,
+)
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -116,6 +120,25 @@ async def describe_run(client: Client, run_id: str) -> RunState:
         status=_STATUS.get(int(info.status), f"status {int(info.status)}"),
         memo=await decode_memo(info.memo.fields, client.data_converter.payload_codec),
     )
+
+
+async def list_runs(client: Client, query: str) -> AsyncIterator[WorkflowExecutionInfo]:
+    """Every execution visibility finds for ``query``, paused ones included (``list_workflows``
+    raises on them)."""
+    token = b""
+    while True:
+        request = ListWorkflowExecutionsRequest(
+            namespace=client.namespace, query=query, next_page_token=token
+        )
+        try:
+            page = await client.workflow_service.list_workflow_executions(request)
+        except RPCError as err:
+            raise RunRecordError(f"cannot list runs ({query}): {err.message}") from None
+        for info in page.executions:
+            yield info
+        token = page.next_page_token
+        if not token:
+            return
 
 
 def require_open(state: RunState, action: str) -> None:

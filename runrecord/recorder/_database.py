@@ -50,7 +50,14 @@ def open_engine(url: str) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs["connect_args"] = {"connect_timeout": 5}
     elif parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(parsed.database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunRecordError(
+                f"cannot create the folder {folder} of records database {_display(url)}: "
+                f"{err.strerror or err}"
+            ) from None
     try:
         engine = create_engine(parsed, **kwargs)  # type: ignore[arg-type]
     except (ArgumentError, NoSuchModuleError) as err:
