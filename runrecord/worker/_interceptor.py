@@ -3,13 +3,15 @@
 Workflow side: every scheduled activity, local activity, child workflow, signal sent
 and continue-as-new carries a ``runrecord`` header, so what the run did is in Temporal
 history (the mirror reads it back). Nothing is written from inside the workflow, so
-replay records nothing twice. Every activity passes the approval gate first: a call the
-policy wants approved is not scheduled until an approval signal arrives (memo
-``runrecord.event`` records each request and decision in history). A rollback signal
-cancels the agent and compensates its completed calls.
+replay records nothing twice. The hooks here build headers and schedule calls; each
+other concern lives with the module that owns it: what the run publishes (memo, search
+attributes) in ``workflows/_status.py``, the approval gate every activity passes first in
+``workflows/_approvals.py``, rollback and sub-agent reports in ``workflows/_rollback.py``.
 
 Activity side: every attempt (start, end, outcome, error, model route) and every
 artifact goes to the journal, because history keeps only an activity's final attempt.
+A tool the policy gates that arrives without an approved header is refused first
+(``Policy.refusal``).
 """
 
 from __future__ import annotations
