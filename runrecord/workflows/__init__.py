@@ -1,4 +1,4 @@
-"""Agent-side machinery inside workflows: agents, approvals, the policy, rollback."""
+"""Agent-side machinery inside workflows: agents, approvals, the policy, run status, rollback."""
 
 from runrecord.workflows._agent import AgentSpec, agent, agent_spec
 from runrecord.workflows._approvals import ApprovalExpired, ApprovalGate, ToolDenied

@@ -92,6 +92,15 @@ def redact_text(text: str, limit: int | None = None) -> str:
     return _redactor().text(text, limit)
 
 
+ERROR_LIMIT = 2000
+"""Characters kept of an error text, after redaction."""
+
+
+def error_text(err: BaseException) -> str:
+    """What a run may record of an error: its type and message, redacted and cut."""
+    return redact_text(f"{type(err).__name__}: {err}", ERROR_LIMIT)
+
+
 def _redactor() -> Redactor:
     with workflow.unsafe.sandbox_unrestricted():
         return default_redactor()  # built outside the sandbox: it reads its patterns once

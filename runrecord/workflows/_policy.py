@@ -61,7 +61,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from runrecord.records import SideEffect
+from runrecord.activities._tool import ToolSpec
+from runrecord.records import ApprovalState, CallHeader, SideEffect
 
 DEFAULT_EXPIRY = timedelta(hours=1)
 DECLARED_RULE = "declared"
@@ -283,6 +284,44 @@ class Policy:
                 signatures_required=self.require_signatures,
             )
         return Requirement(action=Action.NOT_REQUIRED)
+
+    def refusal(
+        self,
+        activity: str,
+        header: CallHeader | None,
+        spec: ToolSpec,
+        *,
+        server: str | None = None,
+        trusted: bool = False,
+    ) -> str | None:
+        """Why ``activity`` must not run: the fail-closed check on the activity side, for a
+        call scheduled outside the approval gate (or approved by someone this policy does
+        not let decide). ``server`` is the MCP server of an MCP call, ``trusted`` whether
+        this worker's registration trusts it; ``spec`` describes any other call."""
+        if header is not None and server is not None:
+            # An MCP call: the tool and its side effect come from the run's MCP snapshot.
+            need = self.requirement(
+                header.tool, header.side_effect, False, server=server, trusted=trusted
+            )
+        else:
+            need = self.requirement(spec.name, spec.side_effect, spec.approval)
+        if need.action is Action.NOT_REQUIRED:
+            return None
+        if need.action is Action.DENY:
+            return f"tool {activity!r} is denied by policy rule {need.rule!r}; it was not run"
+        approval = header.approval if header is not None else None
+        if approval is None or approval.state != ApprovalState.APPROVED:
+            return (
+                f"tool {activity!r} needs approval (policy rule {need.rule!r}) but was scheduled "
+                "without one, outside the runrecord approval gate; it was not run"
+            )
+        decider = approval.decided_by or ""
+        if need.action is Action.REQUIRE and not self.may_decide(decider, need.approvers):
+            return (
+                f"tool {activity!r} was approved by {decider!r}, who may not approve it under "
+                f"policy rule {need.rule!r}; it was not run"
+            )
+        return None
 
     def may_decide(self, approver: str, approvers: tuple[str, ...] | list[str]) -> bool:
         for allowed in approvers:

@@ -15,33 +15,46 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import temporalio.common
+import temporalio.worker
 import temporalio.workflow as workflow
+from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
+from temporalio.exceptions import ApplicationError
 
 from runrecord.records import (
+    FAILURE_STATUS,
+    ROLLBACK_SIGNAL,
+    SUB_AGENT_CALLS_SIGNAL,
+    ApprovalRejection,
+    ApprovalRequest,
     CallHeader,
     CallRef,
     CompensableCall,
+    ControlEvent,
     FinalStatus,
     NotUndone,
     RetryPolicy,
     Rollback,
     RollbackRequest,
     SideEffect,
+    SubAgentCalls,
 )
-from runrecord.workflows._approvals import redact_text
+from runrecord.workflows._approvals import error_text, redact_text
+from runrecord.workflows._status import RunStatus
 
 REASON_LIMIT = 500
 """Characters kept of a rollback's reason and of why a call was not undone (after redaction)."""
 # Calls that change nothing in the world need no undoing.
 _NO_EFFECT = {SideEffect.READ, SideEffect.MODEL}
 ROLLBACK_ON_FAILURE = "policy:rollback-on-failure"
+# A compensator scheduled without any timeout still needs one (the SDK requires it).
+_COMPENSATION_TIMEOUT = timedelta(minutes=5)
 
 
 @dataclass
@@ -271,3 +284,192 @@ def summary(report: Rollback) -> str:
         )
         text += f"; not undone: {listed}"
     return text
+
+
+class RunRollback:
+    """One run's rollback: the calls it could undo, the ``runrecord.rollback`` signal that
+    stops the agent to undo them, and the report a sub-agent run leaves its parent.
+
+    The agent runs as its own task under ``run`` so that a rollback signal can cancel it;
+    how the run ended is published through ``status``.
+    """
+
+    def __init__(
+        self,
+        status: RunStatus,
+        pending: Callable[[], list[ApprovalRequest]],
+        arity: Callable[[str], int | None],
+    ) -> None:
+        self.status = status
+        self.pending = pending
+        self.arity = arity
+        self.run_id = ""
+        self.depth = 0
+        self.on_failure = False
+        self.completed: list[CompletedCall] = []
+        self.request: RollbackRequest | None = None
+        self.rolling_back = False
+        self.compensating: str | None = None
+        # Sub-agent runs started (workflow id -> own calls scheduled before), and the calls
+        # they reported as still in effect when they closed.
+        self.children: dict[str, int] = {}
+        self.sub_agent_calls: list[CompletedCall] = []
+        self.undone: set[str] = set()
+
+    def install(self, run_id: str, depth: int, *, on_failure: bool) -> None:
+        """Listen for rollback requests and sub-agent reports; ``on_failure``: the agent's
+        declaration that a failed run is rolled back."""
+        self.run_id, self.depth, self.on_failure = run_id, depth, on_failure
+        workflow.set_signal_handler(ROLLBACK_SIGNAL, self._on_rollback)
+        workflow.set_signal_handler(SUB_AGENT_CALLS_SIGNAL, self._on_sub_agent_calls)
+
+    @property
+    def stops_calls(self) -> bool:
+        """Whether the agent's calls are refused: the run is rolling back (compensators pass)."""
+        return self.rolling_back and self.compensating is None
+
+    def child_started(self, workflow_id: str, calls_before: int) -> None:
+        self.children[workflow_id] = calls_before
+
+    def track(
+        self,
+        handle: asyncio.Future[Any],
+        header: CallHeader,
+        input: temporalio.worker.StartActivityInput | temporalio.worker.StartLocalActivityInput,
+    ) -> None:
+        """Keep a scheduled call, once it succeeds, with what its compensator needs: its
+        arguments, its result and the options to schedule the compensator with."""
+        args = list(input.args)
+        options = {
+            "task_queue": getattr(input, "task_queue", None),
+            "schedule_to_close_timeout": input.schedule_to_close_timeout,
+            "start_to_close_timeout": input.start_to_close_timeout
+            or (None if input.schedule_to_close_timeout else _COMPENSATION_TIMEOUT),
+            "heartbeat_timeout": getattr(input, "heartbeat_timeout", None),
+            "retry_policy": input.retry_policy,
+        }
+
+        def completed(task: asyncio.Future[Any]) -> None:
+            if not task.cancelled() and task.exception() is None:
+                self.completed.append(CompletedCall(header, args, task.result(), options))
+
+        handle.add_done_callback(completed)
+
+    async def run(self, agent: Coroutine[Any, Any, Any]) -> Any:
+        """Run the agent, roll it back if asked, publish how it ended and, as a sub-agent,
+        report to the parent the calls it leaves in effect."""
+        try:
+            result = await self._supervise(agent)
+        except workflow.ContinueAsNewError:
+            raise
+        except BaseException:
+            await self._report_to_parent()
+            raise
+        await self._report_to_parent()
+        return result
+
+    async def _supervise(self, agent_run: Coroutine[Any, Any, Any]) -> Any:
+        agent = asyncio.create_task(agent_run)
+        try:
+            await workflow.wait_condition(lambda: agent.done() or self.request is not None)
+        except asyncio.CancelledError:
+            agent.cancel()
+            return await self._outcome(agent)
+        if not agent.done() and self.request is not None:
+            agent.cancel()
+            await asyncio.wait([agent])
+            await self._roll_back(self.request, None)
+        return await self._outcome(agent)
+
+    async def _outcome(self, agent: asyncio.Task[Any]) -> Any:
+        try:
+            result = await agent
+        except (workflow.ContinueAsNewError, asyncio.CancelledError):
+            raise
+        except Exception as err:
+            if self.on_failure and not self.rolling_back:
+                request = RollbackRequest(requested_by=ROLLBACK_ON_FAILURE, reason=error_text(err))
+                await self._roll_back(request, err)
+            kind = err.type if isinstance(err, ApplicationError) else None
+            self.status.set(FAILURE_STATUS[kind] if kind in FAILURE_STATUS else "failed")
+            raise
+        self.status.set("succeeded")
+        return result
+
+    async def _roll_back(self, request: RollbackRequest, cause: BaseException | None) -> NoReturn:
+        self.rolling_back = True
+        report = await roll_back(self.completed + self.sub_agent_calls, request, self._compensate)
+        self.undone = undone_ids(report)
+        self.status.publish(ControlEvent(kind="rollback", rollback=report), self.pending())
+        self.status.set(report.outcome)
+        kind = "RollbackIncomplete" if report.not_undone else "RolledBack"
+        raise ApplicationError(
+            summary(report), report.to_json_dict(), type=kind, non_retryable=True
+        ) from cause
+
+    async def _compensate(self, call: CompletedCall) -> None:
+        name = call.header.compensator or ""
+        args = call.compensator_args(self.arity(name))
+        self.compensating = call.undo_id
+        try:
+            handle = workflow.start_activity(name, args=args, **call.options)
+        finally:
+            self.compensating = None
+        await handle
+
+    def _on_rollback(self, *args: Any) -> None:
+        try:
+            request = RollbackRequest.model_validate(args[0] if len(args) == 1 else None)
+        except ValidationError as err:
+            why = f"malformed rollback payload: {err.errors()[0]['msg']}"
+        else:
+            if self.request is None and not self.rolling_back:
+                self.request = request
+                return
+            why = "a rollback is already under way"
+        rejection = ApprovalRejection(decision="rollback", reason=why, at=workflow.now())
+        self.status.publish(ControlEvent(kind="rejected", rejection=rejection), self.pending())
+
+    def _on_sub_agent_calls(self, *args: Any) -> None:
+        try:
+            report = SubAgentCalls.model_validate(args[0] if len(args) == 1 else None)
+        except ValidationError:
+            workflow.logger.warning("malformed runrecord sub-agent report ignored")
+            return
+        position = self.children.get(report.run_id)
+        if position is None:
+            # Only runs this run started may leave it calls to undo.
+            workflow.logger.warning("sub-agent report from an unknown run ignored")
+            return
+        self.sub_agent_calls += [
+            from_report(c, depth=max(c.depth - self.depth, 1), position=position)
+            for c in report.calls
+        ]
+
+    async def _report_to_parent(self) -> None:
+        """As a sub-agent run closes: tell the parent which calls it leaves in effect."""
+        parent = workflow.info().parent
+        if parent is None:
+            return
+        calls = [
+            c
+            for c in self.completed + self.sub_agent_calls
+            if needs_undoing(c) and c.undo_id not in self.undone
+        ]
+        if not calls or not workflow.patched("runrecord-sub-agent-report"):
+            return  # (histories from before reports existed replay without one)
+        report = SubAgentCalls(
+            run_id=self.run_id,
+            calls=compensable(
+                calls,
+                depth=self.depth,
+                task_queue=workflow.info().task_queue,
+                arity=self.arity,
+            ),
+        )
+        handle = workflow.get_external_workflow_handle(parent.workflow_id, run_id=parent.run_id)
+        try:
+            # Awaited: the parent has the report before it learns that this run closed.
+            await handle.signal(SUB_AGENT_CALLS_SIGNAL, report.to_json_dict())
+        except Exception as err:  # a parent that has closed cannot roll back any more
+            workflow.logger.warning(f"sub-agent report not delivered: {err}")
