@@ -314,9 +314,9 @@ class RunProjection:
             continuedFrom=attrs.continued_execution_run_id,
             parent=attrs.parent_workflow_execution.workflow_id,
         )
-        first_run_id = temporal_run_id or attrs.original_execution_run_id
-        if first_run_id and first_run_id not in self.temporal_run_ids:
-            self.temporal_run_ids.append(first_run_id)
+        temporal_run = temporal_run_id or attrs.original_execution_run_id
+        if temporal_run and temporal_run not in self.temporal_run_ids:
+            self.temporal_run_ids.append(temporal_run)
         if attrs.HasField("parent_workflow_execution"):
             self._parent_from_history = attrs.parent_workflow_execution.workflow_id or None
         if attrs.HasField("root_workflow_execution"):
