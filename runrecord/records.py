@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -499,7 +499,7 @@ class ModelResult(Record):
 class JournalEntry(Record):
     """What the activity side records that history cannot hold: attempts and artifacts."""
 
-    kind: str  # "attempt" or "artifact"
+    kind: Literal["attempt", "artifact"]
     run_id: str
     tool_call_id: str
     temporal_run_id: str | None = None  # the Temporal run whose worker ran the attempt

@@ -22,7 +22,7 @@ from runrecord.cli._query import (
 from runrecord.cli._run import _until_signalled
 from runrecord.cli._stack import check_redaction, connect, records_engine, temporal_cluster
 from runrecord.recorder import BlobStore, Mirror, parse_when, upgrade
-from runrecord.recorder._mirror import mirror_status
+from runrecord.recorder._membership import mirror_status
 
 mirror_app = typer.Typer(
     help="Mirror Temporal history into the records, rebuild them from it, and check them.",

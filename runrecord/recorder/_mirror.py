@@ -6,7 +6,8 @@ follows each Temporal run's history with long polls, folds every page into the r
 ``RunChain`` and writes the change set with the run's cursors in one transaction.
 Killed anywhere, it starts again from history: the upserts and the cursor check make
 a second write of the same events a no-op. Several mirrors split the runs between
-them by heartbeats in the ``mirrors`` table.
+them by heartbeats (``_membership``); ``verify`` compares the records with history
+(``_verify``).
 """
 
 from __future__ import annotations
@@ -15,56 +16,43 @@ import asyncio
 import logging
 import os
 import socket
-import time
 import uuid
-import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, select
 from temporalio.api.common.v1 import WorkflowExecution as WorkflowExecutionProto
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkflowExecutionRequest,
     GetWorkflowExecutionHistoryRequest,
     GetWorkflowExecutionHistoryResponse,
 )
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from runrecord._settings import RunRecordError
 from runrecord.recorder._blobs import BlobStore
 from runrecord.recorder._database import is_outage, refusal
 from runrecord.recorder._decoding import decode_events
+from runrecord.recorder._membership import Followed, Membership, Quarantined, heartbeat, leave
 from runrecord.recorder._operations import ActivityWatch
 from runrecord.recorder._projection import Body, RunChain, RunProjection
 from runrecord.recorder._store import (
-    KEYS,
     Rows,
     apply_journal,
     journal_cursor,
     lock_runs,
     run_rows,
     set_journal_cursor,
-    storable,
     stored_cursors,
     upsert,
     write_rows,
 )
-from runrecord.recorder._tables import (
-    ActivityOperationRow,
-    AttemptRow,
-    JournalCursorRow,
-    LineageEdgeRow,
-    MirrorRow,
-    ModelCallRow,
-    RunEventRow,
-    RunRow,
-    TemporalRunRow,
-    ToolCallRow,
-)
+from runrecord.recorder._tables import ActivityOperationRow, RunRow
+from runrecord.recorder._verify import differences, missing_from_records
 from runrecord.records import FinalStatus
 from runrecord.worker._interceptor import AGENT_ATTR
 from runrecord.worker._journal import JournalLine, journal_files, read_from
@@ -74,38 +62,9 @@ log = logging.getLogger("runrecord.mirror")
 
 PAGE_SIZE = 0  # the server default
 LONG_POLL = timedelta(seconds=70)
-# A mirror whose heartbeat is older than this many poll intervals (at least 10 s) is gone.
-_ALIVE_INTERVALS = 5
 _DONE_KEPT = 100_000
 WRITE_GATHER = 0.1  # seconds the writer waits for more changes before a transaction
 QUARANTINE_MAX_WAIT = 30.0  # seconds between tries of a run the records refuse, at most
-
-
-@dataclass
-class Followed:
-    """What ``mirror status`` shows of one followed Temporal run."""
-
-    workflow_id: str
-    temporal_run_id: str
-    last_event_id: int = 0
-    last_event_time: datetime | None = None
-    error: str | None = None
-
-
-@dataclass
-class Quarantined:
-    """A run whose rows the records database refused: shown in ``mirror status``, retried
-    alone with backoff, released once a write succeeds."""
-
-    workflow_id: str
-    error: str
-    since: datetime = field(default_factory=lambda: datetime.now(UTC))
-    attempts: int = 1
-    retry_at: float = 0.0
-    retry: asyncio.TimerHandle | None = None
-
-    def due(self, now: float) -> bool:
-        return self.retry_at <= now
 
 
 @dataclass
@@ -120,18 +79,6 @@ class _Change:
     bodies: dict[str, Body]
     everything: bool
     last_event_time: dict[str, datetime | None]
-
-
-@dataclass
-class Membership:
-    """This mirror's share of the runs: workflow ids whose hash modulo ``count`` is ``index``."""
-
-    index: int = 0
-    count: int = 1
-    peers: list[str] = field(default_factory=list)
-
-    def owns(self, workflow_id: str) -> bool:
-        return self.count <= 1 or zlib.crc32(workflow_id.encode()) % self.count == self.index
 
 
 class Mirror:
@@ -185,9 +132,9 @@ class Mirror:
         chain = RunChain(workflow_id, self.namespace)
         pending = await self.temporal_run_ids(workflow_id)
         while pending:
-            run_id = pending.pop(0)
-            if not await self._fold_history(workflow_id, chain.fold(run_id)):
-                del chain.folds[run_id]
+            temporal_run_id = pending.pop(0)
+            if not await self._fold_history(workflow_id, chain.fold(temporal_run_id)):
+                del chain.folds[temporal_run_id]
             for linked in _linked(chain):
                 if linked not in chain.folds and linked not in pending:
                     pending.append(linked)
@@ -249,11 +196,11 @@ class Mirror:
         return found
 
     async def page(
-        self, workflow_id: str, run_id: str, token: bytes, *, wait: bool
+        self, workflow_id: str, temporal_run_id: str, token: bytes, *, wait: bool
     ) -> GetWorkflowExecutionHistoryResponse:
         request = GetWorkflowExecutionHistoryRequest(
             namespace=self.namespace,
-            execution=WorkflowExecutionProto(workflow_id=workflow_id, run_id=run_id),
+            execution=WorkflowExecutionProto(workflow_id=workflow_id, run_id=temporal_run_id),
             next_page_token=token,
             wait_new_event=wait,
             maximum_page_size=PAGE_SIZE,
@@ -303,11 +250,11 @@ class Mirror:
             change.chain.written(change.marks)
             if change.everything:
                 self._full_write.discard(change.workflow_id)
-            for run_id, last in change.cursors.items():
-                state = self.followed.get((change.workflow_id, run_id))
+            for temporal_run_id, last in change.cursors.items():
+                state = self.followed.get((change.workflow_id, temporal_run_id))
                 if state is not None and last > state.last_event_id:
                     state.last_event_id = last
-                    state.last_event_time = change.last_event_time.get(run_id)
+                    state.last_event_time = change.last_event_time.get(temporal_run_id)
         if len(self.runs_written) > _DONE_KEPT:
             self.runs_written.clear()
         self.runs_written.update(wrote)
@@ -499,8 +446,8 @@ class Mirror:
         """Follow runs until ``stop`` is set; errors are logged and retried, never fatal."""
         loop = asyncio.get_running_loop()
 
-        def nudged(workflow_id: str, run_id: str) -> None:
-            loop.call_soon_threadsafe(self._nudged_by_worker, workflow_id, run_id)
+        def nudged(workflow_id: str, temporal_run_id: str) -> None:
+            loop.call_soon_threadsafe(self._nudged_by_worker, workflow_id, temporal_run_id)
 
         unsubscribe = listen(nudged)
         writer_stop = asyncio.Event()
@@ -538,13 +485,13 @@ class Mirror:
             except Exception as err:
                 self._error(err)
 
-    def _nudged_by_worker(self, workflow_id: str, run_id: str) -> None:
+    def _nudged_by_worker(self, workflow_id: str, temporal_run_id: str) -> None:
         """A run this process's worker started or moved on: follow it now, not at the next poll."""
-        key = (workflow_id, run_id)
-        if not run_id or key in self._tasks or key in self._done:
+        key = (workflow_id, temporal_run_id)
+        if not temporal_run_id or key in self._tasks or key in self._done:
             return
         if self.membership.owns(workflow_id):
-            self._follow_chain(workflow_id, run_id)
+            self._follow_chain(workflow_id, temporal_run_id)
 
     def _error(self, err: BaseException) -> str:
         message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
@@ -559,11 +506,8 @@ class Mirror:
         await asyncio.to_thread(self.drain_journal)
         await asyncio.to_thread(self._heartbeat)
         wanted: list[tuple[str, str, int]] = []
-        stamp = since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        query = f"ExecutionStatus = 'Running' OR CloseTime > '{stamp}'"
-        async for execution in self.client.list_workflows(query):
-            if execution.typed_search_attributes.get(AGENT_ATTR) is None:
-                continue
+        query = f"ExecutionStatus = 'Running' OR CloseTime > '{_visibility_time(since)}'"
+        async for execution in self._agent_runs(query):
             # A running run's length in visibility is stale: follow it whatever it says.
             closed = execution.status != WorkflowExecutionStatus.RUNNING
             length = (execution.history_length or 0) if closed else 0
@@ -571,13 +515,13 @@ class Mirror:
         wanted = [w for w in wanted if self.membership.owns(w[0])]
         known = await asyncio.to_thread(self._cursors, {w[0] for w in wanted})
         started = 0
-        for workflow_id, run_id, length in wanted:
-            key = (workflow_id, run_id)
+        for workflow_id, temporal_run_id, length in wanted:
+            key = (workflow_id, temporal_run_id)
             if key in self._tasks:
                 continue
             if length > 0 and known.get(key, -1) >= length:
                 continue  # every event of it is in the records
-            self._follow_chain(workflow_id, run_id)
+            self._follow_chain(workflow_id, temporal_run_id)
             started += 1
         # Runs that moved to another mirror are left to it.
         for key, task in list(self._tasks.items()):
@@ -593,7 +537,7 @@ class Mirror:
             stored = stored_cursors(conn, self.namespace, ids)
         return {(w, r): last for w, runs in stored.items() for r, last in runs.items()}
 
-    def _follow_chain(self, workflow_id: str, run_id: str) -> None:
+    def _follow_chain(self, workflow_id: str, temporal_run_id: str) -> None:
         """Follow a Temporal run. The chain's other runs are found through the links its
         histories hold (continue-as-new, reset), and, as the chain forms, in the records (a
         run started again under the same id has no link to the one before); with no run
@@ -601,19 +545,19 @@ class Mirror:
         if workflow_id not in self._chains:
             self._chains[workflow_id] = RunChain(workflow_id, self.namespace)
             self._tasks[(workflow_id, "+")] = asyncio.create_task(self._recorded(workflow_id))
-        if run_id:
-            self._start(workflow_id, run_id)
+        if temporal_run_id:
+            self._start(workflow_id, temporal_run_id)
         elif (workflow_id, "*") not in self._tasks:
             self._tasks[(workflow_id, "*")] = asyncio.create_task(self._discover(workflow_id))
 
     async def _discover(self, workflow_id: str) -> None:
         try:
-            for run_id in await self.temporal_run_ids(workflow_id):
-                self._start(workflow_id, run_id)
+            for temporal_run_id in await self.temporal_run_ids(workflow_id):
+                self._start(workflow_id, temporal_run_id)
         except Exception as err:
             self._error(err)
         finally:
-            self._tasks.pop((workflow_id, "*"), None)
+            self._task_done((workflow_id, "*"))
 
     async def _recorded(self, workflow_id: str) -> None:
         """Fold the Temporal runs of a workflow id the records already hold, so that a later
@@ -623,42 +567,42 @@ class Mirror:
         part way would be behind that run's stored cursor, and dropped."""
         try:
             known = await asyncio.to_thread(self._cursors, [workflow_id])
-            for _, run_id in sorted(known):
+            for key in sorted(known):
+                temporal_run_id = key[1]
                 chain = self._chains.get(workflow_id)
-                if chain is None or run_id in chain.folds or (workflow_id, run_id) in self._tasks:
+                if chain is None or temporal_run_id in chain.folds or key in self._tasks:
                     continue
-                fold = RunProjection(workflow_id, self.namespace, run_id)
-                if not await self._fold_history(workflow_id, fold) or run_id in chain.folds:
+                fold = RunProjection(workflow_id, self.namespace, temporal_run_id)
+                folded = await self._fold_history(workflow_id, fold)
+                if not folded or temporal_run_id in chain.folds:
                     continue
-                chain.folds[run_id] = fold
+                chain.folds[temporal_run_id] = fold
                 self._changed(workflow_id)
                 if fold.final_status is FinalStatus.RUNNING:
-                    self._start(workflow_id, run_id)
+                    self._start(workflow_id, temporal_run_id)
         except Exception as err:
             self._error(err)
         finally:
-            self._tasks.pop((workflow_id, "+"), None)
-            if not any(k[0] == workflow_id for k in self._tasks):
-                self._retire(workflow_id)
+            self._task_done((workflow_id, "+"))
 
-    def _start(self, workflow_id: str, run_id: str) -> None:
-        key = (workflow_id, run_id)
-        if key not in self._tasks and run_id:
+    def _start(self, workflow_id: str, temporal_run_id: str) -> None:
+        key = (workflow_id, temporal_run_id)
+        if key not in self._tasks and temporal_run_id:
             self._done.pop(key, None)
-            self._tasks[key] = asyncio.create_task(self._follow(workflow_id, run_id))
+            self._tasks[key] = asyncio.create_task(self._follow(workflow_id, temporal_run_id))
 
-    async def _follow(self, workflow_id: str, run_id: str) -> None:
-        key = (workflow_id, run_id)
+    async def _follow(self, workflow_id: str, temporal_run_id: str) -> None:
+        key = (workflow_id, temporal_run_id)
         chain = self._chains.setdefault(workflow_id, RunChain(workflow_id, self.namespace))
-        fold = chain.fold(run_id)
-        state = self.followed.setdefault(key, Followed(workflow_id, run_id))
+        fold = chain.fold(temporal_run_id)
+        state = self.followed.setdefault(key, Followed(workflow_id, temporal_run_id))
         token = b""
         backoff = self.poll_interval
-        watch = asyncio.create_task(self._watch_pending(workflow_id, run_id, fold))
+        watch = asyncio.create_task(self._watch_pending(workflow_id, temporal_run_id, fold))
         try:
             while True:
                 try:
-                    page = await self.page(workflow_id, run_id, token, wait=True)
+                    page = await self.page(workflow_id, temporal_run_id, token, wait=True)
                     if page.history.events:
                         fold.apply_all(page.history.events)
                         self._changed(workflow_id)
@@ -671,14 +615,10 @@ class Mirror:
                         break  # closed, and every event is in the records
                 except asyncio.CancelledError:
                     raise
-                except RPCError as err:
-                    if err.status == RPCStatusCode.NOT_FOUND:
+                except Exception as err:  # Temporal or the database may be down: fold on
+                    if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
                         state.error = "history no longer in Temporal; the record is kept"
                         break
-                    state.error = self._error(err)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
-                except Exception as err:  # the database may be down: fold on, write later
                     state.error = self._error(err)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
@@ -688,18 +628,18 @@ class Mirror:
                     del self._done[old]
         finally:
             watch.cancel()
-            self._tasks.pop(key, None)
             self.followed.pop(key, None)
-            if not any(k[0] == workflow_id for k in self._tasks):
-                self._retire(workflow_id)
+            self._task_done(key)
 
-    async def _watch_pending(self, workflow_id: str, run_id: str, fold: RunProjection) -> None:
+    async def _watch_pending(
+        self, workflow_id: str, temporal_run_id: str, fold: RunProjection
+    ) -> None:
         """Record operators' actions on the run's pending calls (see ``_operations``): they
         are in no history event, so the run is described while it has pending calls."""
         watch = ActivityWatch(workflow_id)
         request = DescribeWorkflowExecutionRequest(
             namespace=self.namespace,
-            execution=WorkflowExecutionProto(workflow_id=workflow_id, run_id=run_id),
+            execution=WorkflowExecutionProto(workflow_id=workflow_id, run_id=temporal_run_id),
         )
         behind = 0
         while True:
@@ -734,6 +674,11 @@ class Mirror:
         with self.engine.begin() as conn:
             upsert(conn, ActivityOperationRow, rows, keys, update=False)
 
+    def _task_done(self, key: tuple[str, str]) -> None:
+        """A chain's task ended: forget the chain once none of its tasks is left."""
+        self._tasks.pop(key, None)
+        self._retire_if_idle(key[0])
+
     def _retire(self, workflow_id: str) -> None:
         """Forget a chain nobody follows, once the writer has written what it holds."""
         if workflow_id in self._unsaved or workflow_id in self._full_write:
@@ -749,61 +694,21 @@ class Mirror:
     # --- scale out: heartbeats and the share of runs
 
     def _heartbeat(self) -> None:
-        now = datetime.now(UTC)
-        alive_after = now - timedelta(seconds=max(10.0, _ALIVE_INTERVALS * self.poll_interval))
-        state = {
-            "pollInterval": self.poll_interval,
-            "followed": [
-                {
-                    "workflowId": f.workflow_id,
-                    "temporalRunId": f.temporal_run_id,
-                    "lastEventId": f.last_event_id,
-                    "lastEventTime": f.last_event_time.isoformat() if f.last_event_time else None,
-                    "error": f.error,
-                }
-                for f in self.followed.values()
-            ],
-            "quarantined": [
-                {
-                    "runId": q.workflow_id,
-                    "error": q.error,
-                    "since": q.since.isoformat(),
-                    "attempts": q.attempts,
-                }
-                for q in list(self.quarantined.values())
-            ],
-            "errors": self.errors[-20:],
-        }
         with self.engine.begin() as conn:
-            upsert(
+            self.membership = heartbeat(
                 conn,
-                MirrorRow,
-                [
-                    {
-                        "mirror_id": self.mirror_id,
-                        "namespace": self.namespace,
-                        "host": socket.gethostname(),
-                        "pid": os.getpid(),
-                        "started_at": self._started_at,
-                        "heartbeat_at": now,
-                        "state": state,
-                    }
-                ],
-                ["mirror_id"],
+                mirror_id=self.mirror_id,
+                namespace=self.namespace,
+                started_at=self._started_at,
+                poll_interval=self.poll_interval,
+                followed=list(self.followed.values()),
+                quarantined=list(self.quarantined.values()),
+                errors=self.errors,
             )
-            peers = sorted(
-                conn.execute(
-                    select(MirrorRow.mirror_id).where(
-                        MirrorRow.namespace == self.namespace, MirrorRow.heartbeat_at > alive_after
-                    )
-                ).scalars()
-            )
-        index = peers.index(self.mirror_id) if self.mirror_id in peers else 0
-        self.membership = Membership(index=index, count=max(1, len(peers)), peers=peers)
 
     def _leave(self) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delete(MirrorRow).where(MirrorRow.mirror_id == self.mirror_id))
+            leave(conn, self.mirror_id)
 
     # --- rebuild and verify
 
@@ -850,34 +755,23 @@ class Mirror:
 
     async def verify(self, workflow_id: str) -> list[str]:
         """Every difference between the records and a fresh projection of the run's history."""
-        chain = await self.project(workflow_id)
-        if not chain.ordered():
-            return []
-        # Compared as the records hold them: with unstorable code points escaped.
-        expected: Rows = storable(run_rows(chain, everything=True))
-        present = {f.temporal_run_id or "" for f in chain.ordered()}
-        return await asyncio.to_thread(self._compare, storable(workflow_id), expected, present)
-
-    def _compare(self, workflow_id: str, expected: Rows, present: set[str]) -> list[str]:
-        with self.engine.connect() as conn:
-            return compare_rows(conn, self.namespace, workflow_id, expected, present) + (
-                compare_attempts(conn, workflow_id, expected.get("tool_calls", []))
-            )
+        return await differences(self, workflow_id)
 
     async def agent_run_ids(self, since: datetime) -> list[str]:
         """The agent runs (workflow ids with the ``RunRecordAgent`` search attribute) Temporal
         lists on this namespace that started at or after ``since``."""
-        stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        found: dict[str, None] = {}
-        async for execution in self.client.list_workflows(f"StartTime >= '{stamp}'"):
+        query = f"StartTime >= '{_visibility_time(since)}'"
+        return sorted({execution.id async for execution in self._agent_runs(query)})
+
+    async def _agent_runs(self, query: str) -> AsyncIterator[WorkflowExecution]:
+        """The executions visibility lists for ``query`` that are agent runs."""
+        async for execution in self.client.list_workflows(query):
             if execution.typed_search_attributes.get(AGENT_ATTR) is not None:
-                found[execution.id] = None
-        return sorted(found)
+                yield execution
 
     async def missing_run_ids(self, since: datetime) -> list[str]:
         """Agent runs Temporal has (started at or after ``since``) that the records lack."""
-        recorded = set(await asyncio.to_thread(self.all_run_ids))
-        return [r for r in await self.agent_run_ids(since) if storable(r) not in recorded]
+        return await missing_from_records(self, since)
 
     def all_run_ids(self) -> list[str]:
         """Every run in the records of this namespace."""
@@ -900,13 +794,21 @@ class RebuildReport:
     """Runs whose rows the records database refused, with its error."""
 
 
+def _visibility_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _linked(chain: RunChain) -> list[str]:
     """Temporal runs a chain's histories point at: continue-as-new successors, reset bases."""
     found = []
     for fold in chain.folds.values():
-        for run_id in [*fold.temporal_run_ids, fold.reset_from, fold.continued_from]:
-            if run_id and run_id not in chain.folds and run_id not in found:
-                found.append(run_id)
+        for temporal_run_id in [*fold.temporal_run_ids, fold.reset_from, fold.continued_from]:
+            if (
+                temporal_run_id
+                and temporal_run_id not in chain.folds
+                and temporal_run_id not in found
+            ):
+                found.append(temporal_run_id)
     return found
 
 
@@ -923,9 +825,13 @@ def write_changes(conn: Connection, namespace: str, changes: list[_Change]) -> s
     wrote: set[str] = set()
     for change in changes:
         mine = stored.get(change.workflow_id, {})
-        if any(last < mine.get(run_id, 0) for run_id, last in change.cursors.items()):
+        if any(
+            last < mine.get(temporal_run_id, 0) for temporal_run_id, last in change.cursors.items()
+        ):
             continue
-        ahead = any(last > mine.get(run_id, 0) for run_id, last in change.cursors.items())
+        ahead = any(
+            last > mine.get(temporal_run_id, 0) for temporal_run_id, last in change.cursors.items()
+        )
         if not ahead and not change.everything:
             continue
         wrote.add(change.workflow_id)
@@ -933,172 +839,3 @@ def write_changes(conn: Connection, namespace: str, changes: list[_Change]) -> s
             rows.setdefault(name, []).extend(table_rows)
     write_rows(conn, rows)
     return wrote
-
-
-_IGNORED = {"updated_at"}
-
-
-def compare_rows(
-    conn: Connection, namespace: str, workflow_id: str, expected: Rows, present: set[str]
-) -> list[str]:
-    """Differences between the stored rows of a run and the rows history gives, one per line."""
-    scopes: dict[str, Any] = {
-        "runs": RunRow.run_id == workflow_id,
-        "temporal_runs": (TemporalRunRow.namespace == namespace)
-        & (TemporalRunRow.workflow_id == workflow_id),
-        "tool_calls": ToolCallRow.run_id == workflow_id,
-        "model_calls": ModelCallRow.run_id == workflow_id,
-        "lineage_edges": LineageEdgeRow.consumer_run_id == workflow_id,
-        "run_events": (RunEventRow.namespace == namespace)
-        & (RunEventRow.workflow_id == workflow_id),
-    }
-    differences: list[str] = []
-    for name, (model, keys) in KEYS.items():
-        table = model.__table__  # type: ignore[attr-defined]
-        stored = {
-            tuple(str(row[k]) for k in keys): dict(row)
-            for row in conn.execute(select(*table.c).where(scopes[name])).mappings()
-        }
-        wanted = {tuple(str(row[k]) for k in keys): row for row in expected.get(name, [])}
-        for key, row in wanted.items():
-            label = f"{workflow_id} {name}[{', '.join(key)}]"
-            found = stored.get(key)
-            if found is None:
-                differences.append(f"{label}: missing from the records")
-                continue
-            for column, value in row.items():
-                if column in _IGNORED:
-                    continue
-                if _norm(found.get(column)) != _norm(value):
-                    differences.append(
-                        f"{label}.{column}: records {_norm(found.get(column))!r}, "
-                        f"history {_norm(value)!r}"
-                    )
-        for key, found in stored.items():
-            if key in wanted:
-                continue
-            owner = found.get("temporal_run_id")
-            if name in ("tool_calls", "temporal_runs", "run_events") and owner not in present:
-                continue  # from a Temporal run whose history is gone: kept on purpose
-            if name in ("model_calls", "lineage_edges"):
-                continue  # follow their calls, checked above
-            differences.append(f"{workflow_id} {name}[{', '.join(key)}]: not in history")
-    return differences
-
-
-# A call in one of these states ran, if it started: each of its attempts was journaled.
-_RAN = {"succeeded", "failed", "timed_out", "cancelled", "compensated"}
-
-
-def compare_attempts(
-    conn: Connection, workflow_id: str, calls: Sequence[dict[str, Any]]
-) -> list[str]:
-    """Attempts history says a run's calls made that its journaled attempts lack.
-
-    History holds each call's number of attempts; the journal holds one row per attempt.
-    A run with no journaled attempt at all is not checked: its workers kept no journal.
-    Local activities are not checked either: their markers may not line up with the
-    attempts journaled (docs/architecture.md, limits)."""
-    found = conn.execute(
-        select(AttemptRow.tool_call_id, AttemptRow.attempt).where(
-            AttemptRow.run_id == storable(workflow_id)
-        )
-    )
-    stored = {(call, attempt) for call, attempt in found}
-    if not stored:
-        return []
-    differences = []
-    for call in calls:
-        if str(call["status"]) not in _RAN or call["started_at"] is None or call["local"]:
-            continue
-        for attempt in range(1, int(call["attempts"] or 0) + 1):
-            if (call["tool_call_id"], attempt) not in stored:
-                differences.append(
-                    f"{workflow_id} tool_call_attempts[{workflow_id}, {call['tool_call_id']}, "
-                    f"{attempt}]: missing from the records"
-                )
-    return differences
-
-
-def _norm(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, float):
-        return round(value, 8)
-    if isinstance(value, dict):
-        return {k: _norm(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_norm(v) for v in value]
-    if isinstance(value, str):
-        return str(value)  # StrEnum members compare as their values
-    return value
-
-
-def lag_seconds(last_event_time: datetime | None) -> float | None:
-    if last_event_time is None:
-        return None
-    return max(0.0, time.time() - last_event_time.timestamp())
-
-
-def mirror_status(conn: Connection, namespace: str) -> dict[str, Any]:
-    """What ``runrecord mirror status`` shows: live mirrors, the runs they follow with their
-    lag (now minus the time of the last projected event), the runs they hold in quarantine,
-    their recent errors, and the journal lines set aside."""
-    now = datetime.now(UTC)
-    mirrors = []
-    followed: set[str] = set()
-    table = MirrorRow.__table__
-    rows = conn.execute(
-        select(table).where(table.c.namespace == namespace).order_by(table.c.mirror_id)
-    ).all()
-    for row in rows:
-        state = dict(row.state or {})
-        poll = float(state.get("pollInterval") or 1.0)
-        beat = row.heartbeat_at if row.heartbeat_at.tzinfo else row.heartbeat_at.replace(tzinfo=UTC)
-        alive = (now - beat).total_seconds() <= max(10.0, _ALIVE_INTERVALS * poll)
-        runs = []
-        for f in state.get("followed") or []:
-            last = datetime.fromisoformat(f["lastEventTime"]) if f.get("lastEventTime") else None
-            lag = lag_seconds(last)
-            runs.append({**f, "lagMs": None if lag is None else int(lag * 1000)})
-            if alive:
-                followed.add(f["workflowId"])
-        mirrors.append(
-            {
-                "mirrorId": row.mirror_id,
-                "host": row.host,
-                "pid": row.pid,
-                "alive": alive,
-                "startedAt": row.started_at.isoformat(),
-                "heartbeatAt": beat.isoformat(),
-                "runsFollowed": len(runs),
-                "runs": runs,
-                "quarantined": list(state.get("quarantined") or []),
-                "errors": list(state.get("errors") or []),
-            }
-        )
-    open_runs = conn.execute(
-        select(RunRow.run_id).where(
-            RunRow.namespace == namespace,
-            RunRow.final_status.in_(["running", "awaiting_approval", "paused"]),
-        )
-    ).scalars()
-    cursors = conn.execute(
-        select(
-            JournalCursorRow.file, JournalCursorRow.lines_set_aside, JournalCursorRow.last_set_aside
-        )
-        .where(JournalCursorRow.lines_set_aside > 0)
-        .order_by(JournalCursorRow.file)
-    )
-    files = [
-        {"file": c.file, "linesSetAside": c.lines_set_aside, "lastProblem": c.last_set_aside}
-        for c in cursors
-    ]
-    return {
-        "namespace": namespace,
-        "mirrors": mirrors,
-        "openRunsNotFollowed": sorted(set(open_runs) - followed),
-        "journal": {"linesSetAside": sum(f["linesSetAside"] for f in files), "files": files},
-    }

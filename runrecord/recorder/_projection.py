@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -314,9 +314,9 @@ class RunProjection:
             continuedFrom=attrs.continued_execution_run_id,
             parent=attrs.parent_workflow_execution.workflow_id,
         )
-        run_id = temporal_run_id or attrs.original_execution_run_id
-        if run_id and run_id not in self.temporal_run_ids:
-            self.temporal_run_ids.append(run_id)
+        temporal_run = temporal_run_id or attrs.original_execution_run_id
+        if temporal_run and temporal_run not in self.temporal_run_ids:
+            self.temporal_run_ids.append(temporal_run)
         if attrs.HasField("parent_workflow_execution"):
             self._parent_from_history = attrs.parent_workflow_execution.workflow_id or None
         if attrs.HasField("root_workflow_execution"):
@@ -821,7 +821,11 @@ def _redacted_model(model: ModelSpec | None) -> ModelSpec | None:
     )
 
 
-def _closed(status: FinalStatus) -> Any:
+# An event handler: the fold, the event, and the Temporal run whose history holds it.
+_Handler = Callable[[RunProjection, HistoryEvent, str | None], None]
+
+
+def _closed(status: FinalStatus) -> _Handler:
     def handle(self: RunProjection, event: HistoryEvent, _: str | None) -> None:
         self.final_status = status
         self.ended_at = _time(event.event_time)
@@ -845,7 +849,7 @@ def _closed(status: FinalStatus) -> Any:
     return handle
 
 
-def _child_event(kind: str) -> Any:
+def _child_event(kind: str) -> _Handler:
     def handle(self: RunProjection, event: HistoryEvent, _: str | None) -> None:
         execution = getattr(event, _CHILD_ATTRS[kind]).workflow_execution
         self._timeline(event, kind, workflowId=execution.workflow_id, runId=execution.run_id)
@@ -863,7 +867,7 @@ _CHILD_ATTRS = {
 }
 
 
-_HANDLERS: dict[int, Any] = {
+_HANDLERS: dict[int, _Handler] = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: RunProjection._started,
     EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED: RunProjection._properties_modified,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: _closed(FinalStatus.SUCCEEDED),
@@ -1017,9 +1021,9 @@ class RunChain:
         children: list[str] = []
         rejections: list[ApprovalRejection] = []
         for fold in folds:
-            for run_id in [fold.temporal_run_id or "", *fold.temporal_run_ids]:
-                if run_id and run_id not in temporal_ids:
-                    temporal_ids.append(run_id)
+            for temporal_run_id in [fold.temporal_run_id or "", *fold.temporal_run_ids]:
+                if temporal_run_id and temporal_run_id not in temporal_ids:
+                    temporal_ids.append(temporal_run_id)
             children.extend(c for c in fold.child_run_ids if c not in children)
             rejections.extend(r for r in fold.approval_rejections if r not in rejections)
         versions = self.call_versions(everything=True) if calls else []
@@ -1043,14 +1047,14 @@ class RunChain:
         once it is written (timeline events and payload copies are kept until then, so a
         failed write loses neither)."""
         marks = {}
-        for run_id, fold in self.folds.items():
+        for temporal_run_id, fold in self.folds.items():
             fold.dirty.clear()
-            marks[run_id] = (len(fold.events), set(fold.bodies))
+            marks[temporal_run_id] = (len(fold.events), set(fold.bodies))
         return marks
 
     def written(self, marks: dict[str, tuple[int, set[str]]]) -> None:
-        for run_id, (events, bodies) in marks.items():
-            fold = self.folds.get(run_id)
+        for temporal_run_id, (events, bodies) in marks.items():
+            fold = self.folds.get(temporal_run_id)
             if fold is not None:
                 del fold.events[:events]
                 for sha in bodies:
