@@ -32,13 +32,12 @@ import temporalio.converter
 import temporalio.worker
 import temporalio.workflow
 from pydantic import BaseModel, ValidationError
-from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
-from runrecord.activities._artifacts import CurrentCall, current_call
-from runrecord.activities._mcp import MCPServerSpec, parse_activity
-from runrecord.activities._tool import ToolSpec, tool_spec, undeclared
-from runrecord.records import (
+from runrecord._contract import (
+    AGENT_ATTR,
+    AWAITING_ATTR,
     EVENT_MEMO_KEY,
     FAILURE_STATUS,
     HEADER_KEY,
@@ -46,22 +45,29 @@ from runrecord.records import (
     OPERATION_SIGNAL,
     PENDING_MEMO_KEY,
     ROLLBACK_SIGNAL,
+    STATUS_ATTR,
     SUB_AGENT_CALLS_SIGNAL,
-    ApprovalRejection,
+    TURN_ATTR,
     ApprovalRequest,
-    ApprovalState,
-    Artifact,
-    Attempt,
-    AttemptOutcome,
     CallHeader,
     ControlEvent,
     JournalEntry,
-    MCPCall,
-    ModelSpec,
     RollbackRequest,
     RunContext,
     RunMemo,
     SubAgentCalls,
+)
+from runrecord.activities._artifacts import CurrentCall, current_call
+from runrecord.activities._mcp import MCPServerSpec, parse_activity
+from runrecord.activities._tool import ToolSpec, tool_spec, undeclared
+from runrecord.records import (
+    ApprovalRejection,
+    ApprovalState,
+    Artifact,
+    Attempt,
+    AttemptOutcome,
+    MCPCall,
+    ModelSpec,
 )
 from runrecord.worker._nudge import nudge
 from runrecord.workflows._agent import AgentSpec, agent_spec
@@ -78,18 +84,6 @@ from runrecord.workflows._rollback import (
     summary,
     undone_ids,
 )
-
-AGENT_ATTR = SearchAttributeKey.for_keyword("RunRecordAgent")
-TURN_ATTR = SearchAttributeKey.for_keyword("RunRecordTurn")
-STATUS_ATTR = SearchAttributeKey.for_keyword("RunRecordStatus")
-AWAITING_ATTR = SearchAttributeKey.for_bool("RunRecordAwaitingApproval")
-SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
-    AGENT_ATTR,
-    TURN_ATTR,
-    STATUS_ATTR,
-    AWAITING_ATTR,
-)
-"""Search attributes every namespace that runs agents must have registered."""
 
 _M = TypeVar("_M", bound=BaseModel)
 _converter = temporalio.converter.default().payload_converter
@@ -545,19 +539,14 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         else:
             spec = self.interceptor.spec_for(activity)
         header = CallHeader(
+            **spec.traits(),
             tool_call_id=f"{self._call_prefix}{self._seq}",
             tool=spec.name,
-            side_effect=spec.side_effect,
-            idempotent=spec.idempotent,
-            irreversible=spec.irreversible,
-            compensator=spec.compensator,
-            schema_hash=spec.schema_hash,
             run_id=self.run_id,
             agent_id=self.agent_id,
             turn_id=self.context.turn_id,
             local=local,
             mcp_server=target[0] if target else None,
-            network=spec.network,
             mcp=mcp,
             consumes=artifact_ids(args),
             compensates=self.compensating,

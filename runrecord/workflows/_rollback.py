@@ -24,17 +24,8 @@ import temporalio.common
 import temporalio.workflow as workflow
 from temporalio.api.common.v1 import Payload
 
-from runrecord.records import (
-    CallHeader,
-    CallRef,
-    CompensableCall,
-    FinalStatus,
-    NotUndone,
-    RetryPolicy,
-    Rollback,
-    RollbackRequest,
-    SideEffect,
-)
+from runrecord._contract import CallHeader, CompensableCall, RollbackRequest
+from runrecord.records import CallRef, FinalStatus, NotUndone, RetryPolicy, Rollback, SideEffect
 from runrecord.workflows._approvals import redact_text
 
 REASON_LIMIT = 500
