@@ -1,7 +1,8 @@
 """The record contract: what a run record says, as pydantic models.
 
 JSON uses camelCase names (``runId``, ``toolCalls`` ...); Python uses snake_case.
-Every other part of runrecord produces or consumes these models.
+Every other part of runrecord produces or consumes these models. What runrecord writes into
+Temporal to build them from (headers, memo, signals, journal lines) is ``runrecord._contract``.
 """
 
 from __future__ import annotations
@@ -127,7 +128,10 @@ class ToolAnnotations(Record):
 
 class ToolTraits(Record):
     """What a tool does to the world, as declared once and carried wherever the tool is
-    described: its spec, the run's registry, a call's header and the recorded call."""
+    described: its spec, the run's registry, a call's header and the recorded call.
+
+    Whether a tool needs approval is declared beside these (``approval`` on a spec and a
+    registry entry); on a call, ``approval`` is the decision."""
 
     side_effect: SideEffect
     idempotent: bool = False
@@ -135,11 +139,6 @@ class ToolTraits(Record):
     compensator: str | None = None
     schema_hash: str | None = None
     network: bool = False
-
-    @classmethod
-    def of(cls, described: object) -> ToolTraits:
-        """The traits of anything that describes a tool: a spec, a header, a database row."""
-        return ToolTraits(**{name: getattr(described, name) for name in ToolTraits.model_fields})
 
     def traits(self) -> dict[str, Any]:
         """The traits alone, as keyword arguments for another description of the same tool."""
