@@ -36,8 +36,9 @@ with workflow.unsafe.imports_passed_through():
 
     import runrecord
     from runrecord import MCPServerSpec
+    from runrecord._contract import CallHeader
     from runrecord.activities import CurrentCall, current_call
-    from runrecord.records import CallHeader, MCPCall, SideEffect
+    from runrecord.records import MCPCall, SideEffect
     from runrecord.worker import SEARCH_ATTRIBUTES, RunRecordPlugin, temporal_binary
     from runrecord.worker._devserver import DEV_SERVER_FLAGS
 

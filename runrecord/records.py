@@ -1,14 +1,15 @@
 """The record contract: what a run record says, as pydantic models.
 
 JSON uses camelCase names (``runId``, ``toolCalls`` ...); Python uses snake_case.
-Every other part of runrecord produces or consumes these models.
+Every other part of runrecord produces or consumes these models. What runrecord writes into
+Temporal to build them from (headers, memo, signals, journal lines) is ``runrecord._contract``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -125,18 +126,35 @@ class ToolAnnotations(Record):
     open_world_hint: bool | None = None
 
 
-class ToolRegistryEntry(Record):
-    """A tool available to the run when it started (MCP tools: when their server was listed)."""
+class ToolTraits(Record):
+    """What a tool does to the world, as declared once and carried wherever the tool is
+    described: its spec, the run's registry, a call's header and the recorded call.
 
-    name: str
+    Whether a tool needs approval is declared beside these (``approval`` on a spec and a
+    registry entry); on a call, ``approval`` is the decision."""
+
     side_effect: SideEffect
     idempotent: bool = False
     irreversible: bool = False
     compensator: str | None = None
-    approval: bool = False
     schema_hash: str | None = None
-    server: str | None = None
     network: bool = False
+
+    def traits(self) -> dict[str, Any]:
+        """The traits alone, as keyword arguments for another description of the same tool."""
+        return {name: getattr(self, name) for name in ToolTraits.model_fields}
+
+
+UNDECLARED = ToolTraits(side_effect=SideEffect.UNKNOWN)
+"""The traits of a tool nothing declares: ``unknown``, the most dangerous class."""
+
+
+class ToolRegistryEntry(ToolTraits):
+    """A tool available to the run when it started (MCP tools: when their server was listed)."""
+
+    name: str
+    approval: bool = False
+    server: str | None = None
     input_schema_hash: str | None = None
     output_schema_hash: str | None = None
     annotations: ToolAnnotations | None = None
@@ -286,16 +304,11 @@ class ActivityOperation(Record):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
-class ToolCall(Record):
+class ToolCall(ToolTraits):
     """One activity the run scheduled, with everything known about it."""
 
     tool_call_id: str
     tool: str
-    side_effect: SideEffect
-    idempotent: bool = False
-    irreversible: bool = False
-    compensator: str | None = None
-    schema_hash: str | None = None
     approval_state: ApprovalState = ApprovalState.NOT_REQUIRED
     approval: Approval | None = None
     input_refs: list[Ref] = Field(default_factory=list)
@@ -314,7 +327,6 @@ class ToolCall(Record):
     worker_identity: str | None = None
     cost: float = 0.0
     mcp_server: str | None = None
-    network: bool = False
     mcp: MCPCall | None = None
     consumes: list[str] = Field(default_factory=list)
     compensates: str | None = None
@@ -423,61 +435,6 @@ def run_record_json_schema() -> dict[str, Any]:
     return RunRecord.model_json_schema(by_alias=True)
 
 
-# What the recording interceptor writes into Temporal history (headers and memo).
-# The mirror reads these back; they are part of the contract, like the records above.
-
-HEADER_KEY = "runrecord"
-MEMO_KEY = "runrecord"
-
-
-class RunContext(Record):
-    """Propagated from the starter to a run and from a run to its sub-agents."""
-
-    turn_id: str | None = None
-    parent_run_id: str | None = None
-    root_run_id: str | None = None
-    depth: int = 0
-    consumes: list[str] = Field(default_factory=list)
-    rerun_of: str | None = None
-
-
-class RunMemo(Record):
-    """Set by the run at start: who the agent is and what it had available."""
-
-    agent_id: str | None = None
-    agent_version: str | None = None
-    turn_id: str | None = None
-    model: ModelSpec | None = None
-    prompt_version: str | None = None
-    tool_registry: list[ToolRegistryEntry] = Field(default_factory=list)
-    mcp_servers: list[MCPServerInfo] = Field(default_factory=list)
-    parent_run_id: str | None = None
-    root_run_id: str | None = None
-    depth: int = 0
-
-
-class CallHeader(Record):
-    """Carried by every scheduled activity (persisted in ActivityTaskScheduled.header)."""
-
-    tool_call_id: str
-    tool: str
-    side_effect: SideEffect
-    idempotent: bool = False
-    irreversible: bool = False
-    compensator: str | None = None
-    schema_hash: str | None = None
-    approval: Approval = Field(default_factory=lambda: Approval(state=ApprovalState.NOT_REQUIRED))
-    run_id: str
-    agent_id: str | None = None
-    turn_id: str | None = None
-    local: bool = False
-    mcp_server: str | None = None
-    network: bool = False
-    mcp: MCPCall | None = None
-    consumes: list[str] = Field(default_factory=list)
-    compensates: str | None = None
-
-
 class ModelResult(Record):
     """What a model-call activity returns; the mirror reads it back from history."""
 
@@ -494,128 +451,3 @@ class ModelResult(Record):
     output_tokens: int = 0
     cost: float = 0.0
     latency_ms: int | None = None
-
-
-class JournalEntry(Record):
-    """What the activity side records that history cannot hold: attempts and artifacts."""
-
-    kind: Literal["attempt", "artifact"]
-    run_id: str
-    tool_call_id: str
-    temporal_run_id: str | None = None  # the Temporal run whose worker ran the attempt
-    attempt: Attempt | None = None
-    artifact: Artifact | None = None
-
-
-# Human control: approval signals, and what the run writes into history about them.
-
-APPROVE_SIGNAL = "runrecord.approve"
-DENY_SIGNAL = "runrecord.deny"
-ROLLBACK_SIGNAL = "runrecord.rollback"
-SUB_AGENT_CALLS_SIGNAL = "runrecord.sub-agent-calls"
-OPERATION_SIGNAL = "runrecord.operation"
-DECISION_QUERY = "runrecord.decision"
-PENDING_QUERY = "runrecord.approvals"
-EVENT_MEMO_KEY = "runrecord.event"
-PENDING_MEMO_KEY = "runrecord.pending"
-
-# The failure types a run ends with when runrecord ends it, and the status each one means.
-FAILURE_STATUS: dict[str, FinalStatus] = {
-    "ToolDenied": FinalStatus.ESCALATED,
-    "ApprovalExpired": FinalStatus.ESCALATED,
-    "RolledBack": FinalStatus.ROLLED_BACK,
-    "RollbackIncomplete": FinalStatus.ROLLBACK_INCOMPLETE,
-}
-
-
-class ApprovalDecision(Record):
-    """The payload of a ``runrecord.approve`` / ``runrecord.deny`` signal."""
-
-    tool_call_id: str
-    approver: str
-    reason: str
-    run_id: str | None = None
-    signature: str | None = None
-    nonce: str | None = None
-
-
-class ApprovalRequest(Record):
-    """A call waiting for a decision: what an approver sees before deciding."""
-
-    run_id: str
-    tool_call_id: str
-    tool: str
-    side_effect: SideEffect
-    rule: str
-    approvers: list[str]
-    signatures_required: bool = False
-    requested_at: datetime
-    expires_at: datetime
-    request_digest: str
-    arguments: str
-    agent_id: str | None = None
-
-
-class RollbackRequest(Record):
-    """The payload of a ``runrecord.rollback`` signal."""
-
-    requested_by: str
-    reason: str | None = None
-    to_call: str | None = None
-
-
-class CompensableCall(Record):
-    """A completed side-effecting call a sub-agent run leaves behind, with what its
-    compensator needs: the parent undoes it if the parent is rolled back later."""
-
-    header: CallHeader
-    depth: int
-    arguments: list[str] = Field(default_factory=list)
-    """base64 of each compensator argument's serialized Payload (the call's own arguments
-    and result, as many as the compensator takes)."""
-    task_queue: str
-    schedule_to_close_ms: int | None = None
-    start_to_close_ms: int | None = None
-    heartbeat_ms: int | None = None
-    retry_policy: RetryPolicy | None = None
-
-
-class SubAgentCalls(Record):
-    """The payload of a ``runrecord.sub-agent-calls`` signal: a sub-agent run, as it closes,
-    tells its parent which of its (and its own sub-agents') calls are still in effect."""
-
-    run_id: str
-    calls: list[CompensableCall] = Field(default_factory=list)
-
-
-class OperationNote(Record):
-    """The payload of a ``runrecord.operation`` signal: who did what to a pending call, for
-    the operations whose author Temporal does not keep (an activity unpause). The sender's
-    identity is the signal event's."""
-
-    tool_call_id: str
-    operation: str
-    reason: str | None = None
-
-
-class ControlEvent(Record):
-    """One human-control event, upserted as memo ``runrecord.event`` so history holds it.
-
-    kinds: ``requested`` (``call``), ``decided`` / ``expired`` / ``withdrawn`` (``call`` with
-    its approval), ``rejected`` (``rejection``), ``rollback`` (``rollback``). ``signal`` is the
-    1-based number of the approval signal that caused it, to find the sender's identity.
-    """
-
-    kind: str
-    call: CallHeader | None = None
-    rejection: ApprovalRejection | None = None
-    rollback: Rollback | None = None
-    signal: int | None = None
-
-
-class DecisionOutcome(Record):
-    """What the run did with one approval signal (answered by the ``runrecord.decision`` query)."""
-
-    nonce: str
-    applied: bool
-    message: str

@@ -15,9 +15,10 @@ from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Replayer, Worker
 
+from runrecord._contract import ApprovalRequest
 from runrecord.cli._approvals import pending_approvals, send_decision
 from runrecord.recorder import Mirror, load_run
-from runrecord.records import ApprovalRequest, RunRecord
+from runrecord.records import RunRecord
 from runrecord.worker import Journal, RunRecordPlugin
 from runrecord.workflows import Policy
 from tests import control_agents as agents

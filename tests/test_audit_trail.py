@@ -16,10 +16,11 @@ from sqlalchemy import Engine, text
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from runrecord._contract import APPROVE_SIGNAL
 from runrecord._settings import RunRecordError
 from runrecord.cli._approvals import pending_approvals, send_decision
 from runrecord.cli._control import pause_run, reset_run, resume_run
-from runrecord.records import APPROVE_SIGNAL, RunRecord, ToolCall
+from runrecord.records import RunRecord, ToolCall
 from runrecord.worker import Journal, RunRecordPlugin
 from tests import audit_agents as agents
 from tests import control_agents

@@ -22,10 +22,11 @@ from sqlalchemy import Engine, text
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
+from runrecord._contract import JournalEntry
 from runrecord.cli._approvals import send_decision
 from runrecord.recorder import Mirror
 from runrecord.recorder._store import storable
-from runrecord.records import Attempt, AttemptOutcome, JournalEntry
+from runrecord.records import Attempt, AttemptOutcome
 from runrecord.worker import Journal
 from tests import agents_for_bad_values as bad
 from tests import mirror_agents

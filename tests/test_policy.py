@@ -24,9 +24,10 @@ from sqlalchemy import Engine
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Worker
 
+from runrecord._contract import ApprovalRequest
 from runrecord.cli._approvals import pending_approvals, send_decision
 from runrecord.recorder import Mirror, load_run
-from runrecord.records import ApprovalRequest, RunRecord, SideEffect, ToolCall
+from runrecord.records import RunRecord, SideEffect, ToolCall
 from runrecord.worker import Journal, RunRecordPlugin
 from runrecord.workflows import Action, Policy, PolicyError, sign
 from runrecord.workflows._policy import signing_message

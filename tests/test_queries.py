@@ -32,6 +32,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import runrecord
+from runrecord._contract import JournalEntry
 from runrecord.cli import main
 from runrecord.cli._stack import load_agents
 from runrecord.recorder import (
@@ -44,14 +45,7 @@ from runrecord.recorder import (
 )
 from runrecord.recorder import _queries as queries
 from runrecord.recorder._tables import Base
-from runrecord.records import (
-    Approval,
-    ApprovalState,
-    Artifact,
-    JournalEntry,
-    ToolCallStatus,
-    ToolRegistryEntry,
-)
+from runrecord.records import Approval, ApprovalState, Artifact, ToolCallStatus, ToolRegistryEntry
 from runrecord.worker import Journal, RunRecordPlugin
 from runrecord.workflows import Policy
 from tests import agents_for_queries as q

@@ -25,22 +25,18 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Replayer, Worker
 
+from runrecord._contract import (
+    APPROVE_SIGNAL,
+    DENY_SIGNAL,
+    EVENT_MEMO_KEY,
+    CallHeader,
+    ControlEvent,
+)
 from runrecord._redaction import MARK, PATTERNS_ENV, Redactor, default_redactor
 from runrecord.cli._approvals import pending_approvals
 from runrecord.recorder import BlobStore, Mirror, load_run
 from runrecord.recorder._projection import RunProjection, canonical
-from runrecord.records import (
-    APPROVE_SIGNAL,
-    DENY_SIGNAL,
-    EVENT_MEMO_KEY,
-    Approval,
-    ApprovalRejection,
-    CallHeader,
-    ControlEvent,
-    NotUndone,
-    Rollback,
-    RunRecord,
-)
+from runrecord.records import Approval, ApprovalRejection, NotUndone, Rollback, RunRecord
 from runrecord.worker import Journal, RunRecordPlugin
 from tests import agents_for_calls as agents
 from tests import control_agents as control

@@ -11,10 +11,11 @@ from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
 
 import runrecord
+from runrecord._contract import HEADER_KEY, RunContext
 from runrecord.activities import set_price
 from runrecord.recorder import Mirror, load_run, load_tree
 from runrecord.recorder._tables import AttemptRow, ToolCallRow
-from runrecord.records import HEADER_KEY, ModelSpec, RunContext
+from runrecord.records import ModelSpec
 from runrecord.worker import Journal, RunRecordPlugin
 from tests import agents_for_calls as agents
 from tests.openai_stub import OpenAIStub

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from runrecord.records import Artifact, CallHeader, JournalEntry
+from runrecord._contract import CallHeader, JournalEntry
+from runrecord.records import Artifact
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from mcp.types import (
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from runrecord._contract import ErrorType
 from runrecord._redaction import default_redactor
 from runrecord.activities._artifacts import current_call
 from runrecord.records import (
@@ -416,7 +417,9 @@ class _RecordingClient(Client):
             message += f"; its stderr ends: {tail}"
         # A missing or non-executable command stays missing: retrying cannot help.
         permanent = isinstance(leaf, FileNotFoundError | PermissionError | NotADirectoryError)
-        return ApplicationError(message, type="MCPServerUnavailable", non_retryable=permanent)
+        return ApplicationError(
+            message, type=ErrorType.MCP_SERVER_UNAVAILABLE, non_retryable=permanent
+        )
 
     def _request_failure(self, err: MCPError, what: str) -> MCPError:
         # Keep the JSON-RPC code: temporalio-mcp decides retries and reconnects by it.
@@ -479,7 +482,7 @@ class _RecordingClient(Client):
                 raise ApplicationError(
                     f"MCP server {self._name!r} lists tool {name!r} with an invalid schema: "
                     f"{current.schema_error}",
-                    type="MCPInvalidSchema",
+                    type=ErrorType.MCP_INVALID_SCHEMA,
                     non_retryable=True,
                 )
             current_hash = current.schema_hash if current is not None else None
@@ -505,7 +508,7 @@ class _RecordingClient(Client):
                     raise ApplicationError(
                         _drift_message(self._name, name, drift),
                         drift.to_json_dict(),
-                        type="MCPSchemaDrift",
+                        type=ErrorType.MCP_SCHEMA_DRIFT,
                         non_retryable=True,
                     )
         try:
@@ -525,7 +528,7 @@ class _RecordingClient(Client):
             # that breaks its own schema will break it again, so no retry.
             raise ApplicationError(
                 f"MCP server {self._name!r}, tool {name!r}: {err}",
-                type="MCPInvalidResult",
+                type=ErrorType.MCP_INVALID_RESULT,
                 non_retryable=True,
             ) from None
         if drift is not None:

@@ -7,10 +7,11 @@ import inspect
 import json
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from runrecord.records import SideEffect, ToolRegistryEntry
+from pydantic import ConfigDict
+
+from runrecord.records import SideEffect, ToolRegistryEntry, ToolTraits
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -18,28 +19,16 @@ _ATTR = "__runrecord_tool__"
 _registry: dict[str, ToolSpec] = {}
 
 
-@dataclass(frozen=True)
-class ToolSpec:
+class ToolSpec(ToolTraits):
+    """A tool as declared: its traits, its name, and whether every call needs approval."""
+
+    model_config = ConfigDict(frozen=True)
+
     name: str
-    side_effect: SideEffect
     approval: bool = False
-    compensator: str | None = None
-    idempotent: bool = False
-    irreversible: bool = False
-    schema_hash: str | None = None
-    network: bool = False
 
     def registry_entry(self) -> ToolRegistryEntry:
-        return ToolRegistryEntry(
-            name=self.name,
-            side_effect=self.side_effect,
-            idempotent=self.idempotent,
-            irreversible=self.irreversible,
-            compensator=self.compensator,
-            approval=self.approval,
-            schema_hash=self.schema_hash,
-            network=self.network,
-        )
+        return ToolRegistryEntry(**self.traits(), name=self.name, approval=self.approval)
 
 
 def activity_name(fn: Callable[..., Any]) -> str:
@@ -120,7 +109,7 @@ def tool_spec(fn_or_name: Callable[..., Any] | str) -> ToolSpec | None:
         # @activity.defn may have run after @tool and named the activity differently.
         name = activity_name(fn_or_name)
         if name != spec.name:
-            spec = ToolSpec(**{**spec.__dict__, "name": name})
+            spec = spec.model_copy(update={"name": name})
             _registry[name] = spec
         return spec
     return None

@@ -23,6 +23,16 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from runrecord._contract import (
+    APPROVE_SIGNAL,
+    AWAITING_ATTR,
+    DECISION_QUERY,
+    DENY_SIGNAL,
+    PENDING_MEMO_KEY,
+    ApprovalDecision,
+    ApprovalRequest,
+    DecisionOutcome,
+)
 from runrecord._redaction import default_redactor
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._stack import load_policy
@@ -35,16 +45,6 @@ from runrecord.cli._temporal import (
     typed_reason,
 )
 from runrecord.recorder._decoding import decode_memo
-from runrecord.records import (
-    APPROVE_SIGNAL,
-    DECISION_QUERY,
-    DENY_SIGNAL,
-    PENDING_MEMO_KEY,
-    ApprovalDecision,
-    ApprovalRequest,
-    DecisionOutcome,
-)
-from runrecord.worker import AWAITING_ATTR
 from runrecord.workflows import Policy, PolicyError, sign
 from runrecord.workflows._policy import signing_message
 

@@ -31,6 +31,16 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
+from runrecord._contract import (
+    APPROVE_SIGNAL,
+    DENY_SIGNAL,
+    OPERATION_SIGNAL,
+    ROLLBACK_SIGNAL,
+    ErrorType,
+    OperationNote,
+    RollbackRequest,
+    RunContext,
+)
 from runrecord._redaction import default_redactor
 from runrecord._settings import RunRecordError
 from runrecord.cli._approvals import pending_approvals
@@ -45,17 +55,7 @@ from runrecord.cli._temporal import (
 )
 from runrecord.recorder import RunProjection
 from runrecord.recorder._decoding import decode_events
-from runrecord.records import (
-    APPROVE_SIGNAL,
-    DENY_SIGNAL,
-    OPERATION_SIGNAL,
-    ROLLBACK_SIGNAL,
-    FinalStatus,
-    OperationNote,
-    Rollback,
-    RollbackRequest,
-    RunContext,
-)
+from runrecord.records import FinalStatus, Rollback
 from runrecord.worker import RunRecordPlugin, starting
 from runrecord.workflows import Policy
 from runrecord.workflows._rollback import summary
@@ -202,8 +202,8 @@ async def rollback_report(client: Client, run_id: str, timeout: float) -> Rollba
     except WorkflowFailureError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type in (
-            "RolledBack",
-            "RollbackIncomplete",
+            ErrorType.ROLLED_BACK,
+            ErrorType.ROLLBACK_INCOMPLETE,
         ):
             return Rollback.model_validate(cause.details[0])
         raise RunRecordError(f"run {run_id!r} ended without a rollback: {cause}") from None

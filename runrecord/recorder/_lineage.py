@@ -11,7 +11,8 @@ from pydantic import Field
 from sqlalchemy import Connection, and_, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from runrecord.recorder._queries import MAX_DEPTH, CallRef, artifact_of, call_ref, check_text
+from runrecord.recorder._queries import MAX_DEPTH, CallRef, call_ref, check_text
+from runrecord.recorder._rows import artifact_of
 from runrecord.recorder._tables import ArtifactRow, LineageEdgeRow, RunRow, ToolCallRow
 from runrecord.records import Artifact, Record
 

@@ -33,6 +33,7 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from runrecord._contract import AGENT_ATTR
 from runrecord._settings import RunRecordError
 from runrecord.recorder._blobs import BlobStore
 from runrecord.recorder._database import is_outage, refusal
@@ -54,7 +55,6 @@ from runrecord.recorder._store import (
 from runrecord.recorder._tables import ActivityOperationRow, RunRow
 from runrecord.recorder._verify import differences, missing_from_records
 from runrecord.records import FinalStatus
-from runrecord.worker._interceptor import AGENT_ATTR
 from runrecord.worker._journal import JournalLine, journal_files, read_from
 from runrecord.worker._nudge import listen
 

@@ -20,9 +20,9 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 from temporalio.api.workflow.v1 import PendingActivityInfo
 
+from runrecord._contract import OPERATION_SIGNAL, OperationNote
 from runrecord._redaction import default_redactor
 from runrecord.recorder._projection import SeenSignal
-from runrecord.records import OPERATION_SIGNAL, OperationNote
 
 
 @dataclass

@@ -24,19 +24,25 @@ from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCa
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 
-from runrecord._redaction import default_redactor
-from runrecord.recorder._blobs import canonical_json
-from runrecord.records import (
+from runrecord._contract import (
     APPROVE_SIGNAL,
     DENY_SIGNAL,
     EVENT_MEMO_KEY,
     FAILURE_STATUS,
     HEADER_KEY,
     MEMO_KEY,
-    ApprovalRejection,
-    ApprovalState,
     CallHeader,
     ControlEvent,
+    ErrorType,
+    RunContext,
+    RunMemo,
+)
+from runrecord._redaction import default_redactor
+from runrecord.recorder._blobs import canonical_json
+from runrecord.records import (
+    UNDECLARED,
+    ApprovalRejection,
+    ApprovalState,
     FinalStatus,
     ModelCall,
     ModelResult,
@@ -46,8 +52,6 @@ from runrecord.records import (
     RetryPolicy,
     RetryState,
     Rollback,
-    RunContext,
-    RunMemo,
     RunRecord,
     SchemaDrift,
     SideEffect,
@@ -67,8 +71,7 @@ _MEDIA_TYPES = {
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
 Body = tuple[bytes, str]
 """A payload's canonical bytes and media type, kept until the mirror stores its redacted copy."""
-# Failures and stamps the MCP client wrapper (runrecord.activities._mcp) leaves in history.
-_MCP_DRIFT_FAILURE = "MCPSchemaDrift"
+# A stamp the MCP client wrapper (runrecord.activities._mcp) leaves in history.
 _MCP_CALL_META = "runrecord/call"
 
 
@@ -176,7 +179,7 @@ def _mcp_result(call: ToolCall, value: Any) -> None:
 def _drift_failure(failure: Failure) -> SchemaDrift | None:
     while True:
         info = failure.application_failure_info
-        if failure.HasField("application_failure_info") and info.type == _MCP_DRIFT_FAILURE:
+        if failure.HasField("application_failure_info") and info.type == ErrorType.MCP_SCHEMA_DRIFT:
             payloads = info.details.payloads
             value = _json(payloads[0]) if payloads else None
             try:
@@ -468,18 +471,13 @@ class RunProjection:
         if approval is not None and approval.applied_at is None and approval.decided_at:
             approval = approval.model_copy(update={"applied_at": approval.decided_at})
         return ToolCall(
+            **(header or UNDECLARED).traits(),
             tool_call_id=call_id,
             tool=header.tool if header else "",
-            side_effect=header.side_effect if header else SideEffect.UNKNOWN,
-            idempotent=header.idempotent if header else False,
-            irreversible=header.irreversible if header else False,
-            compensator=header.compensator if header else None,
-            schema_hash=header.schema_hash if header else None,
             approval_state=header.approval.state if header else ApprovalState.NOT_REQUIRED,
             approval=approval,
             status=status,
             mcp_server=header.mcp_server if header else None,
-            network=header.network if header else False,
             mcp=header.mcp.model_copy(deep=True) if header and header.mcp else None,
             consumes=list(header.consumes) if header else [],
             compensates=header.compensates if header else None,
@@ -671,13 +669,9 @@ class RunProjection:
         ended = _time(event.event_time)
         failed = attrs.HasField("failure")
         call = ToolCall(
+            **(tool or UNDECLARED).traits(),
             tool_call_id=call_id,
             tool=activity_type,
-            side_effect=tool.side_effect if tool else SideEffect.UNKNOWN,
-            idempotent=tool.idempotent if tool else False,
-            irreversible=tool.irreversible if tool else False,
-            compensator=tool.compensator if tool else None,
-            schema_hash=tool.schema_hash if tool else None,
             status=ToolCallStatus.FAILED if failed else ToolCallStatus.SUCCEEDED,
             retry_state=RetryState(
                 attempts=int(value.get("attempt") or 1),

@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.orm import Session
 
 from runrecord._settings import RunRecordError
+from runrecord.recorder._rows import artifact_of, from_row
 from runrecord.recorder._tables import ArtifactRow, ModelCallRow, RunRow, ToolCallRow
 from runrecord.records import Approval, ApprovalState, Artifact, Cost, Record
 
@@ -456,19 +457,9 @@ def find_runs(conn: Connection, f: RunFilter) -> list[RunSummary]:
         cost = Cost(own=round(own, 8), total=round(total, 8))
         started, ended = row.started_at, row.ended_at
         found.append(
-            RunSummary(
-                run_id=row.run_id,
-                agent_id=row.agent_id,
-                agent_version=row.agent_version,
-                turn_id=row.turn_id,
-                final_status=row.final_status,
-                model=row.model,
-                prompt_version=row.prompt_version,
-                parent_run_id=row.parent_run_id,
-                root_run_id=row.root_run_id,
-                depth=row.depth,
-                started_at=started,
-                ended_at=ended,
+            from_row(
+                RunSummary,
+                row,
                 duration_ms=(
                     (ended - started) // timedelta(milliseconds=1) if started and ended else None
                 ),
@@ -481,36 +472,7 @@ def find_runs(conn: Connection, f: RunFilter) -> list[RunSummary]:
 
 def call_ref(row: Any, agent_id: str | None) -> CallRef:
     """A CallRef from a ``tool_calls`` row (ORM object or result row)."""
-    return CallRef(
-        run_id=row.run_id,
-        agent_id=agent_id,
-        tool_call_id=row.tool_call_id,
-        tool=row.tool,
-        side_effect=row.side_effect,
-        status=row.status,
-        approval_state=row.approval_state,
-        approval=Approval.model_validate(row.approval) if row.approval else None,
-        attempts=row.attempts,
-        mcp_server=row.mcp_server,
-        scheduled_at=row.scheduled_at,
-    )
-
-
-def artifact_of(row: ArtifactRow) -> Artifact:
-    return Artifact(
-        artifact_id=row.artifact_id,
-        kind=row.kind,
-        uri=row.uri,
-        sha256=row.sha256,
-        size=row.size,
-        tool_call_id=row.tool_call_id,
-        attempt=row.attempt,
-        run_id=row.run_id,
-        agent_id=row.agent_id,
-        turn_id=row.turn_id,
-        created_at=row.created_at,
-        temporal_run_id=row.temporal_run_id,
-    )
+    return from_row(CallRef, row, agent_id=agent_id)
 
 
 def turn_artifacts(conn: Connection, turn_id: str) -> list[ArtifactOrigin]:

@@ -11,11 +11,25 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, select, text, tuple_, update
+from sqlalchemy import Connection, Row, Table, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
+from runrecord._contract import JournalEntry
 from runrecord.recorder._projection import RunChain, kept_id
+from runrecord.recorder._rows import (
+    activity_operation_of,
+    artifact_of,
+    artifact_row,
+    attempt_row,
+    call_row,
+    from_row,
+    model_call_of,
+    model_call_row,
+    run_row,
+    temporal_run_of,
+    temporal_run_row,
+    tool_call_of,
+)
 from runrecord.recorder._tables import (
     ActivityOperationRow,
     ArtifactRow,
@@ -28,38 +42,7 @@ from runrecord.recorder._tables import (
     TemporalRunRow,
     ToolCallRow,
 )
-from runrecord.records import (
-    ActivityOperation,
-    ApprovalRejection,
-    Artifact,
-    Attempt,
-    AttemptOutcome,
-    Cost,
-    FinalStatus,
-    JournalEntry,
-    MCPCall,
-    MCPServerInfo,
-    ModelCall,
-    ModelSpec,
-    Pause,
-    Ref,
-    RetryPolicy,
-    RetryState,
-    Rollback,
-    RunRecord,
-    TemporalRun,
-    Timeouts,
-    ToolCall,
-    ToolCallStatus,
-    ToolRegistryEntry,
-)
-
-_TERMINAL_CALL = {
-    ToolCallStatus.SUCCEEDED: AttemptOutcome.SUCCEEDED,
-    ToolCallStatus.FAILED: AttemptOutcome.FAILED,
-    ToolCallStatus.TIMED_OUT: AttemptOutcome.TIMED_OUT,
-    ToolCallStatus.CANCELLED: AttemptOutcome.CANCELLED,
-}
+from runrecord.records import ActivityOperation, AttemptOutcome, Cost, RunRecord
 
 
 def _table(model: type) -> Table:
@@ -155,61 +138,16 @@ def run_rows(chain: RunChain, *, everything: bool) -> Rows:
     record = chain.record(calls=False)
     now = datetime.now(UTC)
     rows: Rows = {name: [] for name in [*KEYS, MOVES]}
-    rows["runs"].append(
-        {
-            "run_id": record.run_id,
-            "namespace": record.namespace,
-            "workflow_type": record.workflow_type,
-            "task_queue": record.task_queue,
-            "agent_id": record.agent_id,
-            "agent_version": record.agent_version,
-            "turn_id": record.turn_id,
-            "model": record.model.to_json_dict() if record.model else None,
-            "prompt_version": record.prompt_version,
-            "tool_registry": [t.to_json_dict() for t in record.tool_registry],
-            "mcp_servers": [m.to_json_dict() for m in record.mcp_servers],
-            "final_status": record.final_status,
-            "failure": record.failure,
-            "parent_run_id": record.parent_run_id,
-            "root_run_id": record.root_run_id,
-            "depth": record.depth,
-            "temporal_run_ids": record.temporal_run_ids,
-            "child_run_ids": record.child_run_ids,
-            "consumes": record.consumes,
-            "rerun_of": record.rerun_of,
-            "approval_rejections": [r.to_json_dict() for r in record.approval_rejections],
-            "rollback": record.rollback.to_json_dict() if record.rollback else None,
-            "pause": record.pause.to_json_dict() if record.pause else None,
-            "started_at": record.started_at,
-            "ended_at": record.ended_at,
-            "last_event_id": chain.last_event_id,
-            "updated_at": now,
-        }
-    )
+    rows["runs"].append(run_row(record, last_event_id=chain.last_event_id, now=now))
     for fold in chain.ordered():
-        run = fold.temporal_run()
-        rows["temporal_runs"].append(
-            {
-                "namespace": chain.namespace,
-                "workflow_id": chain.run_id,
-                "temporal_run_id": run.temporal_run_id,
-                "began_at": run.began_at,
-                "status": run.status,
-                "continued_from": run.continued_from,
-                "reset_from": run.reset_from,
-                "reset_reason": run.reset_reason,
-                "last_event_id": run.last_event_id,
-                "last_event_time": fold.last_event_time,
-                "updated_at": now,
-            }
-        )
+        rows["temporal_runs"].append(temporal_run_row(chain, fold, now))
         rows["run_events"].extend(fold.events)
     rows["lineage_edges"].extend(
         {"artifact_id": a, "consumer_run_id": record.run_id, "consumer_tool_call_id": ""}
         for a in record.consumes
     )
     for call, first_event, model in chain.call_versions(everything=everything):
-        rows["tool_calls"].append(_call_row(record.run_id, call, first_event))
+        rows["tool_calls"].append(call_row(record.run_id, call, first_event))
         if (ran_in := chain.ran_in(call)) is not None:
             rows[MOVES].append(
                 {
@@ -220,13 +158,7 @@ def run_rows(chain: RunChain, *, everything: bool) -> Rows:
                 }
             )
         if model is not None:
-            rows["model_calls"].append(
-                {
-                    "run_id": record.run_id,
-                    **model.model_dump(mode="json", exclude={"tool_call_id"}),
-                    "tool_call_id": model.tool_call_id,
-                }
-            )
+            rows["model_calls"].append(model_call_row(record.run_id, model))
         rows["lineage_edges"].extend(
             {
                 "artifact_id": a,
@@ -311,45 +243,6 @@ def save_projection(conn: Connection, chain: RunChain) -> None:
     write_rows(conn, run_rows(chain, everything=True))
 
 
-def _call_row(run_id: str, c: ToolCall, scheduled_event_id: int) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "tool_call_id": c.tool_call_id,
-        "temporal_run_id": c.temporal_run_id,
-        "activity_id": c.activity_id,
-        "scheduled_event_id": scheduled_event_id,
-        "tool": c.tool,
-        "side_effect": c.side_effect,
-        "idempotent": c.idempotent,
-        "irreversible": c.irreversible,
-        "compensator": c.compensator,
-        "schema_hash": c.schema_hash,
-        "approval_state": c.approval_state,
-        "approval": c.approval.to_json_dict() if c.approval else None,
-        "status": c.status,
-        "input_refs": [r.to_json_dict() for r in c.input_refs],
-        "output_refs": [r.to_json_dict() for r in c.output_refs],
-        "timeouts": c.timeouts.to_json_dict(),
-        "retry_policy": c.retry_policy.to_json_dict() if c.retry_policy else None,
-        "local": c.local,
-        "attempts": c.retry_state.attempts,
-        "last_failure": c.retry_state.last_failure,
-        "timeout_type": c.retry_state.timeout_type,
-        "scheduled_at": c.scheduled_at,
-        "started_at": c.started_at,
-        "ended_at": c.ended_at,
-        "duration_ms": c.duration_ms,
-        "worker_identity": c.worker_identity,
-        "cost": c.cost,
-        "mcp_server": c.mcp_server,
-        "network": c.network,
-        "mcp": c.mcp.to_json_dict() if c.mcp else None,
-        "schema_drift": c.mcp is not None and c.mcp.drift is not None,
-        "consumes": list(c.consumes),
-        "compensates": c.compensates,
-    }
-
-
 def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
     """Apply journal entries; a running-attempt line never overwrites a finished one.
 
@@ -370,25 +263,14 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
         call_id = kept_as.get((entry.run_id, entry.tool_call_id, made_in), entry.tool_call_id)
         if entry.attempt is not None:
             a = entry.attempt
-            row = {
-                "run_id": entry.run_id,
-                "tool_call_id": call_id,
-                "temporal_run_id": made_in,
-                "attempt": a.attempt,
-                "started_at": a.started_at,
-                "ended_at": a.ended_at,
-                "outcome": a.outcome,
-                "error": a.error,
-                "worker_identity": a.worker_identity,
-                "route": a.route,
-            }
+            row = attempt_row(entry.run_id, call_id, made_in, a)
             key = (entry.run_id, call_id, made_in, a.attempt)
             if a.outcome == AttemptOutcome.RUNNING:
                 started.setdefault(key, row)
             else:
                 finished[key] = row
         if entry.artifact is not None:
-            made = {**entry.artifact.model_dump(), "tool_call_id": call_id}
+            made = artifact_row(entry.artifact, call_id)
             artifacts.setdefault(entry.artifact.artifact_id, made)
     upsert(conn, AttemptRow, list(started.values()), keys, update=False)
     upsert(conn, AttemptRow, list(finished.values()), keys, update=True)
@@ -431,231 +313,45 @@ def set_journal_cursor(
 # --- reading
 
 
-def _attempts(call: ToolCall, journaled: list[Any]) -> RetryState:
-    """Merge the journal's attempts with what history says of the final one."""
-    state = call.retry_state  # freshly built by load_run: no copy needed
-    # A call still pending at a reset may run again in the new Temporal run: that run's
-    # row of an attempt number wins.
-    mine = sorted(journaled, key=lambda a: a.temporal_run_id == call.temporal_run_id)
-    by_number = {a.attempt: a for a in mine}
-    last = max([*by_number, state.attempts, 0])
-    history: list[Attempt] = []
-    for n in range(1, last + 1):
-        row = by_number.get(n)
-        if row is None:
-            if n == last and call.status in _TERMINAL_CALL:
-                outcome = _TERMINAL_CALL[ToolCallStatus(call.status)]
-                history.append(
-                    Attempt(
-                        attempt=n,
-                        started_at=call.started_at,
-                        ended_at=call.ended_at,
-                        outcome=outcome,
-                        error=state.last_failure if outcome != AttemptOutcome.SUCCEEDED else None,
-                        worker_identity=call.worker_identity,
-                    )
-                )
-            continue
-        outcome = AttemptOutcome(row.outcome)
-        error = row.error
-        if outcome == AttemptOutcome.RUNNING and n < last:
-            outcome = AttemptOutcome.LOST  # a later attempt started: this one never reported
-        elif outcome == AttemptOutcome.SUCCEEDED and n < last:
-            # The server retried, so it never took this result: it had timed the attempt out.
-            outcome = AttemptOutcome.TIMED_OUT
-            error = "TimeoutError: the result arrived after the server timed the attempt out"
-        elif n == last and call.status in _TERMINAL_CALL:
-            # The server decides how the final attempt ended: a worker may still report
-            # success, or cancel on shutdown, after the server has timed the attempt out.
-            final = _TERMINAL_CALL[ToolCallStatus(call.status)]
-            if outcome != final:
-                outcome = final
-                error = None if final == AttemptOutcome.SUCCEEDED else state.last_failure
-        history.append(
-            Attempt(
-                attempt=n,
-                started_at=row.started_at,
-                ended_at=row.ended_at,
-                outcome=outcome,
-                error=error,
-                worker_identity=row.worker_identity,
-                route=row.route,
-            )
-        )
-    state.history = history
-    state.attempts = max(state.attempts, last)
-    return state
-
-
 def load_run(conn: Connection, run_id: str) -> RunRecord | None:
-    session = Session(bind=conn)
-    run = session.execute(select(RunRow).where(RunRow.run_id == run_id)).scalars().first()
+    """A run's record as the records hold it (sub-agents' costs not rolled up: ``load_tree``)."""
+    run = conn.execute(select(*_table(RunRow).c).where(RunRow.run_id == run_id)).first()
     if run is None:
         return None
-    # Plain rows, not ORM objects: a run may have thousands of calls.
-    calls = conn.execute(
-        select(*_table(ToolCallRow).c)
-        .where(ToolCallRow.run_id == run_id)
-        .order_by(ToolCallRow.scheduled_event_id)
-    ).all()
+    # Plain rows, not ORM objects, each table in one fetch: a run may have thousands of calls.
     attempts: dict[str, list[Any]] = {}
-    journaled = select(*_table(AttemptRow).c).where(AttemptRow.run_id == run_id)
-    for a in conn.execute(journaled).all():  # one fetch, not a round of fetchone per row
+    for a in _rows(conn, AttemptRow, run_id):
         attempts.setdefault(a.tool_call_id, []).append(a)
     operations: dict[str, list[ActivityOperation]] = {}
-    operated = (
-        select(*_table(ActivityOperationRow).c)
-        .where(ActivityOperationRow.run_id == run_id)
-        .order_by(ActivityOperationRow.at)
-    )
-    for o in conn.execute(operated).all():
-        operations.setdefault(o.tool_call_id, []).append(
-            ActivityOperation(
-                operation=o.operation,
-                by=o.identity,
-                reason=o.reason,
-                at=o.at,
-                attempt=o.attempt,
-                detail=o.detail or {},
-            )
-        )
-    models = (
-        session.execute(select(ModelCallRow).where(ModelCallRow.run_id == run_id)).scalars().all()
-    )
-    artifacts = (
-        session.execute(
-            select(ArtifactRow)
-            .where(ArtifactRow.run_id == run_id)
-            .order_by(ArtifactRow.created_at, ArtifactRow.artifact_id)
-        )
-        .scalars()
-        .all()
-    )
-    temporal_runs = (
-        session.execute(
-            select(TemporalRunRow)
-            .where(TemporalRunRow.namespace == run.namespace, TemporalRunRow.workflow_id == run_id)
-            .order_by(TemporalRunRow.began_at, TemporalRunRow.temporal_run_id)
-        )
-        .scalars()
-        .all()
-    )
-    tool_calls = []
-    for row in calls:
-        call = ToolCall(
-            tool_call_id=row.tool_call_id,
-            tool=row.tool,
-            side_effect=row.side_effect,  # type: ignore[arg-type]
-            idempotent=row.idempotent,
-            irreversible=row.irreversible,
-            compensator=row.compensator,
-            schema_hash=row.schema_hash,
-            approval_state=row.approval_state,  # type: ignore[arg-type]
-            approval=row.approval,  # type: ignore[arg-type]
-            input_refs=[Ref.model_validate(r) for r in row.input_refs],
-            output_refs=[Ref.model_validate(r) for r in row.output_refs],
-            status=row.status,  # type: ignore[arg-type]
-            retry_state=RetryState(
-                attempts=row.attempts,
-                last_failure=row.last_failure,
-                timeout_type=row.timeout_type,
-                maximum_attempts=(row.retry_policy or {}).get("maximumAttempts"),
-            ),
-            retry_policy=RetryPolicy.model_validate(row.retry_policy) if row.retry_policy else None,
-            local=row.local,
-            timeouts=Timeouts.model_validate(row.timeouts or {}),
-            activity_id=row.activity_id,
-            temporal_run_id=row.temporal_run_id,
-            scheduled_at=row.scheduled_at,
-            started_at=row.started_at,
-            ended_at=row.ended_at,
-            duration_ms=row.duration_ms,
-            worker_identity=row.worker_identity,
-            cost=row.cost,
-            mcp_server=row.mcp_server,
-            network=row.network,
-            mcp=MCPCall.model_validate(row.mcp) if row.mcp else None,
-            consumes=list(row.consumes or []),
-            compensates=row.compensates,
-            operations=operations.get(row.tool_call_id, []),
-        )
-        call.retry_state = _attempts(call, attempts.get(row.tool_call_id, []))
-        tool_calls.append(call)
+    for o in _rows(conn, ActivityOperationRow, run_id, ActivityOperationRow.at):
+        operations.setdefault(o.tool_call_id, []).append(activity_operation_of(o))
+    calls = _rows(conn, ToolCallRow, run_id, ToolCallRow.scheduled_event_id)
+    tool_calls = [
+        tool_call_of(c, attempts.get(c.tool_call_id, []), operations.get(c.tool_call_id, []))
+        for c in calls
+    ]
+    made = _rows(conn, ArtifactRow, run_id, ArtifactRow.created_at, ArtifactRow.artifact_id)
+    temporal_runs = conn.execute(
+        select(*_table(TemporalRunRow).c)
+        .where(TemporalRunRow.namespace == run.namespace, TemporalRunRow.workflow_id == run_id)
+        .order_by(TemporalRunRow.began_at, TemporalRunRow.temporal_run_id)
+    ).all()
     own = round(sum(c.cost for c in tool_calls), 8)
-    return RunRecord(
-        run_id=run.run_id,
-        temporal_run_ids=list(run.temporal_run_ids or []),
-        namespace=run.namespace,
-        workflow_type=run.workflow_type,
-        task_queue=run.task_queue,
-        turn_id=run.turn_id,
-        agent_id=run.agent_id,
-        agent_version=run.agent_version,
-        model=ModelSpec.model_validate(run.model) if run.model else None,
-        prompt_version=run.prompt_version,
-        tool_registry=[ToolRegistryEntry.model_validate(t) for t in run.tool_registry or []],
-        mcp_servers=[MCPServerInfo.model_validate(m) for m in run.mcp_servers or []],
+    return from_row(
+        RunRecord,
+        run,
         tool_calls=tool_calls,
-        model_calls=[
-            ModelCall(
-                tool_call_id=m.tool_call_id,
-                provider=m.provider,
-                model=m.model,
-                parameters=dict(m.parameters or {}),
-                prompt_version=m.prompt_version,
-                input_tokens=m.input_tokens,
-                output_tokens=m.output_tokens,
-                cost=m.cost,
-                latency_ms=m.latency_ms,
-            )
-            for m in models
-        ],
-        artifacts=[
-            Artifact(
-                artifact_id=a.artifact_id,
-                kind=a.kind,
-                uri=a.uri,
-                sha256=a.sha256,
-                size=a.size,
-                tool_call_id=a.tool_call_id,
-                attempt=a.attempt,
-                run_id=a.run_id,
-                agent_id=a.agent_id,
-                turn_id=a.turn_id,
-                created_at=a.created_at,
-                temporal_run_id=a.temporal_run_id,
-            )
-            for a in artifacts
-        ],
-        final_status=FinalStatus(run.final_status),
-        failure=run.failure,
-        parent_run_id=run.parent_run_id,
-        root_run_id=run.root_run_id,
-        depth=run.depth,
-        child_run_ids=list(run.child_run_ids or []),
-        consumes=list(run.consumes or []),
-        rerun_of=run.rerun_of,
-        approval_rejections=[
-            ApprovalRejection.model_validate(r) for r in run.approval_rejections or []
-        ],
-        rollback=Rollback.model_validate(run.rollback) if run.rollback else None,
-        pause=Pause.model_validate(run.pause) if run.pause else None,
-        temporal_runs=[
-            TemporalRun(
-                temporal_run_id=t.temporal_run_id,
-                began_at=t.began_at,
-                status=FinalStatus(t.status),
-                continued_from=t.continued_from,
-                reset_from=t.reset_from,
-                reset_reason=t.reset_reason,
-                last_event_id=t.last_event_id,
-            )
-            for t in temporal_runs
-        ],
-        started_at=run.started_at,
-        ended_at=run.ended_at,
+        model_calls=[model_call_of(m) for m in _rows(conn, ModelCallRow, run_id)],
+        artifacts=[artifact_of(a) for a in made],
+        temporal_runs=[temporal_run_of(t) for t in temporal_runs],
         cost=Cost(own=own, total=own),
     )
+
+
+def _rows(conn: Connection, table: type, run_id: str, *order_by: Any) -> Sequence[Row[Any]]:
+    """A table's rows of one run, as plain rows in one fetch."""
+    columns = _table(table).c
+    return conn.execute(select(*columns).where(columns.run_id == run_id).order_by(*order_by)).all()
 
 
 def load_tree(conn: Connection, run_id: str) -> list[RunRecord]:

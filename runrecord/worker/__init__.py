@@ -1,9 +1,8 @@
 """Interceptors, the worker/plugin factory and the embedded dev server launcher."""
 
+from runrecord._contract import AWAITING_ATTR, SEARCH_ATTRIBUTES
 from runrecord.worker._devserver import DevServer, free_port, port_open, temporal_binary
 from runrecord.worker._interceptor import (
-    AWAITING_ATTR,
-    SEARCH_ATTRIBUTES,
     RunRecordInterceptor,
     current_turn,
     decode_header,

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runrecord._contract import SEARCH_ATTRIBUTES
 from runrecord._settings import RunRecordError
-from runrecord.worker._interceptor import SEARCH_ATTRIBUTES
 
 DEV_SERVER_FLAGS = ("--dynamic-config-value", "frontend.WorkflowPauseEnabled=true")
 

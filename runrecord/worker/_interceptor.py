@@ -36,19 +36,22 @@ import temporalio.workflow
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
+from runrecord._contract import (
+    HEADER_KEY,
+    OPERATION_SIGNAL,
+    CallHeader,
+    ErrorType,
+    JournalEntry,
+    RunContext,
+)
 from runrecord.activities._artifacts import CurrentCall, current_call
 from runrecord.activities._mcp import MCPServerSpec, parse_activity
 from runrecord.activities._tool import ToolSpec, tool_spec, undeclared
 from runrecord.records import (
-    HEADER_KEY,
-    OPERATION_SIGNAL,
     Artifact,
     Attempt,
     AttemptOutcome,
-    CallHeader,
-    JournalEntry,
     MCPCall,
-    RunContext,
 )
 from runrecord.worker._nudge import nudge
 from runrecord.workflows._agent import AgentSpec, agent_spec
@@ -56,12 +59,9 @@ from runrecord.workflows._approvals import APPROVAL_SIGNALS, ApprovalGate, error
 from runrecord.workflows._mcp import MCPSnapshot
 from runrecord.workflows._policy import Action, Policy
 from runrecord.workflows._rollback import RunRollback
-from runrecord.workflows._status import AGENT_ATTR, AWAITING_ATTR, SEARCH_ATTRIBUTES, RunStatus
+from runrecord.workflows._status import RunStatus
 
 __all__ = [
-    "AGENT_ATTR",
-    "AWAITING_ATTR",
-    "SEARCH_ATTRIBUTES",
     "RunRecordInterceptor",
     "RunStartInterceptor",
     "current_turn",
@@ -308,19 +308,14 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         else:
             spec = self.interceptor.spec_for(activity)
         header = CallHeader(
+            **spec.traits(),
             tool_call_id=f"{self._call_prefix}{self._seq}",
             tool=spec.name,
-            side_effect=spec.side_effect,
-            idempotent=spec.idempotent,
-            irreversible=spec.irreversible,
-            compensator=spec.compensator,
-            schema_hash=spec.schema_hash,
             run_id=self.run_id,
             agent_id=self.agent_id,
             turn_id=self.context.turn_id,
             local=local,
             mcp_server=target[0] if target else None,
-            network=spec.network,
             mcp=mcp,
             consumes=artifact_ids(args),
             compensates=self.compensating,
@@ -439,7 +434,7 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
         header = decode_header(input.headers, CallHeader)
         refusal = self._root.refusal(info.activity_type, header)
         if refusal is not None:
-            raise ApplicationError(refusal, type="ApprovalMissing", non_retryable=True)
+            raise ApplicationError(refusal, type=ErrorType.APPROVAL_MISSING, non_retryable=True)
         if header is None:
             # Not scheduled by a recorded run (e.g. a standalone activity): nothing to link to.
             return await super().execute_activity(input)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from runrecord._contract import JournalEntry
 from runrecord._redaction import Redactor, default_redactor
-from runrecord.records import JournalEntry
 
 
 class Journal:

@@ -21,21 +21,20 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
-from runrecord._redaction import Redactor, default_redactor
-from runrecord.records import (
+from runrecord._contract import (
     APPROVE_SIGNAL,
     DECISION_QUERY,
     DENY_SIGNAL,
     PENDING_QUERY,
-    Approval,
     ApprovalDecision,
-    ApprovalRejection,
     ApprovalRequest,
-    ApprovalState,
     CallHeader,
     ControlEvent,
     DecisionOutcome,
+    ErrorType,
 )
+from runrecord._redaction import Redactor, default_redactor
+from runrecord.records import Approval, ApprovalRejection, ApprovalState
 from runrecord.workflows._policy import Action, Policy, Requirement, signing_message
 
 PREVIEW_LIMIT = 500
@@ -53,7 +52,7 @@ class ToolDenied(ApplicationError):
         super().__init__(
             f"call {tool_call_id} to {tool!r} denied by {decided_by}: {reason}",
             {"tool": tool, "toolCallId": tool_call_id, "decidedBy": decided_by, "reason": reason},
-            type="ToolDenied",
+            type=ErrorType.TOOL_DENIED,
             non_retryable=True,
         )
         self.tool, self.tool_call_id = tool, tool_call_id
@@ -67,7 +66,7 @@ class ApprovalExpired(ApplicationError):
         super().__init__(
             f"call {tool_call_id} to {tool!r}: no decision within {_span(expiry)}",
             {"tool": tool, "toolCallId": tool_call_id, "expirySeconds": expiry.total_seconds()},
-            type="ApprovalExpired",
+            type=ErrorType.APPROVAL_EXPIRED,
             non_retryable=True,
         )
         self.tool, self.tool_call_id, self.expiry = tool, tool_call_id, expiry

@@ -16,6 +16,7 @@ from mcp.types import ListToolsResult
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.mcp import TemporalMCPClient
 
+from runrecord._contract import ErrorType
 from runrecord.activities._mcp import (
     CLIENT_IDENTITY,
     MCPServerSpec,
@@ -61,7 +62,7 @@ class MCPSnapshot:
                 f"agent {agent_id!r} uses MCP server {server!r}, which is not registered "
                 f"on this worker: pass MCPServerSpec({server!r}, ...) to "
                 "RunRecordPlugin(mcp_servers=[...])",
-                type="MCPServerNotRegistered",
+                type=ErrorType.MCP_SERVER_NOT_REGISTERED,
                 non_retryable=True,
             )
         try:
@@ -71,7 +72,7 @@ class MCPSnapshot:
                 raise ApplicationError(
                     f"MCP server {server!r} is unavailable, so the run stops: "
                     f"{activity_failure(err)}",
-                    type="MCPServerUnavailable",
+                    type=ErrorType.MCP_SERVER_UNAVAILABLE,
                     non_retryable=True,
                 ) from None
             workflow.logger.warning(
@@ -138,12 +139,4 @@ class MCPSnapshot:
         mcp.annotations = entry.annotations
         mcp.input_schema_hash = entry.input_schema_hash
         mcp.output_schema_hash = entry.output_schema_hash
-        spec = ToolSpec(
-            name=tool,
-            side_effect=SideEffect(entry.side_effect),
-            approval=entry.approval,
-            idempotent=entry.idempotent,
-            schema_hash=entry.schema_hash,
-            network=entry.network,
-        )
-        return spec, mcp
+        return ToolSpec(**entry.traits(), name=tool, approval=entry.approval), mcp

@@ -61,8 +61,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from runrecord._contract import (
+    CallHeader,
+)
 from runrecord.activities._tool import ToolSpec
-from runrecord.records import ApprovalState, CallHeader, SideEffect
+from runrecord.records import (
+    ApprovalState,
+    SideEffect,
+)
 
 DEFAULT_EXPIRY = timedelta(hours=1)
 DECLARED_RULE = "declared"

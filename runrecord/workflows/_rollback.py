@@ -27,23 +27,26 @@ from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.exceptions import ApplicationError
 
-from runrecord.records import (
+from runrecord._contract import (
     FAILURE_STATUS,
     ROLLBACK_SIGNAL,
     SUB_AGENT_CALLS_SIGNAL,
-    ApprovalRejection,
     ApprovalRequest,
     CallHeader,
-    CallRef,
     CompensableCall,
     ControlEvent,
+    ErrorType,
+    RollbackRequest,
+    SubAgentCalls,
+)
+from runrecord.records import (
+    ApprovalRejection,
+    CallRef,
     FinalStatus,
     NotUndone,
     RetryPolicy,
     Rollback,
-    RollbackRequest,
     SideEffect,
-    SubAgentCalls,
 )
 from runrecord.workflows._approvals import error_text, redact_text
 from runrecord.workflows._status import RunStatus
@@ -402,7 +405,7 @@ class RunRollback:
         self.undone = undone_ids(report)
         self.status.publish(ControlEvent(kind="rollback", rollback=report), self.pending())
         self.status.set(report.outcome)
-        kind = "RollbackIncomplete" if report.not_undone else "RolledBack"
+        kind = ErrorType.ROLLBACK_INCOMPLETE if report.not_undone else ErrorType.ROLLED_BACK
         raise ApplicationError(
             summary(report), report.to_json_dict(), type=kind, non_retryable=True
         ) from cause

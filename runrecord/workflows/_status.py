@@ -15,34 +15,28 @@ from collections.abc import Iterable
 from typing import Any
 
 import temporalio.workflow as workflow
-from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import SearchAttributeUpdate
 
-from runrecord.activities._tool import ToolSpec
-from runrecord.records import (
+from runrecord._contract import (
+    AGENT_ATTR,
+    AWAITING_ATTR,
     EVENT_MEMO_KEY,
     MEMO_KEY,
     PENDING_MEMO_KEY,
+    STATUS_ATTR,
+    TURN_ATTR,
     ApprovalRequest,
     ControlEvent,
-    ModelSpec,
     RunContext,
     RunMemo,
+)
+from runrecord.activities._tool import ToolSpec
+from runrecord.records import (
+    ModelSpec,
 )
 from runrecord.workflows._agent import AgentSpec
 from runrecord.workflows._approvals import redact
 from runrecord.workflows._mcp import MCPSnapshot
-
-AGENT_ATTR = SearchAttributeKey.for_keyword("RunRecordAgent")
-TURN_ATTR = SearchAttributeKey.for_keyword("RunRecordTurn")
-STATUS_ATTR = SearchAttributeKey.for_keyword("RunRecordStatus")
-AWAITING_ATTR = SearchAttributeKey.for_bool("RunRecordAwaitingApproval")
-SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
-    AGENT_ATTR,
-    TURN_ATTR,
-    STATUS_ATTR,
-    AWAITING_ATTR,
-)
-"""Search attributes every namespace that runs agents must have registered."""
 
 
 class RunStatus:
