@@ -31,7 +31,7 @@ from temporalio.api.workflowservice.v1 import (
     GetWorkflowExecutionHistoryRequest,
     GetWorkflowExecutionHistoryResponse,
 )
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from runrecord._settings import RunRecordError
@@ -65,8 +65,8 @@ from runrecord.recorder._tables import (
     TemporalRunRow,
     ToolCallRow,
 )
+from runrecord.recorder._visibility import OPEN_QUERY, is_agent_run, is_open, list_executions
 from runrecord.records import FinalStatus
-from runrecord.worker._interceptor import AGENT_ATTR
 from runrecord.worker._journal import JournalLine, journal_files, read_from
 from runrecord.worker._nudge import listen
 
@@ -223,9 +223,9 @@ class Mirror:
         found: list[str] = []
         quoted = workflow_id.replace("\\", "\\\\").replace("'", "\\'")
         try:
-            async for execution in self.client.list_workflows(f"WorkflowId = '{quoted}'"):
-                if execution.run_id not in found:
-                    found.append(execution.run_id)
+            async for info in list_executions(self.client, f"WorkflowId = '{quoted}'"):
+                if info.execution.run_id not in found:
+                    found.append(info.execution.run_id)
         except RPCError as err:
             # A server without visibility (the time-skipping test server): the latest
             # run and the runs its history links to are all there is to follow.
@@ -560,14 +560,13 @@ class Mirror:
         await asyncio.to_thread(self._heartbeat)
         wanted: list[tuple[str, str, int]] = []
         stamp = since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        query = f"ExecutionStatus = 'Running' OR CloseTime > '{stamp}'"
-        async for execution in self.client.list_workflows(query):
-            if execution.typed_search_attributes.get(AGENT_ATTR) is None:
+        query = f"{OPEN_QUERY} OR CloseTime > '{stamp}'"
+        async for info in list_executions(self.client, query):
+            if not is_agent_run(info):
                 continue
-            # A running run's length in visibility is stale: follow it whatever it says.
-            closed = execution.status != WorkflowExecutionStatus.RUNNING
-            length = (execution.history_length or 0) if closed else 0
-            wanted.append((execution.id, execution.run_id or "", length))
+            # An open run's length in visibility is stale: follow it whatever it says.
+            length = 0 if is_open(info) else info.history_length
+            wanted.append((info.execution.workflow_id, info.execution.run_id, length))
         wanted = [w for w in wanted if self.membership.owns(w[0])]
         known = await asyncio.to_thread(self._cursors, {w[0] for w in wanted})
         started = 0
@@ -869,9 +868,9 @@ class Mirror:
         lists on this namespace that started at or after ``since``."""
         stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         found: dict[str, None] = {}
-        async for execution in self.client.list_workflows(f"StartTime >= '{stamp}'"):
-            if execution.typed_search_attributes.get(AGENT_ATTR) is not None:
-                found[execution.id] = None
+        async for info in list_executions(self.client, f"StartTime >= '{stamp}'"):
+            if is_agent_run(info):
+                found[info.execution.workflow_id] = None
         return sorted(found)
 
     async def missing_run_ids(self, since: datetime) -> list[str]:
