@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,12 +24,13 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client, WorkflowFailureError
 
 from runrecord.cli._approvals import send_decision
-from runrecord.cli._control import request_rollback, rollback_report
+from runrecord.cli._control import pause_run, request_rollback, resume_run, rollback_report
 from runrecord.recorder import Mirror, load_run
 from runrecord.worker import Journal
 from tests import control_agents as agents
 from tests.test_approvals import record, waiting_for, worker
 from tests.test_cli import assert_one_line_error, runrecord
+from tests.test_mirror import following, load, until
 
 
 async def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -449,3 +451,46 @@ async def test_control_commands_refuse_bad_input_in_one_line(
             env={**cli_env, "RUNRECORD_POLICY": str(policy)},
         )
         assert_one_line_error(proc, needle)
+
+
+async def test_a_run_paused_before_any_mirror_follows_it_is_recorded_and_verified(
+    cli_env: dict[str, str], temporal_address: str, journal: Journal, engine: Engine
+) -> None:
+    since = datetime.now(UTC).isoformat()  # verify --all: the agent runs of this test
+    async with worker(temporal_address, journal) as (client, queue):
+        run_id = f"ticker-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(agents.Ticker.run, 12, id=run_id, task_queue=queue)
+        while await _scheduled(client, run_id) < 2:
+            await asyncio.sleep(0.05)
+        await pause_run(client, run_id, by="olga", reason="investigating")
+        assert await _status(client, run_id) == 8  # PAUSED
+
+        async def paused_in_the_records() -> bool:
+            # Every event so far: the call in flight when the pause came still completes.
+            events = len((await handle.fetch_history()).events)
+            loaded = await asyncio.to_thread(load, engine, run_id)
+            return (
+                loaded is not None
+                and loaded.final_status == "paused"
+                and loaded.pause is not None
+                and loaded.pause.paused_by == "olga"
+                and [t.last_event_id for t in loaded.temporal_runs] == [events]
+            )
+
+        # A mirror that starts while the run is paused finds it, and verifying it works.
+        async with following(client, engine, journal):
+            await until(paused_in_the_records, "the paused run in the records")
+            # A paused run's history can still grow (its timer fires, the call in flight
+            # ends): compare once it has stood still for a while.
+            settled = 0
+            while settled < 3:
+                before = len((await handle.fetch_history()).events)
+                await asyncio.sleep(1.0)
+                settled = settled + 1 if len((await handle.fetch_history()).events) == before else 0
+            await until(paused_in_the_records, "the paused run's last events in the records")
+            for args in (("--all", "--since", since), (run_id,)):
+                verified = await _cli("mirror", "verify", *args, env=cli_env)
+                assert verified.returncode == 0, verified.stdout + verified.stderr
+                assert verified.stdout.strip().endswith("checked: no difference")
+        await resume_run(client, run_id, by="olga", reason="done")
+        assert await asyncio.wait_for(handle.result(), 60) == 12

@@ -20,7 +20,6 @@ from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkflowExecutionRequest,
-    ListWorkflowExecutionsRequest,
 )
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -28,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._stack import connect, load_policy, temporal_cluster
 from runrecord.recorder._decoding import decode_memo
+from runrecord.recorder._visibility import list_executions
 from runrecord.worker import RunRecordPlugin
 
 _STATUS = {
@@ -123,22 +123,12 @@ async def describe_run(client: Client, run_id: str) -> RunState:
 
 
 async def list_runs(client: Client, query: str) -> AsyncIterator[WorkflowExecutionInfo]:
-    """Every execution visibility finds for ``query``, paused ones included (``list_workflows``
-    raises on them)."""
-    token = b""
-    while True:
-        request = ListWorkflowExecutionsRequest(
-            namespace=client.namespace, query=query, next_page_token=token
-        )
-        try:
-            page = await client.workflow_service.list_workflow_executions(request)
-        except RPCError as err:
-            raise RunRecordError(f"cannot list runs ({query}): {err.message}") from None
-        for info in page.executions:
+    """Every execution visibility finds for ``query``, paused ones included."""
+    try:
+        async for info in list_executions(client, query):
             yield info
-        token = page.next_page_token
-        if not token:
-            return
+    except RPCError as err:
+        raise RunRecordError(f"cannot list runs ({query}): {err.message}") from None
 
 
 def require_open(state: RunState, action: str) -> None:

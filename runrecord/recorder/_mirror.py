@@ -25,15 +25,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 from temporalio.api.common.v1 import WorkflowExecution as WorkflowExecutionProto
+from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkflowExecutionRequest,
     GetWorkflowExecutionHistoryRequest,
     GetWorkflowExecutionHistoryResponse,
 )
-from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from runrecord._contract import AGENT_ATTR
 from runrecord._settings import RunRecordError
 from runrecord.recorder._blobs import BlobStore
 from runrecord.recorder._database import is_outage, refusal
@@ -54,6 +54,7 @@ from runrecord.recorder._store import (
 )
 from runrecord.recorder._tables import ActivityOperationRow, RunRow
 from runrecord.recorder._verify import differences, missing_from_records
+from runrecord.recorder._visibility import OPEN_QUERY, is_agent_run, is_open, list_executions
 from runrecord.records import FinalStatus
 from runrecord.worker._journal import JournalLine, journal_files, read_from
 from runrecord.worker._nudge import listen
@@ -170,9 +171,9 @@ class Mirror:
         found: list[str] = []
         quoted = workflow_id.replace("\\", "\\\\").replace("'", "\\'")
         try:
-            async for execution in self.client.list_workflows(f"WorkflowId = '{quoted}'"):
-                if execution.run_id not in found:
-                    found.append(execution.run_id)
+            async for info in list_executions(self.client, f"WorkflowId = '{quoted}'"):
+                if info.execution.run_id not in found:
+                    found.append(info.execution.run_id)
         except RPCError as err:
             # A server without visibility (the time-skipping test server): the latest
             # run and the runs its history links to are all there is to follow.
@@ -506,12 +507,11 @@ class Mirror:
         await asyncio.to_thread(self.drain_journal)
         await asyncio.to_thread(self._heartbeat)
         wanted: list[tuple[str, str, int]] = []
-        query = f"ExecutionStatus = 'Running' OR CloseTime > '{_visibility_time(since)}'"
-        async for execution in self._agent_runs(query):
-            # A running run's length in visibility is stale: follow it whatever it says.
-            closed = execution.status != WorkflowExecutionStatus.RUNNING
-            length = (execution.history_length or 0) if closed else 0
-            wanted.append((execution.id, execution.run_id or "", length))
+        query = f"{OPEN_QUERY} OR CloseTime > '{_visibility_time(since)}'"
+        async for info in self._agent_runs(query):
+            # An open run's length in visibility is stale: follow it whatever it says.
+            length = 0 if is_open(info) else info.history_length
+            wanted.append((info.execution.workflow_id, info.execution.run_id, length))
         wanted = [w for w in wanted if self.membership.owns(w[0])]
         known = await asyncio.to_thread(self._cursors, {w[0] for w in wanted})
         started = 0
@@ -761,13 +761,14 @@ class Mirror:
         """The agent runs (workflow ids with the ``RunRecordAgent`` search attribute) Temporal
         lists on this namespace that started at or after ``since``."""
         query = f"StartTime >= '{_visibility_time(since)}'"
-        return sorted({execution.id async for execution in self._agent_runs(query)})
+        return sorted({info.execution.workflow_id async for info in self._agent_runs(query)})
 
-    async def _agent_runs(self, query: str) -> AsyncIterator[WorkflowExecution]:
-        """The executions visibility lists for ``query`` that are agent runs."""
-        async for execution in self.client.list_workflows(query):
-            if execution.typed_search_attributes.get(AGENT_ATTR) is not None:
-                yield execution
+    async def _agent_runs(self, query: str) -> AsyncIterator[WorkflowExecutionInfo]:
+        """The executions visibility lists for ``query`` that are agent runs, paused ones
+        included."""
+        async for info in list_executions(self.client, query):
+            if is_agent_run(info):
+                yield info
 
     async def missing_run_ids(self, since: datetime) -> list[str]:
         """Agent runs Temporal has (started at or after ``since``) that the records lack."""
