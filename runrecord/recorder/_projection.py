@@ -570,8 +570,9 @@ class RunProjection:
             call.retry_state.last_failure = _failure_text(attrs.last_failure)
 
     def _activity_closed(
-        self, call: ToolCall | None, event: HistoryEvent, status: ToolCallStatus
+        self, scheduled_event_id: int, event: HistoryEvent, status: ToolCallStatus
     ) -> ToolCall | None:
+        call = self._call(scheduled_event_id)
         if call is None:
             return None
         call.status = status
@@ -584,9 +585,7 @@ class RunProjection:
 
     def _completed(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_completed_event_attributes
-        call = self._activity_closed(
-            self._call(attrs.scheduled_event_id), event, ToolCallStatus.SUCCEEDED
-        )
+        call = self._activity_closed(attrs.scheduled_event_id, event, ToolCallStatus.SUCCEEDED)
         if call is None:
             return
         undone = self.calls.get(call.compensates) if call.compensates else None
@@ -622,9 +621,7 @@ class RunProjection:
 
     def _failed(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_failed_event_attributes
-        call = self._activity_closed(
-            self._call(attrs.scheduled_event_id), event, ToolCallStatus.FAILED
-        )
+        call = self._activity_closed(attrs.scheduled_event_id, event, ToolCallStatus.FAILED)
         if call is not None:
             call.retry_state.last_failure = _failure_text(attrs.failure)
             if call.mcp is not None:
@@ -632,16 +629,14 @@ class RunProjection:
 
     def _timed_out(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_timed_out_event_attributes
-        call = self._activity_closed(
-            self._call(attrs.scheduled_event_id), event, ToolCallStatus.TIMED_OUT
-        )
+        call = self._activity_closed(attrs.scheduled_event_id, event, ToolCallStatus.TIMED_OUT)
         if call is not None:
             call.retry_state.timeout_type = _timeout_type(attrs.failure)
             call.retry_state.last_failure = _failure_text(attrs.failure)
 
     def _canceled(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_canceled_event_attributes
-        self._activity_closed(self._call(attrs.scheduled_event_id), event, ToolCallStatus.CANCELLED)
+        self._activity_closed(attrs.scheduled_event_id, event, ToolCallStatus.CANCELLED)
 
     def _marker(self, event: HistoryEvent, temporal_run_id: str | None) -> None:
         """A local activity: history has only this marker (no header), written when it ended."""
