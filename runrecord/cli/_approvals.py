@@ -37,7 +37,8 @@ from runrecord._redaction import default_redactor
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._stack import load_policy
 from runrecord.cli._temporal import (
-    REASON_FILE_HELP,
+    REASON_FILE_OPTION,
+    RUN_ARGUMENT,
     acting_as,
     control_client,
     describe_run,
@@ -221,7 +222,7 @@ def _decide(
 
 
 _REASON = typer.Option(None, "--reason", help="Why: recorded with the decision (redacted).")
-_REASON_FILE = typer.Option(None, "--reason-file", help=REASON_FILE_HELP)
+_WAITING_CALL = typer.Argument(..., help="The tool call id waiting for approval.")
 _AS = typer.Option(None, "--as", help="Who decides (default: your OS user name).")
 _KEY = typer.Option(
     None,
@@ -231,10 +232,10 @@ _KEY = typer.Option(
 
 
 def approve(
-    run_id: str = typer.Argument(..., help="The run (workflow id)."),
-    call: str = typer.Argument(..., help="The tool call id waiting for approval."),
+    run_id: str = RUN_ARGUMENT,
+    call: str = _WAITING_CALL,
     reason: str = _REASON,
-    reason_file: str = _REASON_FILE,
+    reason_file: str = REASON_FILE_OPTION,
     name: str = _AS,
     key: Path = _KEY,
 ) -> None:
@@ -247,10 +248,10 @@ def approve(
 
 
 def deny(
-    run_id: str = typer.Argument(..., help="The run (workflow id)."),
-    call: str = typer.Argument(..., help="The tool call id waiting for approval."),
+    run_id: str = RUN_ARGUMENT,
+    call: str = _WAITING_CALL,
     reason: str = _REASON,
-    reason_file: str = _REASON_FILE,
+    reason_file: str = REASON_FILE_OPTION,
     name: str = _AS,
     key: Path = _KEY,
 ) -> None:

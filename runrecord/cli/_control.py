@@ -46,7 +46,8 @@ from runrecord._settings import RunRecordError
 from runrecord.cli._approvals import pending_approvals
 from runrecord.cli._stack import load_agents, load_policy
 from runrecord.cli._temporal import (
-    REASON_FILE_HELP,
+    REASON_FILE_OPTION,
+    RUN_ARGUMENT,
     acting_as,
     control_client,
     describe_run,
@@ -350,7 +351,6 @@ async def replay_run(
 # --- the commands
 
 _AS = typer.Option(None, "--as", help="Who acts (default: your OS user name).")
-_REASON_FILE = typer.Option(None, "--reason-file", help=REASON_FILE_HELP)
 
 
 _CALL = typer.Option(
@@ -359,9 +359,9 @@ _CALL = typer.Option(
 
 
 def pause(
-    run_id: str = typer.Argument(..., help="The run (workflow id)."),
+    run_id: str = RUN_ARGUMENT,
     reason: str = typer.Option(None, "--reason", help="Why: recorded with the pause."),
-    reason_file: str = _REASON_FILE,
+    reason_file: str = REASON_FILE_OPTION,
     name: str = _AS,
     call: str = _CALL,
 ) -> None:
@@ -377,9 +377,9 @@ def pause(
 
 
 def resume(
-    run_id: str = typer.Argument(..., help="The run (workflow id)."),
+    run_id: str = RUN_ARGUMENT,
     reason: str = typer.Option(None, "--reason", help="Why: recorded with the resume."),
-    reason_file: str = _REASON_FILE,
+    reason_file: str = REASON_FILE_OPTION,
     name: str = _AS,
     call: str = _CALL,
 ) -> None:
@@ -414,7 +414,7 @@ def rollback(
         None, "--to", help="Keep this call and those before it; undo the ones after (default all)."
     ),
     reason: str = typer.Option(None, "--reason", help="Why: recorded with the rollback."),
-    reason_file: str = _REASON_FILE,
+    reason_file: str = REASON_FILE_OPTION,
     name: str = _AS,
     wait: float = typer.Option(120.0, "--wait", help="Seconds to wait for the report."),
 ) -> None:
@@ -440,10 +440,10 @@ def rollback(
 
 
 def reset(
-    run_id: str = typer.Argument(..., help="The run (workflow id)."),
+    run_id: str = RUN_ARGUMENT,
     to_call: str = typer.Option(..., "--to-call", help="Reset to just before this call."),
     reason: str = typer.Option(None, "--reason", help="Why: recorded with the reset."),
-    reason_file: str = _REASON_FILE,
+    reason_file: str = REASON_FILE_OPTION,
     reapply_approvals: bool = typer.Option(
         False,
         "--reapply-approvals",
@@ -487,7 +487,7 @@ def rerun(
 
 
 def replay(
-    run_id: str = typer.Argument(..., help="The run (workflow id)."),
+    run_id: str = RUN_ARGUMENT,
     module: str = typer.Option(
         None, "--module", "-m", help="Module with the WORKFLOWS list (default: the example agents)."
     ),

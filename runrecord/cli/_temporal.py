@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import typer
 from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.api.workflowservice.v1 import (
@@ -57,7 +58,13 @@ def acting_as(name: str | None) -> str:
     return person
 
 
-REASON_FILE_HELP = "Read the reason from this file ('-': standard input), not the command line."
+# The arguments every command that acts on a run takes, spelled once for all of them.
+RUN_ARGUMENT = typer.Argument(..., help="The run (workflow id).")
+REASON_FILE_OPTION = typer.Option(
+    None,
+    "--reason-file",
+    help="Read the reason from this file ('-': standard input), not the command line.",
+)
 
 
 def typed_reason(

@@ -8,10 +8,10 @@ sub-agent run).
 from __future__ import annotations
 
 from pydantic import Field
-from sqlalchemy import Connection, and_, or_, select, tuple_
+from sqlalchemy import Connection, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from runrecord.recorder._queries import MAX_DEPTH, CallRef, call_ref, check_text
+from runrecord.recorder._queries import MAX_DEPTH, CallRef, call_ref, check_text, is_call
 from runrecord.recorder._rows import artifact_of
 from runrecord.recorder._tables import ArtifactRow, LineageEdgeRow, RunRow, ToolCallRow
 from runrecord.records import Artifact, Record
@@ -83,10 +83,7 @@ def _consumers(conn: Connection, artifact_id: str) -> list[Consumer]:
             select(LineageEdgeRow, ToolCallRow, RunRow.agent_id)
             .outerjoin(
                 ToolCallRow,
-                and_(
-                    ToolCallRow.run_id == LineageEdgeRow.consumer_run_id,
-                    ToolCallRow.tool_call_id == LineageEdgeRow.consumer_tool_call_id,
-                ),
+                is_call(LineageEdgeRow.consumer_run_id, LineageEdgeRow.consumer_tool_call_id),
             )
             .outerjoin(RunRow, RunRow.run_id == LineageEdgeRow.consumer_run_id)
             .where(LineageEdgeRow.artifact_id == artifact_id)
@@ -157,9 +154,7 @@ def lineage(conn: Connection, artifact: str) -> list[Lineage]:
     for row in rows:
         chain = _chain(conn, row.run_id)
         call = session.execute(
-            select(ToolCallRow).where(
-                ToolCallRow.run_id == row.run_id, ToolCallRow.tool_call_id == row.tool_call_id
-            )
+            select(ToolCallRow).where(is_call(row.run_id, row.tool_call_id))
         ).scalar()
         producer_agent = chain[-1].agent_id if chain else row.agent_id
         found.append(

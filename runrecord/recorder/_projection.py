@@ -14,10 +14,11 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.common.v1 import RetryPolicy as RetryPolicyProto
 from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCause
@@ -74,6 +75,8 @@ Body = tuple[bytes, str]
 # A stamp the MCP client wrapper (runrecord.activities._mcp) leaves in history.
 _MCP_CALL_META = "runrecord/call"
 
+_R = TypeVar("_R", bound=BaseModel)
+
 
 def _time(ts: Timestamp) -> datetime | None:
     if ts.seconds == 0 and ts.nanos == 0:
@@ -91,6 +94,17 @@ def _json(payload: Payload) -> Any:
         return None
     try:
         return json.loads(payload.data)
+    except ValueError:
+        return None
+
+
+def _record_of(model: type[_R], payload: Payload) -> _R | None:
+    """The record a payload carries, or None when it is not JSON of that shape."""
+    value = _json(payload)
+    if not isinstance(value, dict):
+        return None
+    try:
+        return model.model_validate(value)
     except ValueError:
         return None
 
@@ -181,11 +195,7 @@ def _drift_failure(failure: Failure) -> SchemaDrift | None:
         info = failure.application_failure_info
         if failure.HasField("application_failure_info") and info.type == ErrorType.MCP_SCHEMA_DRIFT:
             payloads = info.details.payloads
-            value = _json(payloads[0]) if payloads else None
-            try:
-                return SchemaDrift.model_validate(value) if isinstance(value, dict) else None
-            except ValueError:
-                return None
+            return _record_of(SchemaDrift, payloads[0]) if payloads else None
         if not failure.HasField("cause"):
             return None
         failure = failure.cause
@@ -325,13 +335,9 @@ class RunProjection:
         if attrs.HasField("root_workflow_execution"):
             self._root_from_history = attrs.root_workflow_execution.workflow_id or None
         header = attrs.header.fields.get(HEADER_KEY)
-        if header is not None:
-            value = _json(header)
-            if isinstance(value, dict):
-                try:
-                    self.context = RunContext.model_validate(value)
-                except ValueError:
-                    pass
+        context = _record_of(RunContext, header) if header is not None else None
+        if context is not None:
+            self.context = context
         memo = attrs.memo.fields.get(MEMO_KEY)
         if memo is not None:
             self._set_memo(memo)
@@ -413,11 +419,7 @@ class RunProjection:
         return self._approval_times[number - 1]
 
     def _control_event(self, payload: Payload, event: HistoryEvent) -> None:
-        value = _json(payload)
-        try:
-            control = ControlEvent.model_validate(value) if isinstance(value, dict) else None
-        except ValueError:
-            control = None
+        control = _record_of(ControlEvent, payload)
         if control is None:
             return
         control = _redacted_control(control)
@@ -484,12 +486,9 @@ class RunProjection:
         )
 
     def _set_memo(self, payload: Payload) -> None:
-        value = _json(payload)
-        if isinstance(value, dict):
-            try:
-                self.memo = RunMemo.model_validate(value)
-            except ValueError:
-                pass
+        memo = _record_of(RunMemo, payload)
+        if memo is not None:
+            self.memo = memo
 
     def _continued(self, event: HistoryEvent, _: str | None) -> None:
         new_run = event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
@@ -510,13 +509,7 @@ class RunProjection:
     def _scheduled(self, event: HistoryEvent, temporal_run_id: str | None) -> None:
         attrs = event.activity_task_scheduled_event_attributes
         header_payload = attrs.header.fields.get(HEADER_KEY)
-        header = None
-        if header_payload is not None:
-            value = _json(header_payload)
-            try:
-                header = CallHeader.model_validate(value) if isinstance(value, dict) else None
-            except ValueError:
-                header = None
+        header = _record_of(CallHeader, header_payload) if header_payload is not None else None
         call_id = header.tool_call_id if header else f"a{attrs.activity_id}"
         policy = attrs.retry_policy
         call = self._call_from_header(header, call_id, ToolCallStatus.SCHEDULED)
@@ -570,8 +563,9 @@ class RunProjection:
             call.retry_state.last_failure = _failure_text(attrs.last_failure)
 
     def _activity_closed(
-        self, call: ToolCall | None, event: HistoryEvent, status: ToolCallStatus
+        self, scheduled_event_id: int, event: HistoryEvent, status: ToolCallStatus
     ) -> ToolCall | None:
+        call = self._call(scheduled_event_id)
         if call is None:
             return None
         call.status = status
@@ -584,9 +578,7 @@ class RunProjection:
 
     def _completed(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_completed_event_attributes
-        call = self._activity_closed(
-            self._call(attrs.scheduled_event_id), event, ToolCallStatus.SUCCEEDED
-        )
+        call = self._activity_closed(attrs.scheduled_event_id, event, ToolCallStatus.SUCCEEDED)
         if call is None:
             return
         undone = self.calls.get(call.compensates) if call.compensates else None
@@ -601,11 +593,7 @@ class RunProjection:
             _mcp_result(call, _json(result_payloads.payloads[0]))
         if call.side_effect != SideEffect.MODEL or not result_payloads.payloads:
             return
-        value = _json(result_payloads.payloads[0])
-        try:
-            result = ModelResult.model_validate(value) if isinstance(value, dict) else None
-        except ValueError:
-            result = None
+        result = _record_of(ModelResult, result_payloads.payloads[0])
         if result is not None:
             call.cost = result.cost
             self.model_calls[call.tool_call_id] = ModelCall(
@@ -622,9 +610,7 @@ class RunProjection:
 
     def _failed(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_failed_event_attributes
-        call = self._activity_closed(
-            self._call(attrs.scheduled_event_id), event, ToolCallStatus.FAILED
-        )
+        call = self._activity_closed(attrs.scheduled_event_id, event, ToolCallStatus.FAILED)
         if call is not None:
             call.retry_state.last_failure = _failure_text(attrs.failure)
             if call.mcp is not None:
@@ -632,16 +618,14 @@ class RunProjection:
 
     def _timed_out(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_timed_out_event_attributes
-        call = self._activity_closed(
-            self._call(attrs.scheduled_event_id), event, ToolCallStatus.TIMED_OUT
-        )
+        call = self._activity_closed(attrs.scheduled_event_id, event, ToolCallStatus.TIMED_OUT)
         if call is not None:
             call.retry_state.timeout_type = _timeout_type(attrs.failure)
             call.retry_state.last_failure = _failure_text(attrs.failure)
 
     def _canceled(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_canceled_event_attributes
-        self._activity_closed(self._call(attrs.scheduled_event_id), event, ToolCallStatus.CANCELLED)
+        self._activity_closed(attrs.scheduled_event_id, event, ToolCallStatus.CANCELLED)
 
     def _marker(self, event: HistoryEvent, temporal_run_id: str | None) -> None:
         """A local activity: history has only this marker (no header), written when it ended."""

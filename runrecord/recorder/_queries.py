@@ -470,6 +470,11 @@ def find_runs(conn: Connection, f: RunFilter) -> list[RunSummary]:
     return found
 
 
+def is_call(run_id: Any, tool_call_id: Any) -> ColumnElement[bool]:
+    """Picks the tool call a row names: call ids are unique only within their run."""
+    return and_(ToolCallRow.run_id == run_id, ToolCallRow.tool_call_id == tool_call_id)
+
+
 def call_ref(row: Any, agent_id: str | None) -> CallRef:
     """A CallRef from a ``tool_calls`` row (ORM object or result row)."""
     return from_row(CallRef, row, agent_id=agent_id)
@@ -486,13 +491,7 @@ def turn_artifacts(conn: Connection, turn_id: str) -> list[ArtifactOrigin]:
         Session(bind=conn)
         .execute(
             select(ArtifactRow, ToolCallRow, RunRow.agent_id, RunRow.parent_run_id, RunRow.depth)
-            .outerjoin(
-                ToolCallRow,
-                and_(
-                    ToolCallRow.run_id == ArtifactRow.run_id,
-                    ToolCallRow.tool_call_id == ArtifactRow.tool_call_id,
-                ),
-            )
+            .outerjoin(ToolCallRow, is_call(ArtifactRow.run_id, ArtifactRow.tool_call_id))
             .outerjoin(RunRow, RunRow.run_id == ArtifactRow.run_id)
             .where(ArtifactRow.turn_id == turn_id)
             .order_by(ArtifactRow.created_at, ArtifactRow.artifact_id)
