@@ -77,6 +77,16 @@ class RunMemo(Record):
     depth: int = 0
 
 
+class RequestedModel(Record):
+    """A framework's model call as the workflow scheduled it: which model, how, offered what."""
+
+    provider: str
+    model: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    prompt_version: str | None = None
+    tools_offered: list[str] = Field(default_factory=list)
+
+
 class CallHeader(ToolTraits):
     """Carried by every scheduled activity (persisted in ActivityTaskScheduled.header)."""
 
@@ -91,6 +101,13 @@ class CallHeader(ToolTraits):
     mcp: MCPCall | None = None
     consumes: list[str] = Field(default_factory=list)
     compensates: str | None = None
+    # Set when an integration recognised an agent framework's activity (``tool`` is then
+    # the real tool name): the framework, the activity type, the toolset and, for a model
+    # call, the model requested.
+    framework: str | None = None
+    activity_type: str | None = None
+    toolset: str | None = None
+    model: RequestedModel | None = None
 
 
 class JournalEntry(Record):

@@ -331,6 +331,16 @@ class ToolCall(ToolTraits):
     consumes: list[str] = Field(default_factory=list)
     compensates: str | None = None
     operations: list[ActivityOperation] = Field(default_factory=list)
+    # The agent that made the call (a framework agent, e.g. after an OpenAI handoff).
+    agent_id: str | None = None
+    # Calls of an agent framework's activities: which framework, the activity Temporal ran
+    # (``tool`` is then the real tool name) and the tool's toolset, MCP server or graph.
+    framework: str | None = None
+    activity_type: str | None = None
+    toolset: str | None = None
+    # The trace the call ran in (OpenTelemetry, LangSmith), from its headers.
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
 class ModelCall(Record):
@@ -345,6 +355,14 @@ class ModelCall(Record):
     output_tokens: int = 0
     cost: float = 0.0
     latency_ms: int | None = None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    finish_reason: str | None = None
+    # The tools the model was offered in this request, by name.
+    tools_offered: list[str] = Field(default_factory=list)
+    # False: no price is known for this provider and model, so ``cost`` 0 is not a figure.
+    priced: bool = True
 
 
 class Artifact(Record):

@@ -35,10 +35,13 @@ from runrecord._contract import (
     CallHeader,
     ControlEvent,
     ErrorType,
+    RequestedModel,
     RunContext,
     RunMemo,
 )
+from runrecord._pricing import price
 from runrecord._redaction import default_redactor
+from runrecord.integrations import usage
 from runrecord.recorder._blobs import canonical_json
 from runrecord.records import (
     UNDECLARED,
@@ -231,6 +234,8 @@ class RunProjection:
         self.ended_at: datetime | None = None
         self.calls: dict[str, ToolCall] = {}
         self.model_calls: dict[str, ModelCall] = {}
+        # Framework model requests by call id: what was asked, until the result says the rest.
+        self.requested: dict[str, RequestedModel] = {}
         self.child_run_ids: list[str] = []
         self.last_event_id = 0
         self._by_scheduled: dict[int, str] = {}
@@ -483,6 +488,10 @@ class RunProjection:
             mcp=header.mcp.model_copy(deep=True) if header and header.mcp else None,
             consumes=list(header.consumes) if header else [],
             compensates=header.compensates if header else None,
+            agent_id=header.agent_id if header else None,
+            framework=header.framework if header else None,
+            activity_type=header.activity_type if header else None,
+            toolset=header.toolset if header else None,
         )
 
     def _set_memo(self, payload: Payload) -> None:
@@ -515,6 +524,8 @@ class RunProjection:
         call = self._call_from_header(header, call_id, ToolCallStatus.SCHEDULED)
         if header is None:
             call.tool = attrs.activity_type.name
+        elif header.model is not None:
+            self.requested[call_id] = header.model
         requested = self.calls.get(call_id)
         if requested is not None and requested.approval is not None:
             # Waited for approval: keep what the approval events said (the sender's identity).
@@ -593,6 +604,10 @@ class RunProjection:
             _mcp_result(call, _json(result_payloads.payloads[0]))
         if call.side_effect != SideEffect.MODEL or not result_payloads.payloads:
             return
+        requested = self.requested.get(call.tool_call_id)
+        if requested is not None and call.framework is not None:
+            self._framework_model_call(call, requested, _json(result_payloads.payloads[0]))
+            return
         result = _record_of(ModelResult, result_payloads.payloads[0])
         if result is not None:
             call.cost = result.cost
@@ -607,6 +622,35 @@ class RunProjection:
                 cost=result.cost,
                 latency_ms=result.latency_ms,
             )
+
+    def _framework_model_call(self, call: ToolCall, requested: RequestedModel, result: Any) -> None:
+        """A framework's model request: what was asked from the header, the rest from the
+        result, the cost from the price table."""
+        used = usage(call.framework or "", call.activity_type or "", result)
+        provider = (used and used.provider) or requested.provider
+        model = (used and used.model) or requested.model
+        tokens = used.model_dump() if used is not None else {}
+        cost = price(
+            provider,
+            model,
+            tokens.get("input_tokens", 0),
+            tokens.get("output_tokens", 0),
+            cache_read_tokens=tokens.get("cache_read_tokens", 0),
+            cache_write_tokens=tokens.get("cache_write_tokens", 0),
+        )
+        call.cost = cost.cost
+        self.model_calls[call.tool_call_id] = ModelCall(
+            **{k: v for k, v in tokens.items() if k not in ("provider", "model")},
+            tool_call_id=call.tool_call_id,
+            provider=provider,
+            model=model,
+            parameters=default_redactor().value(requested.parameters),
+            prompt_version=requested.prompt_version,
+            tools_offered=list(requested.tools_offered),
+            cost=cost.cost,
+            priced=cost.priced,
+            latency_ms=call.duration_ms,
+        )
 
     def _failed(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_failed_event_attributes
