@@ -21,8 +21,8 @@ from runrecord.records import (
     ApprovalState,
     Artifact,
     Attempt,
+    CallOrigin,
     FinalStatus,
-    MCPCall,
     MCPServerInfo,
     ModelSpec,
     Record,
@@ -30,7 +30,6 @@ from runrecord.records import (
     Rollback,
     SideEffect,
     ToolRegistryEntry,
-    ToolTraits,
 )
 
 AGENT_ATTR = SearchAttributeKey.for_keyword("RunRecordAgent")
@@ -87,26 +86,13 @@ class RequestedModel(Record):
     tools_offered: list[str] = Field(default_factory=list)
 
 
-class CallHeader(ToolTraits):
+class CallHeader(CallOrigin):
     """Carried by every scheduled activity (persisted in ActivityTaskScheduled.header)."""
 
-    tool_call_id: str
-    tool: str
     approval: Approval = Field(default_factory=lambda: Approval(state=ApprovalState.NOT_REQUIRED))
     run_id: str
-    agent_id: str | None = None
     turn_id: str | None = None
-    local: bool = False
-    mcp_server: str | None = None
-    mcp: MCPCall | None = None
-    consumes: list[str] = Field(default_factory=list)
-    compensates: str | None = None
-    # Set when an integration recognised an agent framework's activity (``tool`` is then
-    # the real tool name): the framework, the activity type, the toolset and, for a model
-    # call, the model requested.
-    framework: str | None = None
-    activity_type: str | None = None
-    toolset: str | None = None
+    # A framework's model request: the model requested (the result says the rest).
     model: RequestedModel | None = None
 
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from runrecord._contract import RequestedModel
-from runrecord.records import Record
+from runrecord.records import Record, TokenUsage
 
 __all__ = [
     "Integration",
@@ -56,18 +56,12 @@ class Recognised(Record):
     model: RequestedModel | None = None
 
 
-class ModelUsage(Record):
-    """What a model request's result says: who answered, with how many tokens, and why it
-    stopped. ``provider``/``model`` override the requested ones when the response names them."""
+class ModelUsage(TokenUsage):
+    """What a model request's result says: its tokens and finish reason, and who answered
+    (``provider``/``model`` override the requested ones when the response names them)."""
 
     provider: str | None = None
     model: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-    finish_reason: str | None = None
 
 
 class Integration(Protocol):

@@ -41,7 +41,7 @@ from runrecord._contract import (
 )
 from runrecord._pricing import price
 from runrecord._redaction import default_redactor
-from runrecord.integrations import usage
+from runrecord.integrations import ModelUsage, usage
 from runrecord.recorder._blobs import canonical_json
 from runrecord.records import (
     UNDECLARED,
@@ -474,24 +474,17 @@ class RunProjection:
     def _call_from_header(
         self, header: CallHeader | None, call_id: str, status: ToolCallStatus
     ) -> ToolCall:
-        approval = header.approval if header else None
-        if approval is not None and approval.applied_at is None and approval.decided_at:
+        if header is None:
+            return ToolCall(**UNDECLARED.traits(), tool_call_id=call_id, tool="", status=status)
+        approval = header.approval
+        if approval.applied_at is None and approval.decided_at:
             approval = approval.model_copy(update={"applied_at": approval.decided_at})
+        origin = header.model_copy(deep=True).origin()
         return ToolCall(
-            **(header or UNDECLARED).traits(),
-            tool_call_id=call_id,
-            tool=header.tool if header else "",
-            approval_state=header.approval.state if header else ApprovalState.NOT_REQUIRED,
+            **{**origin, "tool_call_id": call_id},
+            approval_state=header.approval.state,
             approval=approval,
             status=status,
-            mcp_server=header.mcp_server if header else None,
-            mcp=header.mcp.model_copy(deep=True) if header and header.mcp else None,
-            consumes=list(header.consumes) if header else [],
-            compensates=header.compensates if header else None,
-            agent_id=header.agent_id if header else None,
-            framework=header.framework if header else None,
-            activity_type=header.activity_type if header else None,
-            toolset=header.toolset if header else None,
         )
 
     def _set_memo(self, payload: Payload) -> None:
@@ -626,21 +619,20 @@ class RunProjection:
     def _framework_model_call(self, call: ToolCall, requested: RequestedModel, result: Any) -> None:
         """A framework's model request: what was asked from the header, the rest from the
         result, the cost from the price table."""
-        used = usage(call.framework or "", call.activity_type or "", result)
-        provider = (used and used.provider) or requested.provider
-        model = (used and used.model) or requested.model
-        tokens = used.model_dump() if used is not None else {}
+        used = usage(call.framework or "", call.activity_type or "", result) or ModelUsage()
+        provider = used.provider or requested.provider
+        model = used.model or requested.model
         cost = price(
             provider,
             model,
-            tokens.get("input_tokens", 0),
-            tokens.get("output_tokens", 0),
-            cache_read_tokens=tokens.get("cache_read_tokens", 0),
-            cache_write_tokens=tokens.get("cache_write_tokens", 0),
+            used.input_tokens,
+            used.output_tokens,
+            cache_read_tokens=used.cache_read_tokens,
+            cache_write_tokens=used.cache_write_tokens,
         )
         call.cost = cost.cost
         self.model_calls[call.tool_call_id] = ModelCall(
-            **{k: v for k, v in tokens.items() if k not in ("provider", "model")},
+            **used.model_dump(exclude={"provider", "model"}),
             tool_call_id=call.tool_call_id,
             provider=provider,
             model=model,

@@ -1,21 +1,15 @@
 """calls of agent frameworks: the agent that made a call, its framework, activity type,
 toolset and trace; model calls' cache and reasoning tokens, finish reason, tools offered and
 whether a price was known
-
-Revision ID: 0011
-Revises: 0010
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-revision: str = "0011"
-down_revision: str | None = "0010"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from runrecord.recorder.migrations._types import JSON
+
+revision = "0011"
+down_revision = "0010"
 
 _CALL_TEXT = {
     "agent_id": 255,
@@ -39,7 +33,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column(
                 "tools_offered",
-                sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                JSON,
                 nullable=False,
                 server_default="[]",
             )
