@@ -24,6 +24,9 @@ tried in order and the first whose ``tools`` and ``side_effects`` both match a c
     expiry = "30m"
     require_signatures = true
 
+    [console.tokens]               # the console's approver tokens, as digests
+    alice = "sha256:<64 hex digits>"                    # `runrecord token alice` makes one
+
     [[rule]]
     name = "git-reads"
     tools = ["git:git_status", "git:git_log", "time:*"]   # server:tool, server:*
@@ -194,6 +197,8 @@ class Policy:
     approvers: tuple[str, ...] = ("*",)
     require_signatures: bool = False
     source: str = "built-in default"
+    # The console's approver tokens: approver -> sha256 hex of the token ([console.tokens]).
+    console_tokens: dict[str, str] = field(default_factory=dict)
 
     # --- loading
 
@@ -212,7 +217,7 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "inline") -> Policy:
-        unknown = set(data) - {"approval", "groups", "approvers", "rule"}
+        unknown = set(data) - {"approval", "groups", "approvers", "rule", "console"}
         if unknown:
             raise PolicyError(f"{source}: unknown section(s) {sorted(unknown)}")
         defaults = _table(data.get("approval", {}), f"{source} [approval]")
@@ -236,6 +241,7 @@ class Policy:
             rules=rules,
             groups=groups,
             keys=keys,
+            console_tokens=_console_tokens(data.get("console", {}), f"{source} [console]"),
             expiry=parse_duration(defaults["expiry"], f"{source} [approval] expiry")
             if "expiry" in defaults
             else DEFAULT_EXPIRY,
@@ -480,3 +486,24 @@ def sign(policy: Policy, approver: str, message: bytes, private_key_pem: bytes |
     if not isinstance(private, Ed25519PrivateKey):
         raise PolicyError("the private key is not an Ed25519 key")
     return "ed25519:" + base64.b64encode(private.sign(message)).decode()
+
+
+def _console_tokens(section: Any, where: str) -> dict[str, str]:
+    """``[console.tokens]``: approver = "sha256:<hex of the token>" (never the token itself)."""
+    console = _table(section, where)
+    _only(console, {"tokens"}, where)
+    tokens: dict[str, str] = {}
+    for name, digest in _table(console.get("tokens", {}), f"{where} tokens").items():
+        text = str(digest)
+        hexpart = text.removeprefix("sha256:")
+        if (
+            not text.startswith("sha256:")
+            or len(hexpart) != 64
+            or not all(c in "0123456789abcdef" for c in hexpart)
+        ):
+            raise PolicyError(
+                f'{where} tokens.{name}: give the token\'s digest as "sha256:<64 hex digits>" '
+                "(`runrecord token NAME` makes a token and prints its digest)"
+            )
+        tokens[str(name)] = hexpart
+    return tokens
