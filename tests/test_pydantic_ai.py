@@ -18,14 +18,13 @@ from sqlalchemy import Engine
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
+from examples import pydantic_ai_agent as example  # noqa: E402
 from runrecord.cli._approvals import pending_approvals, send_decision
 from runrecord.integrations import prompt_hash
 from runrecord.recorder import Mirror, load_run
 from runrecord.records import RunRecord
 from runrecord.worker import Journal, RunRecordPlugin
 from tests.test_cli import runrecord
-
-from examples import pydantic_ai_agent as example  # noqa: E402
 
 INSTRUCTIONS = "You resolve customer orders. Check an order before refunding it."
 
@@ -149,3 +148,95 @@ async def test_a_denied_refund_never_runs_and_the_run_escalates(
     refund = [c for c in record.tool_calls if c.tool == "refund"]
     assert [(c.status, c.approval_state) for c in refund] == [("denied", "denied")]
     assert refund[0].approval is not None and refund[0].approval.decided_by == "bob"
+
+
+async def test_tools_declared_in_the_policy_file_and_a_denial_returned_to_the_model(
+    temporal_address: str, journal: Journal, engine: Engine, tmp_path: Any
+) -> None:
+    from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
+
+    from runrecord.workflows import Policy
+    from tests import pydantic_ai_agents_for_tests as agents
+
+    path = tmp_path / "runrecord.toml"
+    path.write_text(agents.POLICY)
+    plugins = [RunRecordPlugin(journal, policy=Policy.load(path)), PydanticAIPlugin()]
+    client = await Client.connect(temporal_address, plugins=plugins)
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    run_id = f"billing-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=agents.WORKFLOWS):
+        handle = await client.start_workflow(
+            agents.BillingDesk.run, "void INV-7", id=run_id, task_queue=queue
+        )
+        void = await _waiting(client, run_id, "void_invoice")
+        denied = await send_decision(
+            client, run_id, void, "deny", approver="bob", reason="over the refund limit"
+        )
+        assert denied.applied, denied.message
+        # Declared nowhere, the tool is unknown: the rule for deletes gates it as the worst case.
+        shred = await _waiting(client, run_id, "shred")
+        approved = await send_decision(
+            client, run_id, shred, "approve", approver="ops", reason="ok"
+        )
+        assert approved.applied, approved.message
+        answer = await handle.result()
+        record = await _record(client, engine, run_id)
+
+    # The model read the denial as pydantic-ai words a denied tool call, and went on.
+    assert answer == (
+        "INV-7: 120.00 | noted | The tool call was denied. over the refund limit | INV-7 shredded"
+    )
+    assert "void_invoice INV-7" not in agents.RAN
+    assert record.final_status == "succeeded"
+    assert (record.agent_id, record.agent_version) == ("billing-clerk", "2.1")
+    tools = [c for c in record.tool_calls if c.side_effect != "model"]
+    assert [(c.tool, c.toolset, c.side_effect, c.approval_state) for c in tools] == [
+        ("invoice_total", "billing", "read", "not_required"),
+        ("add_note", None, "write", "not_required"),
+        ("void_invoice", "billing", "payment", "denied"),
+        ("shred", "billing", "unknown", "approved"),
+    ]
+    assert tools[2].compensator == "reissue_invoice"
+    assert tools[2].approval is not None and tools[2].approval.decided_by == "bob"
+    assert tools[3].approval is not None and tools[3].approval.rule == "destructive"
+    # The agent's model object names the model; its metadata the prompt version.
+    assert {(m.provider, m.model, m.prompt_version) for m in record.model_calls} == {
+        ("function", "gpt-4o-mini", "clerk@3")
+    }
+
+
+def test_usage_is_read_from_a_response_and_odd_payloads_are_not_recognised() -> None:
+    from runrecord.integrations._pydantic_ai import INTEGRATION
+
+    response = {
+        "model_name": "claude-sonnet-4-5",
+        "provider_name": "anthropic",
+        "finish_reason": "tool_call",
+        "usage": {
+            "input_tokens": 900,
+            "cache_read_tokens": 600,
+            "cache_write_tokens": 200,
+            "cache_write_1h_tokens": 50,
+            "output_tokens": 80,
+            "output_reasoning_tokens": 30,
+        },
+    }
+    used = INTEGRATION.usage("agent__a__model_request", response)
+    assert used is not None
+    assert (used.provider, used.model, used.finish_reason) == (
+        "anthropic",
+        "claude-sonnet-4-5",
+        "tool_call",
+    )
+    assert (used.input_tokens, used.output_tokens, used.reasoning_tokens) == (900, 80, 30)
+    assert (used.cache_read_tokens, used.cache_write_tokens) == (600, 200)
+    streamed = INTEGRATION.usage("agent__a__model_request_stream", {"response": response})
+    assert streamed == used
+    assert INTEGRATION.usage("agent__a__model_request", ["not", "a", "response"]) is None
+
+    hostile = "\x00" + "é" * 10_000
+    assert INTEGRATION.recognise(f"agent__{hostile}__toolset__x__call_tool", [{}]) is None
+    assert INTEGRATION.recognise("agent__a__toolset__x__call_tool", []) is None
+    assert INTEGRATION.recognise("call_model", [{"name": "refund"}]) is None
+    found = INTEGRATION.recognise("agent__a__toolset__x__call_tool", [{"name": hostile}])
+    assert found is not None and found.tool == hostile and found.toolset == "x"

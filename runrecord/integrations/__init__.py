@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from runrecord._contract import RequestedModel
-from runrecord.records import Record
+from runrecord.records import Record, SideEffect
 
 __all__ = [
     "Integration",
@@ -54,6 +54,9 @@ class Recognised(Record):
     agent_version: str | None = None
     # Set for a model request: the call is recorded with side effect ``model``.
     model: RequestedModel | None = None
+    # Set for the framework's own plumbing (listing a toolset's tools, say): what it does,
+    # known from the activity itself, so no declaration is looked up.
+    side_effect: SideEffect | None = None
 
 
 class ModelUsage(Record):

@@ -9,7 +9,8 @@ activities named after the agent:
   result is the ``ModelResponse`` (usage, model and provider names, finish reason);
 - ``agent__<agent>__<kind>__<toolset id>__call_tool``: one ``CallToolParams`` (the real tool
   ``name`` and its arguments) and the deps. The agent's own tools are in the toolset
-  ``<agent>``: they are recorded with no toolset.
+  ``<agent>``: they are recorded with no toolset. A toolset's ``get_tools``,
+  ``get_instructions`` and ``validate_args`` activities are recorded as ``read``.
 
 The model an agent asks for is not in a request's arguments when it is the agent's own: it
 is read from the workflow's ``__pydantic_ai_agents__`` (as ``PydanticAIPlugin`` reads it),
@@ -25,6 +26,7 @@ from typing import Any
 
 from runrecord._contract import RequestedModel
 from runrecord.integrations import ModelUsage, Recognised, prompt_hash
+from runrecord.records import SideEffect
 
 FRAMEWORK = "pydantic-ai"
 # The toolset pydantic-ai keeps an agent's own tools (``@agent.tool``) in.
@@ -37,6 +39,13 @@ AGENT_VERSION_KEY = "agent_version"
 _MODEL = re.compile(r"^agent__(?P<agent>.+)__model_request(?:_stream)?$")
 _TOOL = re.compile(
     r"^agent__(?P<agent>.+?)__(?:toolset|mcp_server|[a-z]+_toolset)__(?P<toolset>.+)__call_tool$"
+)
+
+
+# A toolset's own activities, which read what it offers: recorded as ``read``.
+_PLUMBING = re.compile(
+    r"^agent__(?P<agent>.+?)__(?:toolset|mcp_server|[a-z]+_toolset)__(?P<toolset>.+)__"
+    r"(?P<operation>get_tools|get_instructions|validate_args)$"
 )
 
 
@@ -138,6 +147,15 @@ class PydanticAIIntegration:
                     tools_offered=_offered(_field(params, "model_request_parameters")),
                 ),
             )
+        plumbing = _PLUMBING.match(activity)
+        if plumbing is not None:
+            return Recognised(
+                framework=FRAMEWORK,
+                tool=plumbing["operation"],
+                toolset=plumbing["toolset"],
+                agent_id=plumbing["agent"],
+                side_effect=SideEffect.READ,
+            )
         tool = _TOOL.match(activity)
         name = _field(params, "name")
         if tool is None or not isinstance(name, str) or not name:
@@ -163,7 +181,9 @@ class PydanticAIIntegration:
         def count(*keys: str) -> int:
             return sum(int(used.get(k) or 0) for k in keys)
 
-        details = used.get("details") if isinstance(used.get("details"), Mapping) else {}
+        details = used.get("details")
+        if not isinstance(details, Mapping):
+            details = {}
         reasoning = count("output_reasoning_tokens") or int(details.get("reasoning_tokens") or 0)
         provider = result.get("provider_name")
         model = result.get("model_name")
