@@ -1,5 +1,6 @@
 """A pydantic-ai agent whose tools are declared in the policy file, one declared nowhere,
-and runrecord's denials returned to the model (``DenialsToModel``).
+and runrecord's denials returned to the model (``DenialsToModel``); and an agent whose tool
+pydantic-ai itself wants approved (``requires_approval``), answered by runrecord's gate.
 
 Its ``billing`` toolset's tools have no ``@runrecord.tool``; ``add_note`` is declared with
 ``@runrecord.tool`` below ``@agent.tool_plain``. Tools note each run in ``RAN``.
@@ -12,6 +13,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from pydantic_ai import (
         Agent,
+        DeferredToolRequests,
         FunctionToolset,
         ModelMessage,
         ModelResponse,
@@ -23,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic_ai.models.function import AgentInfo, FunctionModel
 
     import runrecord
-    from runrecord.integrations.pydantic_ai import DenialsToModel
+    from runrecord.integrations.pydantic_ai import DenialsToModel, runrecord_decides
 
 RAN: list[str] = []
 
@@ -113,3 +115,48 @@ class BillingDesk(PydanticAIWorkflow):
 
 
 WORKFLOWS = [BillingDesk]
+
+
+def _closer_model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    returns = [
+        str(part.content)
+        for message in messages
+        for part in getattr(message, "parts", [])
+        if isinstance(part, ToolReturnPart)
+    ]
+    if not returns:
+        return ModelResponse(parts=[ToolCallPart("close_account", {"account": "ACC-9"})])
+    return ModelResponse(parts=[TextPart(returns[0])])
+
+
+closer = Agent(
+    FunctionModel(_closer_model, model_name="gpt-4o-mini"),
+    name="account-closer",
+    output_type=[str, DeferredToolRequests],
+    capabilities=[TemporalDurability()],
+)
+
+
+@closer.tool_plain(requires_approval=True)
+async def close_account(account: str) -> str:
+    """pydantic-ai asks for approval first; runrecord declares nothing of it."""
+    RAN.append(f"close_account {account}")
+    return f"{account} closed"
+
+
+@workflow.defn
+class AccountDesk(PydanticAIWorkflow):
+    __pydantic_ai_agents__ = [closer]
+
+    @workflow.run
+    async def run(self, request: str) -> str:
+        result = await closer.run(request)
+        if isinstance(result.output, DeferredToolRequests):
+            result = await closer.run(
+                message_history=result.all_messages(),
+                deferred_tool_results=runrecord_decides(result.output),
+            )
+        return str(result.output)
+
+
+WORKFLOWS.append(AccountDesk)

@@ -37,13 +37,15 @@ def _plugins(order: str, journal: Journal) -> list[Any]:
 
 
 @asynccontextmanager
-async def _worker(address: str, journal: Journal, order: str) -> AsyncIterator[tuple[Client, str]]:
+async def _worker(
+    address: str, journal: Journal, order: str, workflows: list[Any] | None = None
+) -> AsyncIterator[tuple[Client, str]]:
     from pydantic_ai.durable_exec.temporal import PydanticAIPayloadConverter
 
     client = await Client.connect(address, plugins=_plugins(order, journal))
     assert client.data_converter.payload_converter_class is PydanticAIPayloadConverter, order
     queue = f"tq-{uuid.uuid4().hex[:8]}"
-    async with Worker(client, task_queue=queue, workflows=example.WORKFLOWS):
+    async with Worker(client, task_queue=queue, workflows=workflows or example.WORKFLOWS):
         yield client, queue
 
 
@@ -240,3 +242,31 @@ def test_usage_is_read_from_a_response_and_odd_payloads_are_not_recognised() -> 
     assert INTEGRATION.recognise("call_model", [{"name": "refund"}]) is None
     found = INTEGRATION.recognise("agent__a__toolset__x__call_tool", [{"name": hostile}])
     assert found is not None and found.tool == hostile and found.toolset == "x"
+
+
+async def test_pydantic_ais_own_approval_request_is_decided_once_through_runrecord(
+    temporal_address: str, journal: Journal, engine: Engine
+) -> None:
+    from tests import pydantic_ai_agents_for_tests as agents
+
+    async with _worker(temporal_address, journal, "pydantic-ai-first", agents.WORKFLOWS) as (
+        client,
+        queue,
+    ):
+        run_id = f"accounts-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(
+            agents.AccountDesk.run, "close ACC-9", id=run_id, task_queue=queue
+        )
+        call = await _waiting(client, run_id, "close_account")
+        assert "close_account ACC-9" not in agents.RAN
+        outcome = await send_decision(
+            client, run_id, call, "approve", approver="carol", reason="customer asked"
+        )
+        assert outcome.applied, outcome.message
+        assert await handle.result() == "ACC-9 closed"
+        record = await _record(client, engine, run_id)
+    assert agents.RAN.count("close_account ACC-9") == 1
+    closing = [c for c in record.tool_calls if c.tool == "close_account"]
+    assert [(c.status, c.approval_state) for c in closing] == [("succeeded", "approved")]
+    assert closing[0].approval is not None
+    assert (closing[0].approval.decided_by, closing[0].approval.rule) == ("carol", "declared")

@@ -57,6 +57,9 @@ class Recognised(Record):
     # Set for the framework's own plumbing (listing a toolset's tools, say): what it does,
     # known from the activity itself, so no declaration is looked up.
     side_effect: SideEffect | None = None
+    # The framework itself asks a person to approve this call (pydantic-ai's
+    # ``requires_approval``): runrecord's gate asks, whatever the tool's declaration says.
+    approval: bool = False
 
 
 class ModelUsage(Record):

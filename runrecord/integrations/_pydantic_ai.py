@@ -10,7 +10,9 @@ activities named after the agent:
 - ``agent__<agent>__<kind>__<toolset id>__call_tool``: one ``CallToolParams`` (the real tool
   ``name`` and its arguments) and the deps. The agent's own tools are in the toolset
   ``<agent>``: they are recorded with no toolset. A toolset's ``get_tools``,
-  ``get_instructions`` and ``validate_args`` activities are recorded as ``read``.
+  ``get_instructions`` and ``validate_args`` activities are recorded as ``read``. A tool
+  declared ``requires_approval=True`` (its ``tool_def.kind`` is ``unapproved``) waits in
+  runrecord's gate for a person's decision.
 
 The model an agent asks for is not in a request's arguments when it is the agent's own: it
 is read from the workflow's ``__pydantic_ai_agents__`` (as ``PydanticAIPlugin`` reads it),
@@ -33,6 +35,8 @@ FRAMEWORK = "pydantic-ai"
 AGENT_TOOLSET = "<agent>"
 # The tool name of a model request in the record (the model is in its model call).
 MODEL_REQUEST = "model_request"
+# The kind of a tool declared ``requires_approval=True``.
+UNAPPROVED = "unapproved"
 PROMPT_VERSION_KEY = "prompt_version"
 AGENT_VERSION_KEY = "agent_version"
 
@@ -167,6 +171,7 @@ class PydanticAIIntegration:
             toolset=None if toolset == AGENT_TOOLSET else toolset,
             agent_id=tool["agent"],
             agent_version=_version(_metadata(params), AGENT_VERSION_KEY),
+            approval=_field(_field(params, "tool_def"), "kind") == UNAPPROVED,
         )
 
     def usage(self, activity: str, result: Any) -> ModelUsage | None:

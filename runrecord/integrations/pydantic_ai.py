@@ -9,6 +9,10 @@ A tool runrecord gates waits in the workflow for one ``runrecord approve``; a
 the run ends ``escalated``. Give the agent ``DenialsToModel()`` to answer the model as
 pydantic-ai answers a denied deferred tool call instead: the model reads the denial and
 the run goes on.
+
+Tools declared with pydantic-ai's own ``requires_approval=True`` are gated by runrecord
+too: answer the run's ``DeferredToolRequests`` with ``runrecord_decides(...)`` and the
+person decides once, through ``runrecord approve`` / ``deny``.
 """
 
 from __future__ import annotations
@@ -16,13 +20,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic_ai import RunContext, ToolCallPart, ToolDefinition
+from pydantic_ai import (
+    DeferredToolRequests,
+    DeferredToolResults,
+    RunContext,
+    ToolCallPart,
+    ToolDefinition,
+)
 from pydantic_ai.capabilities import AbstractCapability
 
 from runrecord.integrations._pydantic_ai import INTEGRATION
 from runrecord.workflows._approvals import ApprovalExpired, ToolDenied
 
-__all__ = ["INTEGRATION", "DenialsToModel"]
+__all__ = ["INTEGRATION", "DenialsToModel", "runrecord_decides"]
+
+
+def runrecord_decides(requests: DeferredToolRequests) -> DeferredToolResults:
+    """Hand pydantic-ai's approval requests (tools declared ``requires_approval=True``) to
+    runrecord's gate: pass the result to the next ``agent.run(deferred_tool_results=...)``,
+    and each call then waits for one ``runrecord approve`` / ``deny`` before it runs.
+
+    Nothing is approved here: a call pydantic-ai asked about is always gated by runrecord,
+    so answering pydantic-ai "go ahead" leaves the decision to the person runrecord asks.
+    """
+    return DeferredToolResults(approvals={call.tool_call_id: True for call in requests.approvals})
 
 
 @dataclass

@@ -181,6 +181,14 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
         return self.tools.get(name) or tool_spec(name) or self.policy.tool(name) or undeclared(name)
 
     def framework_spec(self, call: Recognised) -> ToolSpec:
+        """A framework call's declaration; a call the framework itself wants approved (its
+        own approval step) needs runrecord's approval, so a person decides once, here."""
+        spec = self._framework_declaration(call)
+        if call.approval and not spec.approval:
+            return spec.model_copy(update={"approval": True})
+        return spec
+
+    def _framework_declaration(self, call: Recognised) -> ToolSpec:
         """A framework call's declaration: a model request, or its tool by its real name
         (``toolset:name`` first, then the name alone) as ``@runrecord.tool`` declares it,
         else as the policy file's [tools] do; undeclared tools stay ``unknown``."""
