@@ -236,6 +236,22 @@ def test_usage_is_read_from_a_response_and_odd_payloads_are_not_recognised() -> 
     assert streamed == used
     assert INTEGRATION.usage("agent__a__model_request", ["not", "a", "response"]) is None
 
+    settings = {
+        "temperature": 0.2,
+        "stop_sequences": ["END"],
+        "extra_headers": {"Authorization": "Bearer abc123abc123abc123abc123"},
+        "api_key": "sk-proj-" + "A1b2C3d4" * 6,
+    }
+    asked = INTEGRATION.recognise(
+        "agent__a__model_request",
+        [{"model_id": "openai:gpt-4o", "model_settings": settings, "messages": []}],
+    )
+    assert asked is not None and asked.model is not None
+    assert (asked.model.provider, asked.model.model) == ("openai", "gpt-4o")
+    kept = asked.model.parameters
+    assert (kept["temperature"], kept["stop_sequences"]) == (0.2, ["END"])
+    assert "extra_headers" not in kept and "A1b2C3d4" not in str(kept)
+
     hostile = "\x00" + "é" * 10_000
     assert INTEGRATION.recognise(f"agent__{hostile}__toolset__x__call_tool", [{}]) is None
     assert INTEGRATION.recognise("agent__a__toolset__x__call_tool", []) is None

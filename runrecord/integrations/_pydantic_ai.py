@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runrecord._contract import RequestedModel
+from runrecord._redaction import default_redactor
 from runrecord.integrations import ModelUsage, Recognised, prompt_hash
 from runrecord.records import SideEffect
 
@@ -109,6 +110,20 @@ def _instructions(messages: Any) -> str | None:
     return "\n".join(texts) or None
 
 
+def _parameters(settings: Any) -> dict[str, Any]:
+    """The model settings that configure the model (temperature, max tokens, ...), redacted:
+    they travel in a header. Transport settings (extra headers, extra body) are left out."""
+    if not isinstance(settings, Mapping):
+        return {}
+    kept = {
+        str(key): value
+        for key, value in settings.items()
+        if isinstance(value, str | int | float | bool | None)
+        or (isinstance(value, list) and all(isinstance(v, str | int | float) for v in value))
+    }
+    return dict(default_redactor().value(kept))
+
+
 def _offered(parameters: Any) -> list[str]:
     names: list[str] = []
     for key in ("function_tools", "output_tools"):
@@ -136,7 +151,6 @@ class PydanticAIIntegration:
                 if isinstance(model_id, str) and model_id
                 else _agent_model(agent) or ("unknown", "default")
             )
-            settings = _field(params, "model_settings")
             return Recognised(
                 framework=FRAMEWORK,
                 tool=MODEL_REQUEST,
@@ -145,7 +159,7 @@ class PydanticAIIntegration:
                 model=RequestedModel(
                     provider=asked[0],
                     model=asked[1],
-                    parameters=dict(settings) if isinstance(settings, Mapping) else {},
+                    parameters=_parameters(_field(params, "model_settings")),
                     prompt_version=_version(metadata, PROMPT_VERSION_KEY)
                     or prompt_hash(_instructions(_field(params, "messages"))),
                     tools_offered=_offered(_field(params, "model_request_parameters")),
