@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from runrecord._contract import RequestedModel
-from runrecord.records import Record, TokenUsage
+from runrecord.records import Record, SideEffect, TokenUsage
 
 __all__ = [
     "Integration",
@@ -41,7 +41,7 @@ __all__ = [
 _log = logging.getLogger("runrecord.integrations")
 
 # The integrations runrecord ships, imported on first use (none imports its framework).
-_BUILTIN: tuple[str, ...] = ()
+_BUILTIN: tuple[str, ...] = ("runrecord.integrations._pydantic_ai",)
 
 
 class Recognised(Record):
@@ -54,6 +54,12 @@ class Recognised(Record):
     agent_version: str | None = None
     # Set for a model request: the call is recorded with side effect ``model``.
     model: RequestedModel | None = None
+    # Set for the framework's own plumbing (listing a toolset's tools, say): what it does,
+    # known from the activity itself, so no declaration is looked up.
+    side_effect: SideEffect | None = None
+    # The framework itself asks a person to approve this call (pydantic-ai's
+    # ``requires_approval``): runrecord's gate asks, whatever the tool's declaration says.
+    approval: bool = False
 
 
 class ModelUsage(TokenUsage):

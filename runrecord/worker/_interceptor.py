@@ -178,19 +178,33 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
                 self._arity[spec.name] = _positional_parameters(fn)
 
     def spec_for(self, name: str) -> ToolSpec:
-        return self.tools.get(name) or tool_spec(name) or undeclared(name)
+        return self.tools.get(name) or tool_spec(name) or self.policy.tool(name) or undeclared(name)
 
     def framework_spec(self, call: Recognised) -> ToolSpec:
+        """A framework call's declaration; a call the framework itself wants approved (its
+        own approval step) needs runrecord's approval, so a person decides once, here."""
+        spec = self._framework_declaration(call)
+        if call.approval and not spec.approval:
+            return spec.model_copy(update={"approval": True})
+        return spec
+
+    def _framework_declaration(self, call: Recognised) -> ToolSpec:
         """A framework call's declaration: a model request, or its tool by its real name
-        (``toolset:name`` first, then the name alone); undeclared tools stay ``unknown``."""
+        (``toolset:name`` first, then the name alone) as ``@runrecord.tool`` declares it,
+        else as the policy file's [tools] do; undeclared tools stay ``unknown``."""
         if call.model is not None:
             return ToolSpec(name=call.tool, side_effect=SideEffect.MODEL, idempotent=True)
+        if call.side_effect is not None:
+            return ToolSpec(name=call.tool, side_effect=call.side_effect, idempotent=True)
         if call.toolset:
             qualified = f"{call.toolset}:{call.tool}"
             found = self.tools.get(qualified) or tool_spec(qualified)
             if found is not None:
                 return found.model_copy(update={"name": call.tool})
-        return self.spec_for(call.tool)
+        declared = self.tools.get(call.tool) or tool_spec(call.tool)
+        if declared is not None:
+            return declared
+        return self.policy.tool(call.tool, call.toolset) or undeclared(call.tool)
 
     def arity(self, name: str) -> int | None:
         """How many positional arguments the activity ``name`` takes, if this worker knows it."""

@@ -32,6 +32,18 @@ tried in order and the first whose ``tools`` and ``side_effects`` both match a c
     tools = ["git:git_status", "git:git_log", "time:*"]   # server:tool, server:*
     action = "allow"
 
+Tools that have no activity function to decorate (an agent framework's tools, recognised
+by ``runrecord.integrations``) can be declared here, by name or ``toolset:name`` (the
+framework's toolset or MCP server); a ``@runrecord.tool`` declaration wins over these:
+
+    [tools.refund]
+    side_effect = "payment"        # read | write | delete | exec | network | deploy | payment
+    approval = true                # every call waits for a person (rule "declared")
+    compensate = "reverse_refund"  # the activity rollback runs to undo it
+    [tools."billing:void_invoice"]
+    side_effect = "delete"
+    irreversible = true
+
 A bare tool name matches tools declared on the worker and tools of MCP servers marked
 ``trusted``; it may gate (require, deny) an untrusted server's tool of that name but never
 allow it. ``server:tool`` names one MCP server's tool (``server:*`` all of them, ``*:tool``
@@ -199,6 +211,8 @@ class Policy:
     source: str = "built-in default"
     # The console's approver tokens: approver -> sha256 hex of the token ([console.tokens]).
     console_tokens: dict[str, str] = field(default_factory=dict)
+    # Tools declared in the file's [tools], by ``name`` or ``toolset:name``.
+    tools: dict[str, ToolSpec] = field(default_factory=dict)
 
     # --- loading
 
@@ -217,7 +231,7 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "inline") -> Policy:
-        unknown = set(data) - {"approval", "groups", "approvers", "rule", "console"}
+        unknown = set(data) - {"approval", "groups", "approvers", "rule", "console", "tools"}
         if unknown:
             raise PolicyError(f"{source}: unknown section(s) {sorted(unknown)}")
         defaults = _table(data.get("approval", {}), f"{source} [approval]")
@@ -250,6 +264,10 @@ class Policy:
                 defaults.get("require_signatures", False), f"{source} require_signatures"
             ),
             source=source,
+            tools={
+                str(key): _tool(str(key), spec, f"{source} [tools.{str(key)[:80]!r}]")
+                for key, spec in _table(data.get("tools", {}), f"{source} [tools]").items()
+            },
         )
         for name, members in [("[approval]", policy.approvers)] + [
             (f"rule {r.name!r}", r.approvers) for r in rules
@@ -258,6 +276,14 @@ class Policy:
                 if member.startswith("group:") and member[6:] not in groups:
                     raise PolicyError(f"{source}: {name} names unknown group {member[6:]!r}")
         return policy
+
+    def tool(self, name: str, toolset: str | None = None) -> ToolSpec | None:
+        """A tool as the file's [tools] declare it: ``toolset:name`` first, then ``name``."""
+        if toolset:
+            found = self.tools.get(f"{toolset}:{name}")
+            if found is not None:
+                return found.model_copy(update={"name": name})
+        return self.tools.get(name)
 
     # --- deciding
 
@@ -441,6 +467,47 @@ def _rule(raw: Any, where: str) -> Rule:
         if "require_signatures" in table
         else None,
     )
+
+
+# What a declared tool may do: every side effect but ``model`` and ``unknown``.
+_DECLARABLE = [e.value for e in SideEffect if e not in (SideEffect.MODEL, SideEffect.UNKNOWN)]
+# A name part of a [tools] key: no blank, no control character, no second ':'.
+_TOOL_NAME = re.compile(r"[^\s:\x00-\x1f\x7f]+")
+
+
+def _tool(key: str, raw: Any, where: str) -> ToolSpec:
+    table = _table(raw, where)
+    _only(
+        table,
+        {"side_effect", "approval", "compensate", "idempotent", "irreversible", "network"},
+        where,
+    )
+    toolset, _, name = key.rpartition(":")
+    if (
+        not _TOOL_NAME.fullmatch(name)
+        or (toolset and not _TOOL_NAME.fullmatch(toolset))
+        or (not toolset and ":" in key)
+    ):
+        raise PolicyError(
+            f"{where}: a tool is declared as name or toolset:name (no spaces, one ':')"
+        )
+    effect = table.get("side_effect")
+    if effect not in _DECLARABLE:
+        raise PolicyError(
+            f"{where}: side_effect must be one of {', '.join(_DECLARABLE)}, "
+            f"got {str(effect)[:40]!r}"
+        )
+    compensate = table.get("compensate")
+    if compensate is not None and (not isinstance(compensate, str) or not compensate.strip()):
+        raise PolicyError(f"{where}: compensate must name the activity that undoes the tool")
+    flags: dict[str, Any] = {
+        flag: _bool(table[flag], f"{where} {flag}")
+        for flag in ("approval", "idempotent", "irreversible", "network")
+        if flag in table
+    }
+    if compensate is not None and flags.get("irreversible"):
+        raise PolicyError(f"{where}: a tool cannot be both irreversible and have a compensator")
+    return ToolSpec(name=name, side_effect=SideEffect(effect), compensator=compensate, **flags)
 
 
 def _key(raw: Any, where: str) -> ApproverKey:
