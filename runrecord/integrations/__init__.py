@@ -11,7 +11,10 @@ and nothing of the framework's code, so nothing here imports a framework:
   the workflow, and again on the activity side with the decoded arguments, where the
   fail-closed check relies on it naming the same tool;
 - on the mirror's side, ``usage`` reads a model request's result from history as JSON and
-  returns what the model answered with: tokens, finish reason, the model that answered.
+  returns what the model answered with: tokens, finish reason, the model that answered;
+- where a framework's model calls happen inside other activities (LangGraph nodes), an
+  optional ``model_answer`` tells from such an activity's input and result JSON that it
+  asked a model, and which: the call is then recorded as a model call.
 
 Each framework's integration is a private module here; ``register`` adds one of your own.
 """
@@ -29,9 +32,11 @@ from runrecord.records import Record, TokenUsage
 
 __all__ = [
     "Integration",
+    "answers_in_results",
     "ModelUsage",
     "Recognised",
     "RequestedModel",
+    "model_answer",
     "prompt_hash",
     "recognise",
     "register",
@@ -41,7 +46,7 @@ __all__ = [
 _log = logging.getLogger("runrecord.integrations")
 
 # The integrations runrecord ships, imported on first use (none imports its framework).
-_BUILTIN: tuple[str, ...] = ()
+_BUILTIN: tuple[str, ...] = ("runrecord.integrations._langgraph",)
 
 
 class Recognised(Record):
@@ -121,6 +126,27 @@ def usage(framework: str, activity: str, result: Any) -> ModelUsage | None:
     except Exception:
         _log.warning("cannot read the usage of a %s model request %s", framework, activity)
         return None
+
+
+def answers_in_results(framework: str) -> bool:
+    """Whether a framework's activities may turn out to be model calls by their result."""
+    _integrations()
+    return callable(getattr(_registered.get(framework), "model_answer", None))
+
+
+def model_answer(framework: str, activity: str, args: Any, result: Any) -> RequestedModel | None:
+    """The model an activity asked, when its framework finds a model's answer in its result
+    (``args`` and ``result`` as JSON from history); None when it asked none."""
+    _integrations()
+    find = getattr(_registered.get(framework), "model_answer", None)
+    if not callable(find):
+        return None
+    try:
+        found = find(activity, args, result)
+    except Exception:
+        _log.warning("cannot read a %s activity %s for a model's answer", framework, activity)
+        return None
+    return found if isinstance(found, RequestedModel) else None
 
 
 def prompt_hash(instructions: str | None) -> str | None:
