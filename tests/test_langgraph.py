@@ -150,3 +150,129 @@ async def test_a_denied_write_never_runs_and_the_run_ends_escalated(
     assert write.status == "denied"
     assert write.approval is not None
     assert (write.approval.state, write.approval.decided_by) == ("denied", "bob")
+
+
+# -- what the integration reads of a node activity (no server needed) --------------------
+
+
+def _node_input(messages: Any, node: str = "tools", **meta: Any) -> dict[str, Any]:
+    """A node activity's input as history holds it (JSON of LangGraph's ActivityInput)."""
+    return {
+        "args": [{"messages": messages}],
+        "kwargs": {},
+        "langgraph_config": {"metadata": {"langgraph_node": node, **meta}},
+    }
+
+
+def _asks(*names: str) -> list[dict[str, Any]]:
+    calls = [{"name": n, "args": {}, "id": f"c{i}"} for i, n in enumerate(names)]
+    return [{"type": "human", "content": "hi"}, {"type": "ai", "content": "", "tool_calls": calls}]
+
+
+def test_a_tools_node_running_several_tools_is_one_call_judged_by_all_their_declarations() -> None:
+    from runrecord.integrations import recognise
+    from runrecord.worker import RunRecordInterceptor
+
+    found = recognise("note-assistant.tools", [_node_input(_asks("read_note", "write_note"))])
+    assert found is not None
+    assert (found.tool, found.tools, found.toolset) == (
+        "read_note,write_note",
+        ["read_note", "write_note"],
+        "tools",
+    )
+    spec = RunRecordInterceptor().framework_spec(found)
+    # The gated write is in it: the call needs approval; read and write: the worst class.
+    assert (spec.approval, spec.side_effect) == (True, "unknown")
+
+    twice = recognise("note-assistant.tools", [_node_input(_asks("read_note", "read_note"))])
+    assert twice is not None and (twice.tool, twice.tools) == ("read_note", [])
+    assert RunRecordInterceptor().framework_spec(twice).side_effect == "read"
+
+
+HOSTILE_NAME = "wr\x00ite\u202e" + "x" * 10_000
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        [None],
+        ["text"],
+        [{"args": "not a list", "langgraph_config": {}}],
+        [{"args": [], "kwargs": {}, "langgraph_config": {"metadata": "nope"}}],
+        [_node_input("not messages")],
+        [_node_input([{"type": "ai", "tool_calls": "nope"}])],
+        [_node_input([{"type": "ai", "tool_calls": [{"name": None}, 7, "x"]}])],
+        [_node_input([None, 3, {"type": ["ai"]}])],
+        [_node_input([{"type": "human", "content": "\x00"}], node="\x00")],
+    ],
+)
+def test_odd_node_inputs_are_a_node_or_nothing_never_an_error(args: list[Any]) -> None:
+    from runrecord.integrations._langgraph import INTEGRATION
+
+    found = INTEGRATION.recognise("note-assistant.tools", args)
+    assert found is None or (found.tool, found.tools) == ("tools", [])
+
+
+def test_a_hostile_tool_name_is_carried_as_given() -> None:
+    from runrecord.integrations._langgraph import INTEGRATION
+
+    found = INTEGRATION.recognise("g.tools", [_node_input(_asks(HOSTILE_NAME))])
+    assert found is not None and found.tool == HOSTILE_NAME
+    assert INTEGRATION.recognise("no-dot", [_node_input(_asks("a"))]) is None
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        None,
+        "text",
+        {"result": None},
+        {"result": {"messages": [{"type": "ai", "usage_metadata": "lots"}]}},
+        {"result": {"messages": [{"type": "tool", "name": "read_note", "content": "x"}]}},
+        {"result": [1, 2]},
+        {"langgraph_interrupts": [{"value": "approve?"}], "result": None},
+    ],
+)
+def test_a_result_without_a_models_answer_is_no_model_call(result: Any) -> None:
+    from runrecord.integrations._langgraph import INTEGRATION
+
+    assert INTEGRATION.usage("g.agent", result) is None
+    assert INTEGRATION.model_answer("g.agent", [_node_input([], node="agent")], result) is None
+
+
+def test_a_nodes_model_answers_are_read_with_cache_and_reasoning_tokens() -> None:
+    from runrecord.integrations import prompt_hash
+    from runrecord.integrations._langgraph import INTEGRATION
+
+    def answer(tokens_in: Any, tokens_out: int, reason: str) -> dict[str, Any]:
+        return {
+            "type": "ai",
+            "content": "",
+            "usage_metadata": {
+                "input_tokens": tokens_in,
+                "output_tokens": tokens_out,
+                "input_token_details": {"cache_read": 40, "cache_creation": 5},
+                "output_token_details": {"reasoning": 7},
+            },
+            "response_metadata": {"model": "claude-sonnet-4-5", "stop_reason": reason},
+        }
+
+    # A node that asked its model twice: one call, the tokens summed, the last answer's reason.
+    result = {"result": {"messages": [answer(100, 10, "tool_use"), answer(-5, 20, "end_turn")]}}
+    used = INTEGRATION.usage("g.agent", result)
+    assert used is not None
+    assert (used.model, used.provider, used.finish_reason) == (
+        "claude-sonnet-4-5",
+        None,
+        "end_turn",
+    )
+    assert (used.input_tokens, used.output_tokens) == (100, 30)
+    assert (used.cache_read_tokens, used.cache_write_tokens, used.reasoning_tokens) == (80, 10, 14)
+
+    system = [{"type": "system", "content": "Be brief."}, {"type": "human", "content": "hi"}]
+    asked = INTEGRATION.model_answer("g.agent", [_node_input(system, node="agent")], result)
+    assert asked is not None and asked.prompt_version == prompt_hash("Be brief.")
+    named = [_node_input(system, node="agent", prompt_version="brief@2")]
+    asked = INTEGRATION.model_answer("g.agent", named, result)
+    assert asked is not None and asked.prompt_version == "brief@2"

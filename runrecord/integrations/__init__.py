@@ -27,6 +27,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from pydantic import Field
+
 from runrecord._contract import RequestedModel
 from runrecord.records import Record, TokenUsage
 
@@ -57,6 +59,9 @@ class Recognised(Record):
     toolset: str | None = None
     agent_id: str | None = None
     agent_version: str | None = None
+    # Set when one activity runs several tools (``tool`` then names them all): the call is
+    # judged by all their declarations together.
+    tools: list[str] = Field(default_factory=list)
     # Set for a model request: the call is recorded with side effect ``model``.
     model: RequestedModel | None = None
 

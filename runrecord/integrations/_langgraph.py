@@ -108,7 +108,7 @@ def _answers(result: Any) -> Iterator[dict[str, Any]]:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 class LangGraphIntegration:
@@ -127,8 +127,11 @@ class LangGraphIntegration:
         tools = _pending_tools(state)
         if tools:
             # One activity runs every pending tool call: one call, named after what it runs.
-            name = tools[0] if len(set(tools)) == 1 else ",".join(tools)
-            return Recognised(framework=FRAMEWORK, tool=name, toolset=node, agent_id=graph)
+            if len(set(tools)) == 1:
+                return Recognised(framework=FRAMEWORK, tool=tools[0], toolset=node, agent_id=graph)
+            return Recognised(
+                framework=FRAMEWORK, tool=",".join(tools), tools=tools, toolset=node, agent_id=graph
+            )
         return Recognised(framework=FRAMEWORK, tool=node, agent_id=graph)
 
     def model_answer(self, activity: str, args: Any, result: Any) -> RequestedModel | None:

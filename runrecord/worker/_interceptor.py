@@ -185,12 +185,34 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
         (``toolset:name`` first, then the name alone); undeclared tools stay ``unknown``."""
         if call.model is not None:
             return ToolSpec(name=call.tool, side_effect=SideEffect.MODEL, idempotent=True)
+        if call.tools:
+            return self._together(
+                call.tool,
+                [
+                    self.framework_spec(call.model_copy(update={"tool": name, "tools": []}))
+                    for name in call.tools
+                ],
+            )
         if call.toolset:
             qualified = f"{call.toolset}:{call.tool}"
             found = self.tools.get(qualified) or tool_spec(qualified)
             if found is not None:
                 return found.model_copy(update={"name": call.tool})
         return self.spec_for(call.tool)
+
+    @staticmethod
+    def _together(name: str, specs: list[ToolSpec]) -> ToolSpec:
+        """Several tools run by one activity, as one call: needs approval if any does; a
+        side effect they share, else ``unknown`` (the most dangerous class)."""
+        effects = {spec.side_effect for spec in specs}
+        return ToolSpec(
+            name=name,
+            side_effect=effects.pop() if len(effects) == 1 else SideEffect.UNKNOWN,
+            approval=any(spec.approval for spec in specs),
+            idempotent=all(spec.idempotent for spec in specs),
+            irreversible=any(spec.irreversible for spec in specs),
+            network=any(spec.network for spec in specs),
+        )
 
     def arity(self, name: str) -> int | None:
         """How many positional arguments the activity ``name`` takes, if this worker knows it."""
