@@ -7,7 +7,9 @@ LangChain's offline ``FakeMessagesListChatModel`` answering as ``gpt-4o-mini`` w
 token usage, so the example runs with no key and no network.
 
     runrecord worker -m examples.langgraph_agent
-    runrecord run NoteAssistant "tidy my notes"      # waits for: runrecord approve <run> 1
+    temporal workflow start --type NoteAssistant --task-queue runrecord-agents \
+        --workflow-id notes-1 --input '"tidy my notes"'
+    runrecord approvals            # the write waits: runrecord approve notes-1 CALL --as you
 """
 
 from __future__ import annotations
