@@ -276,3 +276,21 @@ def test_a_nodes_model_answers_are_read_with_cache_and_reasoning_tokens() -> Non
     named = [_node_input(system, node="agent", prompt_version="brief@2")]
     asked = INTEGRATION.model_answer("g.agent", named, result)
     assert asked is not None and asked.prompt_version == "brief@2"
+
+
+def test_a_gated_tool_run_by_a_tools_node_outside_the_gate_is_refused_on_the_worker() -> None:
+    from temporalio.langgraph._activity import ActivityInput
+
+    from runrecord.worker import RunRecordInterceptor
+
+    # As the activity receives it: LangGraph's ActivityInput, the messages as JSON dicts.
+    decoded = _node_input(_asks("write_note"))
+    node_input = ActivityInput(
+        args=tuple(decoded["args"]), kwargs={}, langgraph_config=decoded["langgraph_config"]
+    )
+    refusal = RunRecordInterceptor().refusal(f"{langgraph_agent.GRAPH}.tools", None, [node_input])
+    assert refusal is not None and "needs approval" in refusal
+    reading = ActivityInput(
+        args=({"messages": _asks("read_note")},), kwargs={}, langgraph_config={}
+    )
+    assert RunRecordInterceptor().refusal(f"{langgraph_agent.GRAPH}.tools", None, [reading]) is None
