@@ -6,7 +6,7 @@ run by ``temporalio-langgraph``'s ``LangGraphPlugin``: each node is an activity.
 LangChain's offline ``FakeMessagesListChatModel`` answering as ``gpt-4o-mini`` would, with
 token usage, so the example runs with no key and no network.
 
-    runrecord worker -m examples.langgraph_agent
+    PYTHONPATH=. runrecord worker -m examples.langgraph_agent      # from a checkout
     temporal workflow start --type NoteAssistant --task-queue runrecord-agents \
         --workflow-id notes-1 --input '"tidy my notes"'
     runrecord approvals            # the write waits: runrecord approve notes-1 CALL --as you

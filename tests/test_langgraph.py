@@ -6,6 +6,7 @@ denial escalates. Real Temporal dev server, real PostgreSQL, LangChain's offline
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -36,6 +37,8 @@ async def _waiting_call(client: Client, run_id: str) -> str:
         pending = await pending_approvals(client, run_id)
         if pending:
             assert [p.tool for p in pending] == ["write_note"]
+            # The approver sees the write's own arguments, not the node's whole state.
+            assert json.loads(pending[0].arguments) == [{"name": "summary", "text": "2 tasks"}]
             return pending[0].tool_call_id
         await asyncio.sleep(0.05)
     raise AssertionError("the gated write never asked for approval")
@@ -180,6 +183,7 @@ def test_a_tools_node_running_several_tools_is_one_call_judged_by_all_their_decl
         ["read_note", "write_note"],
         "tools",
     )
+    assert found.arguments == [{"read_note": {}}, {"write_note": {}}]
     spec = RunRecordInterceptor().framework_spec(found)
     # The gated write is in it: the call needs approval; read and write: the worst class.
     assert (spec.approval, spec.side_effect) == (True, "unknown")

@@ -62,6 +62,9 @@ class Recognised(Record):
     # Set when one activity runs several tools (``tool`` then names them all): the call is
     # judged by all their declarations together.
     tools: list[str] = Field(default_factory=list)
+    # What a person asked to approve the call is shown as its arguments, when the activity's
+    # own arguments bury them (a LangGraph node's input is the whole conversation).
+    arguments: list[Any] | None = None
     # Set for a model request: the call is recorded with side effect ``model``.
     model: RequestedModel | None = None
 

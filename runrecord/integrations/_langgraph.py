@@ -70,15 +70,15 @@ def _text(message: Any) -> str:
     return ""
 
 
-def _pending_tools(state: Any) -> list[str]:
-    """The tools a model asked for in the state's last message, in call order."""
+def _pending_calls(state: Any) -> list[tuple[str, Any]]:
+    """The tool calls (name, arguments) a model asked for in the state's last message."""
     messages = _messages(state)
     if not messages or _kind(messages[-1]) not in ("ai", "AIMessageChunk"):
         return []
     calls = _get(messages[-1], "tool_calls")
     if not isinstance(calls, (list, tuple)):
         return []
-    return [str(_get(c, "name")) for c in calls if _get(c, "name")]
+    return [(str(_get(c, "name")), _get(c, "args")) for c in calls if _get(c, "name")]
 
 
 def _split(activity: str, node_input: Any) -> tuple[str, str] | None:
@@ -124,13 +124,26 @@ class LangGraphIntegration:
         graph, node = split
         inputs = _get(node_input, "args")
         state = inputs[0] if isinstance(inputs, (list, tuple)) and inputs else None
-        tools = _pending_tools(state)
-        if tools:
-            # One activity runs every pending tool call: one call, named after what it runs.
-            if len(set(tools)) == 1:
-                return Recognised(framework=FRAMEWORK, tool=tools[0], toolset=node, agent_id=graph)
+        calls = _pending_calls(state)
+        if calls:
+            # One activity runs every pending tool call: one call, named after what it runs,
+            # shown to an approver as those calls' arguments.
+            tools = [name for name, _ in calls]
+            if len(calls) == 1:
+                return Recognised(
+                    framework=FRAMEWORK,
+                    tool=tools[0],
+                    toolset=node,
+                    agent_id=graph,
+                    arguments=[calls[0][1]],
+                )
             return Recognised(
-                framework=FRAMEWORK, tool=",".join(tools), tools=tools, toolset=node, agent_id=graph
+                framework=FRAMEWORK,
+                tool=tools[0] if len(set(tools)) == 1 else ",".join(tools),
+                tools=tools if len(set(tools)) > 1 else [],
+                toolset=node,
+                agent_id=graph,
+                arguments=[{name: args} for name, args in calls],
             )
         return Recognised(framework=FRAMEWORK, tool=node, agent_id=graph)
 

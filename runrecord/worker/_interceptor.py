@@ -401,8 +401,14 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             header.approval = self.gate.decide_by_policy(header, need)
             return self._start(input, header, start)
 
+        shown: Sequence[Any] = input.args
+        if header.framework is not None:
+            found = recognise(input.activity, input.args)
+            if found is not None and found.arguments is not None:
+                shown = found.arguments
+
         async def after_approval() -> Any:
-            approval = await self.gate.wait(header, need, input.args)
+            approval = await self.gate.wait(header, need, shown)
             return await self._start(input, header.model_copy(update={"approval": approval}), start)
 
         # Nothing reaches history until the decision; the agent awaits this task like a handle.
