@@ -298,3 +298,19 @@ def test_a_gated_tool_run_by_a_tools_node_outside_the_gate_is_refused_on_the_wor
         args=({"messages": _asks("read_note")},), kwargs={}, langgraph_config={}
     )
     assert RunRecordInterceptor().refusal(f"{langgraph_agent.GRAPH}.tools", None, [reading]) is None
+
+
+def test_a_node_declared_by_name_is_judged_by_its_declaration_before_it_runs() -> None:
+    from runrecord.integrations import recognise
+    from runrecord.integrations.langgraph import declare_node
+    from runrecord.worker import RunRecordInterceptor
+
+    declare_node("summarise", "model")
+    found = recognise("g.summarise", [_node_input([], node="summarise")])
+    assert found is not None and (found.tool, found.toolset) == ("summarise", None)
+    assert RunRecordInterceptor().framework_spec(found).side_effect == "model"
+    undeclared = recognise("g.prepare", [_node_input([], node="prepare")])
+    assert undeclared is not None
+    assert RunRecordInterceptor().framework_spec(undeclared).side_effect == "unknown"
+    with pytest.raises(ValueError, match="node's name"):
+        declare_node("  ", "read")
