@@ -11,7 +11,10 @@ and nothing of the framework's code, so nothing here imports a framework:
   the workflow, and again on the activity side with the decoded arguments, where the
   fail-closed check relies on it naming the same tool;
 - on the mirror's side, ``usage`` reads a model request's result from history as JSON and
-  returns what the model answered with: tokens, finish reason, the model that answered.
+  returns what the model answered with: tokens, finish reason, the model that answered;
+- where a framework's model calls happen inside other activities (LangGraph nodes), an
+  optional ``model_answer`` tells from such an activity's input and result JSON that it
+  asked a model, and which: the call is then recorded as a model call.
 
 Each framework's integration is a private module here; ``register`` adds one of your own.
 """
@@ -24,14 +27,18 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from pydantic import Field
+
 from runrecord._contract import RequestedModel
 from runrecord.records import Record, SideEffect, TokenUsage
 
 __all__ = [
     "Integration",
+    "answers_in_results",
     "ModelUsage",
     "Recognised",
     "RequestedModel",
+    "model_answer",
     "prompt_hash",
     "recognise",
     "register",
@@ -41,7 +48,10 @@ __all__ = [
 _log = logging.getLogger("runrecord.integrations")
 
 # The integrations runrecord ships, imported on first use (none imports its framework).
-_BUILTIN: tuple[str, ...] = ("runrecord.integrations._pydantic_ai",)
+_BUILTIN: tuple[str, ...] = (
+    "runrecord.integrations._pydantic_ai",
+    "runrecord.integrations._langgraph",
+)
 
 
 class Recognised(Record):
@@ -52,6 +62,12 @@ class Recognised(Record):
     toolset: str | None = None
     agent_id: str | None = None
     agent_version: str | None = None
+    # Set when one activity runs several tools (``tool`` then names them all): the call is
+    # judged by all their declarations together.
+    tools: list[str] = Field(default_factory=list)
+    # What a person asked to approve the call is shown as its arguments, when the activity's
+    # own arguments bury them (a LangGraph node's input is the whole conversation).
+    arguments: list[Any] | None = None
     # Set for a model request: the call is recorded with side effect ``model``.
     model: RequestedModel | None = None
     # Set for the framework's own plumbing (listing a toolset's tools, say): what it does,
@@ -127,6 +143,27 @@ def usage(framework: str, activity: str, result: Any) -> ModelUsage | None:
     except Exception:
         _log.warning("cannot read the usage of a %s model request %s", framework, activity)
         return None
+
+
+def answers_in_results(framework: str) -> bool:
+    """Whether a framework's activities may turn out to be model calls by their result."""
+    _integrations()
+    return callable(getattr(_registered.get(framework), "model_answer", None))
+
+
+def model_answer(framework: str, activity: str, args: Any, result: Any) -> RequestedModel | None:
+    """The model an activity asked, when its framework finds a model's answer in its result
+    (``args`` and ``result`` as JSON from history); None when it asked none."""
+    _integrations()
+    find = getattr(_registered.get(framework), "model_answer", None)
+    if not callable(find):
+        return None
+    try:
+        found = find(activity, args, result)
+    except Exception:
+        _log.warning("cannot read a %s activity %s for a model's answer", framework, activity)
+        return None
+    return found if isinstance(found, RequestedModel) else None
 
 
 def prompt_hash(instructions: str | None) -> str | None:

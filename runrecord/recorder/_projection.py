@@ -41,7 +41,7 @@ from runrecord._contract import (
 )
 from runrecord._pricing import price
 from runrecord._redaction import default_redactor
-from runrecord.integrations import ModelUsage, usage
+from runrecord.integrations import ModelUsage, answers_in_results, model_answer, usage
 from runrecord.recorder._blobs import canonical_json
 from runrecord.records import (
     UNDECLARED,
@@ -236,6 +236,8 @@ class RunProjection:
         self.model_calls: dict[str, ModelCall] = {}
         # Framework model requests by call id: what was asked, until the result says the rest.
         self.requested: dict[str, RequestedModel] = {}
+        # Inputs of framework calls that may turn out to be model calls by their result.
+        self._framework_inputs: dict[str, Any] = {}
         self.child_run_ids: list[str] = []
         self.last_event_id = 0
         self._by_scheduled: dict[int, str] = {}
@@ -519,6 +521,8 @@ class RunProjection:
             call.tool = attrs.activity_type.name
         elif header.model is not None:
             self.requested[call_id] = header.model
+        elif header.framework is not None and answers_in_results(header.framework):
+            self._framework_inputs[call_id] = [_json(p) for p in attrs.input.payloads]
         requested = self.calls.get(call_id)
         if requested is not None and requested.approval is not None:
             # Waited for approval: keep what the approval events said (the sender's identity).
@@ -595,6 +599,17 @@ class RunProjection:
         call.output_refs = _refs(result_payloads, self.bodies)
         if call.mcp is not None and call.mcp.operation == "call-tool" and result_payloads.payloads:
             _mcp_result(call, _json(result_payloads.payloads[0]))
+        asked = self._framework_inputs.pop(call.tool_call_id, None)
+        if asked is not None and result_payloads.payloads:
+            result = _json(result_payloads.payloads[0])
+            found = model_answer(call.framework or "", call.activity_type or "", asked, result)
+            if found is not None:
+                # The activity turned out to ask a model: undeclared, it is a model call.
+                if call.side_effect == SideEffect.UNKNOWN:
+                    call.side_effect = SideEffect.MODEL
+                self.requested[call.tool_call_id] = found
+                self._framework_model_call(call, found, result)
+                return
         if call.side_effect != SideEffect.MODEL or not result_payloads.payloads:
             return
         requested = self.requested.get(call.tool_call_id)

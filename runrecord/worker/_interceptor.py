@@ -196,6 +196,14 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
             return ToolSpec(name=call.tool, side_effect=SideEffect.MODEL, idempotent=True)
         if call.side_effect is not None:
             return ToolSpec(name=call.tool, side_effect=call.side_effect, idempotent=True)
+        if call.tools:
+            return self._together(
+                call.tool,
+                [
+                    self.framework_spec(call.model_copy(update={"tool": name, "tools": []}))
+                    for name in call.tools
+                ],
+            )
         if call.toolset:
             qualified = f"{call.toolset}:{call.tool}"
             found = self.tools.get(qualified) or tool_spec(qualified)
@@ -205,6 +213,20 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
         if declared is not None:
             return declared
         return self.policy.tool(call.tool, call.toolset) or undeclared(call.tool)
+
+    @staticmethod
+    def _together(name: str, specs: list[ToolSpec]) -> ToolSpec:
+        """Several tools run by one activity, as one call: needs approval if any does; a
+        side effect they share, else ``unknown`` (the most dangerous class)."""
+        effects = {spec.side_effect for spec in specs}
+        return ToolSpec(
+            name=name,
+            side_effect=effects.pop() if len(effects) == 1 else SideEffect.UNKNOWN,
+            approval=any(spec.approval for spec in specs),
+            idempotent=all(spec.idempotent for spec in specs),
+            irreversible=any(spec.irreversible for spec in specs),
+            network=any(spec.network for spec in specs),
+        )
 
     def arity(self, name: str) -> int | None:
         """How many positional arguments the activity ``name`` takes, if this worker knows it."""
@@ -393,8 +415,14 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             header.approval = self.gate.decide_by_policy(header, need)
             return self._start(input, header, start)
 
+        shown: Sequence[Any] = input.args
+        if header.framework is not None:
+            found = recognise(input.activity, input.args)
+            if found is not None and found.arguments is not None:
+                shown = found.arguments
+
         async def after_approval() -> Any:
-            approval = await self.gate.wait(header, need, input.args)
+            approval = await self.gate.wait(header, need, shown)
             return await self._start(input, header.model_copy(update={"approval": approval}), start)
 
         # Nothing reaches history until the decision; the agent awaits this task like a handle.
