@@ -41,7 +41,7 @@ __all__ = [
 _log = logging.getLogger("runrecord.integrations")
 
 # The integrations runrecord ships, imported on first use (none imports its framework).
-_BUILTIN: tuple[str, ...] = ()
+_BUILTIN: tuple[str, ...] = ("runrecord.integrations._openai_agents",)
 
 
 class Recognised(Record):

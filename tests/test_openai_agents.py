@@ -1,0 +1,128 @@
+"""An OpenAI Agents SDK agent on Temporal is recorded as it is: its model requests as model
+calls with model, tokens, cost and prompt version; its tools by their real names and declared
+side effects; the gated tool after one ``runrecord approve``; its agents by name."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.worker import Worker
+
+from examples import openai_agent
+from runrecord.cli._approvals import pending_approvals
+from runrecord.integrations import prompt_hash
+from runrecord.recorder import Mirror, load_run
+from runrecord.records import RunRecord
+from runrecord.worker import Journal, RunRecordPlugin
+from tests.test_cli import runrecord
+
+TEST_MODEL_USAGE = openai_agent.USAGE
+
+
+async def _client(temporal_address: str, journal: Journal, order: str) -> Client:
+    plugins: list[Any] = [openai_agent.openai_plugin(), RunRecordPlugin(journal)]
+    if order == "runrecord-first":
+        plugins.reverse()
+    return await Client.connect(temporal_address, plugins=plugins)
+
+
+async def _waiting_call(client: Client, run_id: str) -> str:
+    for _ in range(200):
+        pending = await pending_approvals(client, run_id)
+        if pending:
+            assert len(pending) == 1, pending
+            return pending[0].tool_call_id
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{run_id}: no call waits for approval")
+
+
+async def _record(client: Client, engine: Engine, run_id: str) -> RunRecord:
+    await Mirror(client, engine).sync_run(run_id)
+    with engine.connect() as conn:
+        record = load_run(conn, run_id)
+    assert record is not None
+    return record
+
+
+async def _run(
+    client: Client, engine: Engine, env: dict[str, str], decision: str, approver: str
+) -> tuple[RunRecord, Any]:
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    run_id = f"support-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        client, task_queue=queue, workflows=openai_agent.WORKFLOWS, activities=openai_agent.ACTIVITIES
+    ):
+        handle = await client.start_workflow(
+            openai_agent.SupportDesk.run, "A-1", id=run_id, task_queue=queue
+        )
+        call_id = await _waiting_call(client, run_id)
+        # The worker runs on this event loop: the CLI runs beside it.
+        proc = await asyncio.to_thread(
+            runrecord, decision, run_id, call_id, "--as", approver, "--reason", "checked", env=env
+        )
+        assert proc.returncode == 0, proc.stderr
+        try:
+            outcome: Any = await handle.result()
+        except WorkflowFailureError as err:
+            outcome = err
+    return await _record(client, engine, run_id), outcome
+
+
+async def test_an_openai_agent_is_recorded_with_models_tools_agents_and_one_approval(
+    temporal_address: str, engine: Engine, journal: Journal, cli_env: dict[str, str]
+) -> None:
+    for order in ("openai-first", "runrecord-first"):
+        client = await _client(temporal_address, journal, order)
+        record, answer = await _run(client, engine, cli_env, "approve", "alice")
+        assert answer == "Order A-1 is refunded.", (order, answer)
+        assert record.final_status == "succeeded", order
+        assert record.agent_id == "support-triage", order
+
+        calls = [(c.tool, c.side_effect, c.agent_id, c.status) for c in record.tool_calls]
+        model = "invoke_model_activity"
+        assert calls == [
+            (model, "model", "support-triage", "succeeded"),
+            (model, "model", "refunds", "succeeded"),
+            ("lookup_order", "read", "refunds", "succeeded"),
+            (model, "model", "refunds", "succeeded"),
+            ("refund_order", "write", "refunds", "succeeded"),
+            (model, "model", "refunds", "succeeded"),
+        ], order
+        refund = record.tool_calls[4]
+        assert refund.approval_state == "approved", order
+        assert refund.approval is not None and refund.approval.decided_by == "alice", order
+        assert sum(c.tool == "refund_order" for c in record.tool_calls) == 1, order
+
+        assert len(record.model_calls) == 4, order
+        for m in record.model_calls:
+            assert (m.provider, m.model) == ("openai", "gpt-4o-mini"), order
+            assert m.input_tokens == TEST_MODEL_USAGE["input_tokens"], order
+            assert m.output_tokens == TEST_MODEL_USAGE["output_tokens"], order
+            assert m.cache_read_tokens == TEST_MODEL_USAGE["cached_tokens"], order
+            assert m.cache_write_tokens == TEST_MODEL_USAGE["cache_write_tokens"], order
+            assert m.reasoning_tokens == TEST_MODEL_USAGE["reasoning_tokens"], order
+            assert m.priced and m.cost > 0, order
+        first, second = record.model_calls[0], record.model_calls[1]
+        assert first.prompt_version == prompt_hash("Hand refund requests to the refunds agent.")
+        assert first.tools_offered == ["transfer_to_refunds"], order
+        assert first.finish_reason == "tool_calls", order
+        assert second.tools_offered == ["lookup_order", "refund_order"], order
+        assert second.parameters == {"temperature": 0.2, "max_tokens": 400}, order
+        assert record.model_calls[-1].finish_reason == "stop", order
+        assert record.cost.own > 0, order
+
+
+async def test_a_denied_refund_ends_the_run_escalated(
+    temporal_address: str, engine: Engine, journal: Journal, cli_env: dict[str, str]
+) -> None:
+    client = await _client(temporal_address, journal, "openai-first")
+    record, outcome = await _run(client, engine, cli_env, "deny", "bob")
+    assert isinstance(outcome, WorkflowFailureError)
+    assert record.final_status == "escalated"
+    refund = next(c for c in record.tool_calls if c.tool == "refund_order")
+    assert refund.status == "denied" and refund.approval is not None
+    assert refund.approval.decided_by == "bob"
