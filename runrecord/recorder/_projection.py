@@ -843,6 +843,19 @@ def _redacted_model(model: ModelSpec | None) -> ModelSpec | None:
     )
 
 
+def _failure_status(failure: Failure, status: FinalStatus) -> FinalStatus:
+    """Runrecord's own ending of a run (escalated, rolled back), also when an agent framework
+    wrapped it in a failure of its own (the OpenAI Agents runner does): found among causes."""
+    for _ in range(8):
+        kind = failure.application_failure_info.type
+        if kind in FAILURE_STATUS:
+            return FAILURE_STATUS[kind]
+        if not failure.HasField("cause"):
+            break
+        failure = failure.cause
+    return status
+
+
 # An event handler: the fold, the event, and the Temporal run whose history holds it.
 _Handler = Callable[[RunProjection, HistoryEvent, str | None], None]
 
@@ -856,8 +869,7 @@ def _closed(status: FinalStatus) -> _Handler:
             failure = event.workflow_execution_failed_event_attributes.failure
             self.failure = _failure_text(failure)
             # Runs runrecord ends itself: escalated (unhandled denial or expiry), rolled back.
-            kind = failure.application_failure_info.type
-            self.final_status = FAILURE_STATUS.get(kind, status)
+            self.final_status = _failure_status(failure, status)
         elif status is FinalStatus.TERMINATED:
             reason = event.workflow_execution_terminated_event_attributes.reason
             self.failure = default_redactor().text(reason) or None
