@@ -9,16 +9,21 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Engine
+from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.common import HeaderCodecBehavior
+from temporalio.converter import DataConverter
 from temporalio.worker import Worker
 
 from examples import openai_agent
-from runrecord.cli._approvals import pending_approvals
+from runrecord.cli._approvals import pending_approvals, send_decision
 from runrecord.integrations import prompt_hash
 from runrecord.recorder import Mirror, load_run
 from runrecord.records import RunRecord
 from runrecord.worker import Journal, RunRecordPlugin
+from tests.codec_for_tests import ENCRYPTED, EncryptionCodec
 from tests.test_cli import runrecord
+from tests.test_plugin import _payloads
 
 TEST_MODEL_USAGE = openai_agent.USAGE
 
@@ -72,48 +77,58 @@ async def _run(
     return await _record(client, engine, run_id), outcome
 
 
+def _assert_recorded(record: RunRecord, approver: str, order: str) -> None:
+    assert record.final_status == "succeeded", order
+    assert record.agent_id == "support-triage", order
+
+    calls = [(c.tool, c.side_effect, c.agent_id, c.status) for c in record.tool_calls]
+    model = "invoke_model_activity"
+    assert calls == [
+        (model, "model", "support-triage", "succeeded"),
+        (model, "model", "refunds", "succeeded"),
+        ("lookup_order", "read", "refunds", "succeeded"),
+        (model, "model", "refunds", "succeeded"),
+        ("refund_order", "write", "refunds", "succeeded"),
+        (model, "model", "refunds", "succeeded"),
+    ], order
+    refund = record.tool_calls[4]
+    assert refund.approval_state == "approved", order
+    assert refund.approval is not None and refund.approval.decided_by == approver, order
+    assert sum(c.tool == "refund_order" for c in record.tool_calls) == 1, order
+
+    assert len(record.model_calls) == 4, order
+    for m in record.model_calls:
+        assert (m.provider, m.model) == ("openai", "gpt-4o-mini"), order
+        assert m.input_tokens == TEST_MODEL_USAGE["input_tokens"], order
+        assert m.output_tokens == TEST_MODEL_USAGE["output_tokens"], order
+        assert m.cache_read_tokens == TEST_MODEL_USAGE["cached_tokens"], order
+        assert m.cache_write_tokens == TEST_MODEL_USAGE["cache_write_tokens"], order
+        assert m.reasoning_tokens == TEST_MODEL_USAGE["reasoning_tokens"], order
+        assert m.priced and m.cost > 0, order
+    first, second = record.model_calls[0], record.model_calls[1]
+    assert first.prompt_version == prompt_hash("Hand refund requests to the refunds agent.")
+    assert first.tools_offered == ["transfer_to_refunds"], order
+    assert first.finish_reason == "tool_calls", order
+    assert second.tools_offered == ["lookup_order", "refund_order"], order
+    assert second.parameters == {"temperature": 0.2, "max_tokens": 400}, order
+    assert record.model_calls[-1].finish_reason == "stop", order
+    assert record.cost.own > 0, order
+
+
 async def test_an_openai_agent_is_recorded_with_models_tools_agents_and_one_approval(
     temporal_address: str, engine: Engine, journal: Journal, cli_env: dict[str, str]
 ) -> None:
+    env = cli_env
     for order in ("openai-first", "runrecord-first"):
         client = await _client(temporal_address, journal, order)
         record, answer = await _run(client, engine, cli_env, "approve", "alice")
         assert answer == "Order A-1 is refunded.", (order, answer)
-        assert record.final_status == "succeeded", order
-        assert record.agent_id == "support-triage", order
+        _assert_recorded(record, "alice", order)
 
-        calls = [(c.tool, c.side_effect, c.agent_id, c.status) for c in record.tool_calls]
-        model = "invoke_model_activity"
-        assert calls == [
-            (model, "model", "support-triage", "succeeded"),
-            (model, "model", "refunds", "succeeded"),
-            ("lookup_order", "read", "refunds", "succeeded"),
-            (model, "model", "refunds", "succeeded"),
-            ("refund_order", "write", "refunds", "succeeded"),
-            (model, "model", "refunds", "succeeded"),
-        ], order
-        refund = record.tool_calls[4]
-        assert refund.approval_state == "approved", order
-        assert refund.approval is not None and refund.approval.decided_by == "alice", order
-        assert sum(c.tool == "refund_order" for c in record.tool_calls) == 1, order
-
-        assert len(record.model_calls) == 4, order
-        for m in record.model_calls:
-            assert (m.provider, m.model) == ("openai", "gpt-4o-mini"), order
-            assert m.input_tokens == TEST_MODEL_USAGE["input_tokens"], order
-            assert m.output_tokens == TEST_MODEL_USAGE["output_tokens"], order
-            assert m.cache_read_tokens == TEST_MODEL_USAGE["cached_tokens"], order
-            assert m.cache_write_tokens == TEST_MODEL_USAGE["cache_write_tokens"], order
-            assert m.reasoning_tokens == TEST_MODEL_USAGE["reasoning_tokens"], order
-            assert m.priced and m.cost > 0, order
-        first, second = record.model_calls[0], record.model_calls[1]
-        assert first.prompt_version == prompt_hash("Hand refund requests to the refunds agent.")
-        assert first.tools_offered == ["transfer_to_refunds"], order
-        assert first.finish_reason == "tool_calls", order
-        assert second.tools_offered == ["lookup_order", "refund_order"], order
-        assert second.parameters == {"temperature": 0.2, "max_tokens": 400}, order
-        assert record.model_calls[-1].finish_reason == "stop", order
-        assert record.cost.own > 0, order
+        replay = await asyncio.to_thread(
+            runrecord, "replay", record.run_id, "-m", "examples.openai_agent", env=env
+        )
+        assert replay.returncode == 0 and replay.stdout.startswith("OK"), replay.stderr
 
 
 async def test_a_denied_refund_ends_the_run_escalated(
@@ -126,3 +141,44 @@ async def test_a_denied_refund_ends_the_run_escalated(
     refund = next(c for c in record.tool_calls if c.tool == "refund_order")
     assert refund.status == "denied" and refund.approval is not None
     assert refund.approval.decided_by == "bob"
+
+
+async def test_with_an_encryption_codec_history_holds_only_ciphertext_and_the_record_is_complete(
+    temporal_address: str, engine: Engine, journal: Journal
+) -> None:
+    client = await Client.connect(
+        temporal_address,
+        plugins=[openai_agent.openai_plugin(), RunRecordPlugin(journal)],
+        data_converter=DataConverter(payload_codec=EncryptionCodec()),
+        header_codec_behavior=HeaderCodecBehavior.CODEC,
+    )
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    run_id = f"support-{uuid.uuid4().hex[:8]}"
+    order_id = f"order-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        client, task_queue=queue, workflows=openai_agent.WORKFLOWS, activities=openai_agent.ACTIVITIES
+    ):
+        handle = await client.start_workflow(
+            openai_agent.SupportDesk.run, order_id, id=run_id, task_queue=queue
+        )
+        call_id = await _waiting_call(client, run_id)
+        outcome = await send_decision(
+            client, run_id, call_id, "approve", approver="alice", reason="checked"
+        )
+        assert outcome.applied, outcome.message
+        await handle.result()
+
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    raw = History(events=history.events).SerializeToString()
+    secrets = (order_id, "gpt-4o-mini", "Refund delivered orders", "toolCallId", "alice")
+    for plaintext in secrets:
+        assert plaintext.encode() not in raw, plaintext
+    encodings = {
+        p.metadata.get("encoding")
+        for e in History(events=history.events).events
+        if e.marker_recorded_event_attributes.marker_name != "core_patch"
+        for p in _payloads(e)
+    }
+    assert encodings == {ENCRYPTED}
+
+    _assert_recorded(await _record(client, engine, run_id), "alice", "codec")
