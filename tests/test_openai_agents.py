@@ -5,21 +5,26 @@ side effects; the gated tool after one ``runrecord approve``; its agents by name
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import Any
 
+from opentelemetry.sdk.trace import TracerProvider
+from rich.console import Console
 from sqlalchemy import Engine
 from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import HeaderCodecBehavior
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter
 from temporalio.worker import Worker
 
 from examples import openai_agent
 from runrecord.cli._approvals import pending_approvals, send_decision
+from runrecord.cli._show import render_tree
 from runrecord.integrations import prompt_hash
 from runrecord.recorder import Mirror, load_run
-from runrecord.records import RunRecord
+from runrecord.records import ModelCall, RunRecord, ToolCall
 from runrecord.worker import Journal, RunRecordPlugin
 from tests.codec_for_tests import ENCRYPTED, EncryptionCodec
 from tests.test_cli import runrecord
@@ -28,11 +33,15 @@ from tests.test_plugin import _payloads
 TEST_MODEL_USAGE = openai_agent.USAGE
 
 
-async def _client(temporal_address: str, journal: Journal, order: str) -> Client:
+async def _client(
+    temporal_address: str, journal: Journal, order: str, *, traced: bool = False
+) -> Client:
     plugins: list[Any] = [openai_agent.openai_plugin(), RunRecordPlugin(journal)]
     if order == "runrecord-first":
         plugins.reverse()
-    return await Client.connect(temporal_address, plugins=plugins)
+    # A worker that also traces with Temporal's OpenTelemetry interceptor.
+    tracing = [TracingInterceptor(TracerProvider().get_tracer("support"))] if traced else []
+    return await Client.connect(temporal_address, plugins=plugins, interceptors=tracing)
 
 
 async def _waiting_call(client: Client, run_id: str) -> str:
@@ -131,16 +140,51 @@ async def test_an_openai_agent_is_recorded_with_models_tools_agents_and_one_appr
         assert replay.returncode == 0 and replay.stdout.startswith("OK"), replay.stderr
 
 
-async def test_a_denied_refund_ends_the_run_escalated(
+async def test_a_denied_refund_ends_the_run_escalated_and_show_links_each_call_to_its_trace(
     temporal_address: str, engine: Engine, journal: Journal, cli_env: dict[str, str]
 ) -> None:
-    client = await _client(temporal_address, journal, "openai-first")
+    client = await _client(temporal_address, journal, "openai-first", traced=True)
     record, outcome = await _run(client, engine, cli_env, "deny", "bob")
     assert isinstance(outcome, WorkflowFailureError)
     assert record.final_status == "escalated"
     refund = next(c for c in record.tool_calls if c.tool == "refund_order")
     assert refund.status == "denied" and refund.approval is not None
     assert refund.approval.decided_by == "bob"
+
+    # Each call carries the OpenTelemetry trace and span its activity was scheduled in.
+    scheduled = [c for c in record.tool_calls if c.status != "denied"]
+    assert scheduled and all(c.trace_id and c.span_id for c in scheduled)
+    assert {c.trace_id for c in scheduled} == {scheduled[0].trace_id}
+    assert re.fullmatch("[0-9a-f]{32}", scheduled[0].trace_id or "")
+
+    wide = {**cli_env, "COLUMNS": "250"}
+    shown = await asyncio.to_thread(runrecord, "show", record.run_id, env=wide)
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "agent refunds" in text
+    usage = TEST_MODEL_USAGE
+    assert (
+        f"model openai/gpt-4o-mini prompt {record.model_calls[1].prompt_version} "
+        f"tokens {usage['input_tokens']} in, {usage['output_tokens']} out, "
+        f"{usage['cached_tokens']} cache read, {usage['cache_write_tokens']} cache write, "
+        f"{usage['reasoning_tokens']} reasoning finish tool_calls cost $"
+    ) in text
+    assert f"trace {scheduled[0].trace_id} span {scheduled[0].span_id}" in text
+
+
+def test_show_says_when_a_model_call_has_no_price() -> None:
+    call = ToolCall(
+        tool_call_id="1", tool="invoke_model_activity", side_effect="model", status="succeeded"
+    )
+    record = RunRecord(
+        run_id="r", agent_id="a", workflow_type="W", final_status="succeeded", tool_calls=[call]
+    )
+    record.model_calls = [
+        ModelCall(tool_call_id="1", provider="acme", model="m-1", priced=False, input_tokens=3)
+    ]
+    console = Console(width=200, record=True)
+    console.print(render_tree([record], None))
+    assert "cost unknown (no price for acme/m-1)" in console.export_text()
 
 
 async def test_with_an_encryption_codec_history_holds_only_ciphertext_and_the_record_is_complete(
