@@ -87,7 +87,9 @@ class ToolLoopModel(TestModel):
 
     async def get_response(self, system_instructions: Any, input: Any, *a: Any, **kw: Any) -> Any:
         wanted = int(str(input[0]["content"]))
-        done = sum(1 for i in input if isinstance(i, dict) and i.get("type") == "function_call_output")
+        done = sum(
+            1 for i in input if isinstance(i, dict) and i.get("type") == "function_call_output"
+        )
         if done < wanted:
             step = ResponseBuilders.tool_call(f'{{"step": {done}}}', "lookup", call_id=f"c{done}")
         else:
@@ -209,9 +211,7 @@ async def compare(
     module = case.module()
     bare = recorded = 0.0
     async with (
-        Worker(
-            bare_client, task_queue=bare_queue, workflows=case.workflows, activities=ACTIVITIES
-        ),
+        Worker(bare_client, task_queue=bare_queue, workflows=case.workflows, activities=ACTIVITIES),
         recording_worker(settings, address, module, mirror=False) as (client, mirror),
     ):
         queue = settings.task_queue

@@ -68,7 +68,10 @@ async def _run(
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     run_id = f"support-{uuid.uuid4().hex[:8]}"
     async with Worker(
-        client, task_queue=queue, workflows=openai_agent.WORKFLOWS, activities=openai_agent.ACTIVITIES
+        client,
+        task_queue=queue,
+        workflows=openai_agent.WORKFLOWS,
+        activities=openai_agent.ACTIVITIES,
     ):
         handle = await client.start_workflow(
             openai_agent.SupportDesk.run, "A-1", id=run_id, task_queue=queue
@@ -200,7 +203,10 @@ async def test_with_an_encryption_codec_history_holds_only_ciphertext_and_the_re
     run_id = f"support-{uuid.uuid4().hex[:8]}"
     order_id = f"order-{uuid.uuid4().hex[:8]}"
     async with Worker(
-        client, task_queue=queue, workflows=openai_agent.WORKFLOWS, activities=openai_agent.ACTIVITIES
+        client,
+        task_queue=queue,
+        workflows=openai_agent.WORKFLOWS,
+        activities=openai_agent.ACTIVITIES,
     ):
         handle = await client.start_workflow(
             openai_agent.SupportDesk.run, order_id, id=run_id, task_queue=queue

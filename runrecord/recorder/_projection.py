@@ -122,8 +122,8 @@ def _trace(headers: Mapping[str, Payload]) -> tuple[str | None, str | None]:
     if isinstance(span, dict):
         trace_id, span_id = span.get("traceId"), span.get("spanId")
         if isinstance(trace_id, str) and trace_id and trace_id != "no-op":
-            real_span = isinstance(span_id, str) and span_id and span_id != "no-op"
-            return trace_id[:64], span_id[:64] if real_span else None
+            real = isinstance(span_id, str) and span_id not in ("", "no-op")
+            return trace_id[:64], str(span_id)[:64] if real else None
     return None, None
 
 
