@@ -232,3 +232,26 @@ async def test_with_an_encryption_codec_history_holds_only_ciphertext_and_the_re
     assert encodings == {ENCRYPTED}
 
     _assert_recorded(await _record(client, engine, run_id), "alice", "codec")
+
+
+def test_an_mcp_tool_the_plugin_calls_is_recognised_by_its_name_and_server() -> None:
+    from temporalio.openai_agents._mcp import (
+        _StatefulCallToolsArguments,
+        _StatelessCallToolsArguments,
+    )
+
+    from runrecord.integrations import recognise
+
+    for args in (
+        _StatelessCallToolsArguments("git_status", {"repo_path": "."}, None),
+        _StatefulCallToolsArguments("git_status", {"repo_path": "."}),
+        {"tool_name": "git_status", "arguments": {"repo_path": "."}},  # decoded as JSON
+    ):
+        found = recognise("git-call-tool-v2", [args])
+        assert found is not None, args
+        assert (found.framework, found.tool, found.toolset) == (
+            "openai-agents",
+            "git_status",
+            "git",
+        )
+    assert recognise("git-list-tools", []) is None

@@ -18,6 +18,8 @@ from runrecord.integrations import ModelUsage, Recognised, prompt_hash
 
 FRAMEWORK = "openai-agents"
 MODEL_ACTIVITIES = frozenset({"invoke_model_activity", "invoke_model_activity_streaming"})
+# The plugin's MCP tool call activity: ``<server>-call-tool-v2``.
+_MCP_CALL = "-call-tool-v2"
 # Prefixes of the SDK's multi-provider model names ("litellm/anthropic/claude-…").
 _ROUTERS = ("litellm", "any-llm")
 # Settings that say how the model was asked; anything else (headers, extra bodies) stays out.
@@ -154,11 +156,22 @@ class OpenAIAgents:
     def recognise(self, activity: str, args: Sequence[Any]) -> Recognised | None:
         if activity in MODEL_ACTIVITIES:
             return self._model_request(activity, args[0] if args else None)
+        if activity.endswith(_MCP_CALL) and args:
+            return self._mcp_call(activity, args[0])
         scope = _scope()
         # An activity scheduled while the SDK runs one of its tools: an ``activity_as_tool``.
         if scope and getattr(scope[0], "type", None) == "function":
             return Recognised(framework=FRAMEWORK, tool=activity, agent_id=_agent(scope))
         return None
+
+    def _mcp_call(self, activity: str, call: Any) -> Recognised | None:
+        """A tool of an MCP server the plugin runs (stateless or stateful): the tool by its
+        name, the server as its toolset (``server:tool`` in declarations)."""
+        tool = _get(call, "tool_name")
+        server = activity[: -len(_MCP_CALL)]
+        if not isinstance(tool, str) or not tool or not server:
+            return None
+        return Recognised(framework=FRAMEWORK, tool=tool, toolset=server, agent_id=_agent(_scope()))
 
     def _model_request(self, activity: str, request: Any) -> Recognised | None:
         if request is None:
