@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from temporalio import workflow
+
 from runrecord._contract import RequestedModel
 from runrecord.integrations import ModelUsage, Recognised, prompt_hash
 
@@ -119,19 +121,23 @@ def _prompt_version(request: Any, instructions: str | None) -> str | None:
     return prompt_hash(instructions)
 
 
+_current_span: Any = None
+
+
 def _scope() -> list[Any]:
     """The span data of the SDK's current span and those it replaced, innermost first.
     Empty outside a workflow's agent run (and on the activity side)."""
-    try:
-        from temporalio import workflow
-
-        if not workflow.in_workflow():
-            return []
-        from agents.tracing import get_current_span
-    except Exception:
+    global _current_span
+    if not workflow.in_workflow():
         return []
+    if _current_span is None:
+        try:
+            from agents.tracing import get_current_span
+        except ImportError:
+            return []
+        _current_span = get_current_span
     found: list[Any] = []
-    span = get_current_span()
+    span = _current_span()
     while span is not None and len(found) < _SCOPE_DEPTH:
         found.append(span.span_data)
         token = getattr(span, "_prev_span_token", None)
