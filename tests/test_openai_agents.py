@@ -255,3 +255,35 @@ def test_an_mcp_tool_the_plugin_calls_is_recognised_by_its_name_and_server() -> 
             "git",
         )
     assert recognise("git-list-tools", []) is None
+
+
+def test_a_model_request_names_its_declared_prompt_version_and_routed_provider() -> None:
+    from agents import ModelSettings
+
+    from runrecord.integrations import recognise
+
+    secret = "sk-" + "a" * 40
+    settings = ModelSettings(
+        temperature=0.1,
+        extra_headers={"Authorization": f"Bearer {secret}"},
+        metadata={"prompt_version": "refunds@3"},
+    )
+    request = {
+        "model_name": "litellm/anthropic/claude-3-5-sonnet",
+        "system_instructions": "Refund.\x00" * 2000,
+        "input": "hi",
+        "model_settings": settings,
+        "tracing": 0,
+    }
+    found = recognise("invoke_model_activity", [request])
+    assert found is not None and found.model is not None
+    assert (found.model.provider, found.model.model) == ("anthropic", "claude-3-5-sonnet")
+    assert found.model.prompt_version == "refunds@3"
+    assert found.model.parameters == {"temperature": 0.1}
+    assert secret not in found.model_dump_json()
+
+    # An OpenAI prompt given by reference is its own version.
+    by_reference = {**request, "prompt": {"id": "pmpt_1", "version": "2"}}
+    found = recognise("invoke_model_activity", [by_reference])
+    assert found is not None and found.model is not None
+    assert found.model.prompt_version == "pmpt_1@2"
