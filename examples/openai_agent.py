@@ -7,8 +7,10 @@ activities offered to the agent with ``activity_as_tool`` and declared with
 plugin's offline test model, so the example runs without a network or a key::
 
     runrecord worker -m examples.openai_agent
-    temporal workflow start --type SupportDesk --task-queue runrecord --input '"A-1"'
-    runrecord approve <run> 1 --as alice --reason "refund checked"
+    temporal workflow start --type SupportDesk --task-queue runrecord-agents --input '"A-1"'
+    runrecord approvals                  # the refund waits: run id and call id
+    runrecord approve RUN CALL --as alice --reason "refund checked"
+    runrecord show RUN
 
 ``PLUGINS`` holds the OpenAI Agents plugin: ``runrecord worker -m`` and ``runrecord replay
 -m`` install it next to RunRecordPlugin.
