@@ -49,6 +49,7 @@ _log = logging.getLogger("runrecord.integrations")
 
 # The integrations runrecord ships, imported on first use (none imports its framework).
 _BUILTIN: tuple[str, ...] = (
+    "runrecord.integrations._openai_agents",
     "runrecord.integrations._pydantic_ai",
     "runrecord.integrations._langgraph",
 )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -99,6 +100,31 @@ def _json(payload: Payload) -> Any:
         return json.loads(payload.data)
     except ValueError:
         return None
+
+
+# Where tracing puts a call's trace context in its headers: Temporal's OpenTelemetry
+# interceptors and plugin (a W3C ``traceparent`` carrier), the OpenAI Agents plugin's spans.
+_OTEL_HEADER = "_tracer-data"
+_OPENAI_AGENTS_HEADER = "__openai_span"
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+
+
+def _trace(headers: Mapping[str, Payload]) -> tuple[str | None, str | None]:
+    """The trace and span a call was scheduled in, from its headers (OpenTelemetry first)."""
+    otel = headers.get(_OTEL_HEADER)
+    carrier = _json(otel) if otel is not None else None
+    parent = carrier.get("traceparent") if isinstance(carrier, dict) else None
+    found = _TRACEPARENT.match(parent) if isinstance(parent, str) else None
+    if found is not None and found.group(1) != "0" * 32:
+        return found.group(1), found.group(2)
+    openai = headers.get(_OPENAI_AGENTS_HEADER)
+    span = _json(openai) if openai is not None else None
+    if isinstance(span, dict):
+        trace_id, span_id = span.get("traceId"), span.get("spanId")
+        if isinstance(trace_id, str) and trace_id and trace_id != "no-op":
+            real = isinstance(span_id, str) and span_id not in ("", "no-op")
+            return trace_id[:64], str(span_id)[:64] if real else None
+    return None, None
 
 
 def _record_of(model: type[_R], payload: Payload) -> _R | None:
@@ -542,6 +568,7 @@ class RunProjection:
             start_to_close_ms=_ms(attrs.start_to_close_timeout),
             heartbeat_ms=_ms(attrs.heartbeat_timeout),
         )
+        call.trace_id, call.span_id = _trace(attrs.header.fields)
         call.activity_id = attrs.activity_id
         call.temporal_run_id = temporal_run_id
         call.scheduled_at = _time(event.event_time)
@@ -850,6 +877,19 @@ def _redacted_model(model: ModelSpec | None) -> ModelSpec | None:
     )
 
 
+def _failure_status(failure: Failure, status: FinalStatus) -> FinalStatus:
+    """Runrecord's own ending of a run (escalated, rolled back), also when an agent framework
+    wrapped it in a failure of its own (the OpenAI Agents runner does): found among causes."""
+    for _ in range(8):
+        kind = failure.application_failure_info.type
+        if kind in FAILURE_STATUS:
+            return FAILURE_STATUS[kind]
+        if not failure.HasField("cause"):
+            break
+        failure = failure.cause
+    return status
+
+
 # An event handler: the fold, the event, and the Temporal run whose history holds it.
 _Handler = Callable[[RunProjection, HistoryEvent, str | None], None]
 
@@ -863,8 +903,7 @@ def _closed(status: FinalStatus) -> _Handler:
             failure = event.workflow_execution_failed_event_attributes.failure
             self.failure = _failure_text(failure)
             # Runs runrecord ends itself: escalated (unhandled denial or expiry), rolled back.
-            kind = failure.application_failure_info.type
-            self.final_status = FAILURE_STATUS.get(kind, status)
+            self.final_status = _failure_status(failure, status)
         elif status is FinalStatus.TERMINATED:
             reason = event.workflow_execution_terminated_event_attributes.reason
             self.failure = default_redactor().text(reason) or None
