@@ -46,7 +46,7 @@ from runrecord._contract import (
 )
 from runrecord.activities._artifacts import CurrentCall, current_call
 from runrecord.activities._mcp import MCPServerSpec, parse_activity
-from runrecord.activities._tool import ToolSpec, tool_spec, undeclared
+from runrecord.activities._tool import ToolSpec, activity_name, tool_spec, undeclared
 from runrecord.integrations import Recognised, recognise
 from runrecord.records import (
     Artifact,
@@ -163,6 +163,8 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
         self.mcp_servers: dict[str, MCPServerSpec] = {s.name: s for s in mcp_servers}
         self.policy = policy or Policy()
         self._arity: dict[str, int] = {}
+        # Every activity this worker runs, declared or not.
+        self.activity_names: set[str] = set()
         outer = self
 
         class _BoundWorkflowInbound(_WorkflowInbound):
@@ -172,6 +174,7 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
 
     def add_tools(self, activities: Iterable[Callable[..., Any]]) -> None:
         for fn in activities:
+            self.activity_names.add(activity_name(fn))
             spec = tool_spec(fn)
             if spec is not None:
                 self.tools[spec.name] = spec
@@ -369,6 +372,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         elif framework_call is not None:
             spec = self.interceptor.framework_spec(framework_call)
             self._identify(framework_call)
+
         else:
             spec = self.interceptor.spec_for(activity)
         header = CallHeader(
@@ -389,6 +393,14 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             header.activity_type = activity
             header.toolset = framework_call.toolset
             header.model = framework_call.model
+            if header.model is not None and framework_call.in_workflow_tools:
+                # In the header, not the memo: a replayer knows no activities, and a header
+                # never makes replay nondeterministic.
+                header.model.in_workflow = [
+                    self.interceptor.spec_for(name).registry_entry()
+                    for name in dict.fromkeys(framework_call.in_workflow_tools)
+                    if name not in self.interceptor.activity_names
+                ]
         return header, spec
 
     def _identify(self, call: Recognised) -> None:
