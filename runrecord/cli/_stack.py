@@ -25,7 +25,14 @@ from temporalio.worker import Worker
 from runrecord._redaction import PATTERNS_ENV, default_redactor
 from runrecord._settings import RunRecordError, Settings
 from runrecord.activities import MCPServerSpec
-from runrecord.recorder import BlobStore, Mirror, check_not_newer, open_engine, upgrade
+from runrecord.recorder import (
+    BlobStore,
+    Mirror,
+    check_not_newer,
+    open_blob_store,
+    open_engine,
+    upgrade,
+)
 from runrecord.worker import SEARCH_ATTRIBUTES, DevServer, Journal, RunRecordPlugin, port_open
 from runrecord.workflows import Policy, PolicyError
 
@@ -37,6 +44,16 @@ def records_engine(settings: Settings) -> Engine:
     engine = open_engine(settings.database_url)
     check_not_newer(engine)
     return engine
+
+
+def blob_store(settings: Settings, engine: Engine | None = None) -> BlobStore:
+    """The blob store ``RUNRECORD_BLOBS`` names, checked (bucket there, credentials taken,
+    folder writable): a problem is one line, before anything runs."""
+    store = open_blob_store(
+        settings.blobs, engine=engine if engine is not None else (lambda: records_engine(settings))
+    )
+    store.check()
+    return store
 
 
 def check_redaction() -> None:
@@ -242,7 +259,7 @@ async def recording_worker(
     journal = Journal(settings.journal_dir)
     plugin.use_journal(journal)
     follower = Mirror(
-        client, engine, journal_dir=settings.journal_dir, blobs=BlobStore(settings.blobs_dir)
+        client, engine, journal_dir=settings.journal_dir, blobs=blob_store(settings, engine)
     )
     worker = Worker(
         client,
