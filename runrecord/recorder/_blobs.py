@@ -77,9 +77,9 @@ class BlobStore(ABC):
     # --- what backends provide
 
     @abstractmethod
-    def _present(self, shas: list[str]) -> set[str]:
-        """The shas already stored, their time renewed if older than ``RENEW_AFTER``; a copy
-        left out is written again."""
+    def _present(self, shas: list[str]) -> dict[str, bool]:
+        """The shas already stored, their time renewed if older than ``RENEW_AFTER``; True for
+        a copy that must be written again to be renewed."""
 
     @abstractmethod
     def _write(self, copies: dict[str, bytes]) -> None: ...
@@ -116,14 +116,13 @@ class BlobStore(ABC):
         present = self._present(shas)
         copies: dict[str, bytes] = {}
         for sha in shas:
-            if sha in present:
-                continue
-            copy = self.redacted(*bodies[sha])
-            if copy is not None:
-                copies[sha] = copy
+            if present.get(sha, True):
+                copy = self.redacted(*bodies[sha])
+                if copy is not None:
+                    copies[sha] = copy
         if copies:
             self._write(copies)
-        return len(copies)
+        return sum(1 for sha in copies if sha not in present)
 
     def redacted(self, canonical: bytes, media_type: str) -> bytes | None:
         if media_type == "application/json":
@@ -208,9 +207,9 @@ class FolderBlobStore(BlobStore):
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise BlobStoreError(f"blob store {self.where}: folder is not writable")
 
-    def _present(self, shas: list[str]) -> set[str]:
+    def _present(self, shas: list[str]) -> dict[str, bool]:
         now = time.time()
-        present = set()
+        present = {}
         for sha in shas:
             target = self.path(sha)
             try:
@@ -220,7 +219,7 @@ class FolderBlobStore(BlobStore):
                 continue
             except OSError as err:
                 raise self._failed(err) from None
-            present.add(sha)
+            present[sha] = False
         return present
 
     def _write(self, copies: dict[str, bytes]) -> None:
@@ -304,7 +303,7 @@ class DatabaseBlobStore(BlobStore):
                 "`runrecord db upgrade`)"
             ) from None
 
-    def _present(self, shas: list[str]) -> set[str]:
+    def _present(self, shas: list[str]) -> dict[str, bool]:
         from sqlalchemy import select, update
 
         from runrecord.recorder._tables import BlobRow
@@ -320,7 +319,7 @@ class DatabaseBlobStore(BlobStore):
                     .where(BlobRow.sha256.in_(found), BlobRow.used_at < stale)
                     .values(used_at=now)
                 )
-        return found
+        return dict.fromkeys(found, False)
 
     def _write(self, copies: dict[str, bytes]) -> None:
         from runrecord.recorder._tables import BlobRow
@@ -433,18 +432,19 @@ class S3BlobStore(BlobStore):
         except Exception as err:
             raise self._failed(err) from None
 
-    def _present(self, shas: list[str]) -> set[str]:
+    def _present(self, shas: list[str]) -> dict[str, bool]:
         import obstore
 
-        def fresh(sha: str) -> bool:
+        def stale(sha: str) -> bool | None:
             try:
                 meta = obstore.head(self.store, self.key(sha))
             except FileNotFoundError:
-                return False
+                return None
             # S3 cannot renew an object's time in place: a stale copy is written again.
-            return time.time() - meta["last_modified"].timestamp() <= RENEW_AFTER
+            return time.time() - meta["last_modified"].timestamp() > RENEW_AFTER
 
-        return {sha for sha, ok in zip(shas, self._each(fresh, shas), strict=True) if ok}
+        found = zip(shas, self._each(stale, shas), strict=True)
+        return {sha: again for sha, again in found if again is not None}
 
     def _write(self, copies: dict[str, bytes]) -> None:
         import obstore
@@ -496,6 +496,7 @@ class S3BlobStore(BlobStore):
         return BlobStoreError(f"blob store {self.where}: {_s3_problem(err)}")
 
 
+_S3_REQUEST = re.compile(r"Error performing \w+ (\w+://[^/?\s]+)")
 _S3_CODE = re.compile(r"<Code>([^<]+)</Code>(?:\s*<Message>([^<]*)</Message>)?")
 _S3_HINTS = {
     "NoSuchBucket": "the bucket does not exist",
@@ -514,8 +515,9 @@ def _s3_problem(err: BaseException) -> str:
         hint = _S3_HINTS.get(code)
         return f"{hint} ({code})" if hint else f"{code}: {message}"[:300]
     first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    if "error sending request" in text or "Connect" in text or "connection" in text.lower():
-        return f"unreachable: {first[:300]}"
+    if "error sending request" in text or "connection" in text.lower():
+        target = _S3_REQUEST.search(first)
+        return "unreachable" + (f": no answer from {target.group(1)}" if target else "")
     return first[:300]
 
 
