@@ -258,8 +258,12 @@ async def recording_worker(
     await asyncio.to_thread(upgrade, engine)
     journal = Journal(settings.journal_dir)
     plugin.use_journal(journal)
+    # Payload copies are the mirror's work: a worker without one needs no blob store.
     follower = Mirror(
-        client, engine, journal_dir=settings.journal_dir, blobs=blob_store(settings, engine)
+        client,
+        engine,
+        journal_dir=settings.journal_dir,
+        blobs=blob_store(settings, engine) if mirror else None,
     )
     worker = Worker(
         client,
