@@ -91,7 +91,9 @@ class BlobStore(ABC):
     def _entries(self) -> Iterator[Entry]: ...
 
     @abstractmethod
-    def _delete(self, shas: list[str]) -> None: ...
+    def _delete(self, shas: list[str], unused_since: float) -> None:
+        """Delete these copies, sparing (where the backend can tell) any used again at or
+        after ``unused_since``: a mirror may renew a copy while gc walks the store."""
 
     @abstractmethod
     def check(self) -> None:
@@ -158,6 +160,7 @@ class BlobStore(ABC):
         now = time.time()
         cutoff = now - older_than.total_seconds() if older_than is not None else None
         grace = now - UNREFERENCED_GRACE.total_seconds()
+        unused_since = max(cutoff or 0.0, grace if referenced is not None else 0.0)
         removed = removed_bytes = kept = seen = 0
         doomed: list[str] = []
         for entry in self._entries():
@@ -174,12 +177,12 @@ class BlobStore(ABC):
                 kept += 1
             if len(doomed) >= _DELETE_BATCH:
                 if not dry_run:
-                    self._delete(doomed)
+                    self._delete(doomed, unused_since)
                 doomed = []
             if progress is not None and seen % _DELETE_BATCH == 0:
                 progress(seen, removed)
         if doomed and not dry_run:
-            self._delete(doomed)
+            self._delete(doomed, unused_since)
         if progress is not None:
             progress(seen, removed)
         return Collected(removed, removed_bytes, kept)
@@ -264,9 +267,14 @@ class FolderBlobStore(BlobStore):
                     continue
                 yield Entry(blob.name, stat.st_size, stat.st_mtime)
 
-    def _delete(self, shas: list[str]) -> None:
+    def _delete(self, shas: list[str], unused_since: float) -> None:
         for sha in shas:
-            self.path(sha).unlink(missing_ok=True)
+            target = self.path(sha)
+            try:
+                if target.stat().st_mtime < unused_since:
+                    target.unlink()
+            except FileNotFoundError:
+                continue
 
     def _failed(self, err: OSError) -> BlobStoreError:
         return BlobStoreError(f"blob store {self.where}: {err.strerror or err}")
@@ -371,13 +379,14 @@ class DatabaseBlobStore(BlobStore):
                 return
             after = page[-1][0]
 
-    def _delete(self, shas: list[str]) -> None:
+    def _delete(self, shas: list[str], unused_since: float) -> None:
         from sqlalchemy import delete
 
         from runrecord.recorder._tables import BlobRow
 
+        since = datetime.fromtimestamp(unused_since, UTC)
         with self.engine.begin() as conn:
-            conn.execute(delete(BlobRow).where(BlobRow.sha256.in_(shas)))
+            conn.execute(delete(BlobRow).where(BlobRow.sha256.in_(shas), BlobRow.used_at < since))
 
 
 def _epoch(when: datetime) -> float:
@@ -478,7 +487,7 @@ class S3BlobStore(BlobStore):
         except Exception as err:
             raise self._failed(err) from None
 
-    def _delete(self, shas: list[str]) -> None:
+    def _delete(self, shas: list[str], unused_since: float) -> None:
         import obstore
 
         try:
@@ -518,7 +527,7 @@ def _s3_problem(err: BaseException) -> str:
     if "error sending request" in text or "connection" in text.lower():
         target = _S3_REQUEST.search(first)
         return "unreachable" + (f": no answer from {target.group(1)}" if target else "")
-    return first[:300]
+    return default_redactor().text(first)[:300]
 
 
 # --- choosing one
