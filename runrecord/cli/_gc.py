@@ -22,12 +22,6 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SHA = re.compile(r"^[0-9a-fA-F]{64}$")
 T = TypeVar("T")
 
-STORE_HELP = (
-    "The store is RUNRECORD_BLOBS: a folder path, 'postgres' (the records database, the "
-    "default when it is PostgreSQL) or s3://bucket/prefix (AWS_* environment variables give "
-    "endpoint and credentials); on SQLite the default is $RUNRECORD_HOME/blobs."
-)
-
 
 def parse_age(text: str) -> timedelta:
     """``30d``, ``12h``, ``90m``, ``3600s``, ``2w``."""
@@ -101,10 +95,14 @@ def gc(
 ) -> None:
     """Delete redacted payload copies from the blob store.
 
-    Run records keep every ref's sha256, size and media type, so a record stays
-    verifiable against the original payload after its copy is gone. A copy's age counts
-    from its last use (renewed at most hourly while mirrors still write the payload).
-    --unreferenced reads the records' refs; otherwise the records are not touched.
+    The store is RUNRECORD_BLOBS: 'postgres' (the records database, the
+    default on PostgreSQL), a folder ($RUNRECORD_HOME/blobs, the default on
+    SQLite) or s3://bucket/prefix (AWS_* variables give endpoint and keys).
+
+    Records keep every ref's sha256, size and media type, so a record stays
+    verifiable after its copy is gone. A copy's age counts from its last use
+    (renewed at most hourly while mirrors write the payload again).
+    --unreferenced reads the records' refs; otherwise records are not read.
 
     \b
     Examples:
@@ -170,8 +168,9 @@ def blob(
 ) -> None:
     """Print the redacted copy of a payload, by its ref's sha256.
 
-    Reads the blob store every mirror writes to, so any machine with the same
-    RUNRECORD_BLOBS (or the same records database) sees the same copies.
+    Reads the blob store the mirrors write to (RUNRECORD_BLOBS, see
+    `runrecord gc --help`): any machine naming the same store, or the same
+    PostgreSQL records database, sees the same copies.
 
     \b
     Examples:
