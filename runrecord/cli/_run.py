@@ -147,6 +147,7 @@ def demo(
                     task_queue=queue,
                     mirror=False,
                     engine=engine,
+                    copies=True,
                 ) as (client, mirror):
                     run_id = f"release-{uuid.uuid4().hex[:8]}"
                     workspace = agents.prepare_workspace(settings.home / "demo-workspace" / run_id)

@@ -243,8 +243,12 @@ async def recording_worker(
     task_queue: str | None = None,
     mirror: bool = True,
     engine: Engine | None = None,
+    copies: bool | None = None,
 ) -> AsyncIterator[tuple[Client, Mirror]]:
-    """A worker for ``agents`` with recording installed, and the mirror following its runs."""
+    """A worker for ``agents`` with recording installed, and the mirror following its runs.
+
+    ``copies``: the mirror keeps payload copies in the blob store (default: if it follows
+    runs; a worker without a mirror needs no blob store)."""
     check_redaction()
     engine = engine or records_engine(settings)
     plugin = RunRecordPlugin(
@@ -258,12 +262,11 @@ async def recording_worker(
     await asyncio.to_thread(upgrade, engine)
     journal = Journal(settings.journal_dir)
     plugin.use_journal(journal)
-    # Payload copies are the mirror's work: a worker without one needs no blob store.
     follower = Mirror(
         client,
         engine,
         journal_dir=settings.journal_dir,
-        blobs=blob_store(settings, engine) if mirror else None,
+        blobs=blob_store(settings, engine) if (mirror if copies is None else copies) else None,
     )
     worker = Worker(
         client,
