@@ -44,7 +44,7 @@ from runrecord._contract import (
 from runrecord._redaction import default_redactor
 from runrecord._settings import RunRecordError
 from runrecord.cli._approvals import pending_approvals
-from runrecord.cli._stack import load_agents, load_policy
+from runrecord.cli._stack import agent_plugins, load_agents, load_policy
 from runrecord.cli._temporal import (
     REASON_FILE_OPTION,
     RUN_ARGUMENT,
@@ -336,7 +336,7 @@ async def replay_run(
         raise RunRecordError(f"cannot read the history of run {run_id!r}: {err.message}") from None
     replayer = Replayer(
         workflows=agents.WORKFLOWS,
-        plugins=[RunRecordPlugin(policy=policy)],
+        plugins=[*agent_plugins(agents), RunRecordPlugin(policy=policy)],
         data_converter=client.data_converter,
         header_codec_behavior=client.config()["header_codec_behavior"],
     )
@@ -489,7 +489,13 @@ def rerun(
 def replay(
     run_id: str = RUN_ARGUMENT,
     module: str = typer.Option(
-        None, "--module", "-m", help="Module with the WORKFLOWS list (default: the example agents)."
+        None,
+        "--module",
+        "-m",
+        help=(
+            "Module with the WORKFLOWS list, and PLUGINS (e.g. the OpenAI Agents plugin) if its "
+            "agents run with framework plugins (default: the example agents)."
+        ),
     ),
 ) -> None:
     """Replay RUN's history against the current worker code: OK, or the first nondeterminism."""

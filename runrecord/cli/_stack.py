@@ -13,12 +13,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import temporalio.client
+import temporalio.worker
 from sqlalchemy import Engine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import HeaderCodecBehavior
 from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.plugin import SimplePlugin
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -35,6 +38,9 @@ from runrecord.recorder import (
 )
 from runrecord.worker import SEARCH_ATTRIBUTES, DevServer, Journal, RunRecordPlugin, port_open
 from runrecord.workflows import Policy, PolicyError
+
+# What a module's PLUGINS may hold: Temporal plugins for both client and worker.
+_PLUGIN_TYPES = (SimplePlugin, temporalio.client.Plugin, temporalio.worker.Plugin)
 
 DEFAULT_UI = "http://127.0.0.1:8233"
 
@@ -164,12 +170,24 @@ def load_agents(module: str | None) -> ModuleType:
     for name in ("WORKFLOWS", "ACTIVITIES"):
         if not isinstance(getattr(loaded, name, None), list):
             raise RunRecordError(f"agent module {module!r} has no {name} list")
+    plugins = getattr(loaded, "PLUGINS", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, _PLUGIN_TYPES) for p in plugins):
+        raise RunRecordError(
+            f"agent module {module!r}: PLUGINS must be a list of Temporal plugins "
+            "(e.g. the OpenAI Agents or pydantic-ai plugin its agents run with)"
+        )
     servers = getattr(loaded, "MCP_SERVERS", [])
     if not isinstance(servers, list) or not all(isinstance(s, MCPServerSpec) for s in servers):
         raise RunRecordError(
             f"agent module {module!r}: MCP_SERVERS must be a list of MCPServerSpec"
         )
     return loaded
+
+
+def agent_plugins(agents: ModuleType) -> list[Any]:
+    """The Temporal plugins an agent module's agents run with (its ``PLUGINS`` list), which
+    workers and replays install next to runrecord's own."""
+    return list(getattr(agents, "PLUGINS", []))
 
 
 def _default_examples() -> Path:
@@ -255,7 +273,10 @@ async def recording_worker(
         mcp_servers=getattr(agents, "MCP_SERVERS", []), policy=load_policy(settings)
     )
     client = await connect(
-        address, settings.namespace, [plugin], payload_codec=settings.payload_codec
+        address,
+        settings.namespace,
+        [*agent_plugins(agents), plugin],
+        payload_codec=settings.payload_codec,
     )
     await ensure_search_attributes(client)
     # Temporal answered: only now write anything (schema, journal).
