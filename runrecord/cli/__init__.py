@@ -23,7 +23,7 @@ from runrecord.cli._control import pause, replay, rerun, reset, resume, rollback
 from runrecord.cli._cost import cost
 from runrecord.cli._db import db_app, schema
 from runrecord.cli._diff import diff
-from runrecord.cli._gc import gc
+from runrecord.cli._gc import blob, gc
 from runrecord.cli._lineage import artifacts, lineage
 from runrecord.cli._mirror import mirror_app
 from runrecord.cli._run import demo, dev, worker
@@ -58,6 +58,7 @@ app.command()(lineage)
 app.command()(cost)
 app.command()(schema)
 app.command()(gc)
+app.command()(blob)
 app.command()(approvals)
 app.command()(approve)
 app.command()(deny)

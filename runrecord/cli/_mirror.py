@@ -20,8 +20,14 @@ from runrecord.cli._query import (
     table,
 )
 from runrecord.cli._run import _until_signalled
-from runrecord.cli._stack import check_redaction, connect, records_engine, temporal_cluster
-from runrecord.recorder import BlobStore, Mirror, parse_when, upgrade
+from runrecord.cli._stack import (
+    blob_store,
+    check_redaction,
+    connect,
+    records_engine,
+    temporal_cluster,
+)
+from runrecord.recorder import Mirror, parse_when, upgrade
 from runrecord.recorder._membership import mirror_status
 
 mirror_app = typer.Typer(
@@ -48,7 +54,7 @@ def _with_mirror(job: Callable[[Mirror], Awaitable[T]], *, write: bool) -> T:
                 client,
                 engine,
                 journal_dir=settings.journal_dir,
-                blobs=BlobStore(settings.blobs_dir) if write else None,
+                blobs=blob_store(settings, engine) if write else None,
             )
             return await job(mirror)
 
@@ -139,10 +145,19 @@ def mirror_rebuild(
                     f"rebuilt {done + len(kept)}/{len(targets)} runs ({events} events)",
                     file=sys.stderr,
                 )
+        if mirror.copies_held:  # the blob store is out: one last try
+            await asyncio.to_thread(mirror.keep_copies, {})
+        missed = len(mirror.copies_held) + mirror.copies_dropped
         if as_json:
             typer.echo(
                 json.dumps(
-                    {"rebuilt": done, "events": events, "historyGone": kept, "refused": refused}
+                    {
+                        "rebuilt": done,
+                        "events": events,
+                        "historyGone": kept,
+                        "refused": refused,
+                        "copiesNotKept": missed,
+                    }
                 )
             )
         else:
@@ -151,7 +166,13 @@ def mirror_rebuild(
                 typer.echo(f"kept {run_id}: Temporal no longer has its history")
             for run_id, error in refused.items():
                 typer.echo(f"not written {run_id}: the records refused it: {error}")
-        if refused:
+        if missed:
+            print(
+                f"runrecord: {missed} payload copies not kept ({mirror.blob_store_error}); "
+                "the records are written: rebuild again when the blob store is back",
+                file=sys.stderr,
+            )
+        if refused or missed:
             raise typer.Exit(1)
 
     _with_mirror(rebuild, write=True)

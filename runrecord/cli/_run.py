@@ -108,10 +108,12 @@ def dev(
         ) as temporal:
             async with recording_worker(
                 settings, temporal.address, agents, task_queue=EXAMPLES_TASK_QUEUE, engine=engine
-            ):
+            ) as (_, follower):
                 typer.echo(f"Temporal gRPC:    {temporal.address}")
                 typer.echo(f"Temporal UI:      {temporal.ui_url or '(see your cluster)'}")
                 typer.echo(f"Records database: {engine.url.render_as_string(hide_password=True)}")
+                if follower.blobs is not None:
+                    typer.echo(f"Blob store:       {follower.blobs.where}")
                 typer.echo(f"Task queue:       {EXAMPLES_TASK_QUEUE} (the example agents)")
                 if port:
                     typer.echo(f"Other commands:   export TEMPORAL_ADDRESS={temporal.address}")
@@ -158,6 +160,7 @@ def demo(
                     task_queue=queue,
                     mirror=False,
                     engine=engine,
+                    copies=True,
                 ) as (client, mirror):
                     run_id = f"release-{uuid.uuid4().hex[:8]}"
                     workspace = agents.prepare_workspace(settings.home / "demo-workspace" / run_id)

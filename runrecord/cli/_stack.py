@@ -28,7 +28,14 @@ from temporalio.worker import Worker
 from runrecord._redaction import PATTERNS_ENV, default_redactor
 from runrecord._settings import RunRecordError, Settings
 from runrecord.activities import MCPServerSpec
-from runrecord.recorder import BlobStore, Mirror, check_not_newer, open_engine, upgrade
+from runrecord.recorder import (
+    BlobStore,
+    Mirror,
+    check_not_newer,
+    open_blob_store,
+    open_engine,
+    upgrade,
+)
 from runrecord.worker import SEARCH_ATTRIBUTES, DevServer, Journal, RunRecordPlugin, port_open
 from runrecord.workflows import Policy, PolicyError
 
@@ -43,6 +50,16 @@ def records_engine(settings: Settings) -> Engine:
     engine = open_engine(settings.database_url)
     check_not_newer(engine)
     return engine
+
+
+def blob_store(settings: Settings, engine: Engine | None = None) -> BlobStore:
+    """The blob store ``RUNRECORD_BLOBS`` names, checked (bucket there, credentials taken,
+    folder writable): a problem is one line, before anything runs."""
+    store = open_blob_store(
+        settings.blobs, engine=engine if engine is not None else (lambda: records_engine(settings))
+    )
+    store.check()
+    return store
 
 
 def check_redaction() -> None:
@@ -244,8 +261,12 @@ async def recording_worker(
     task_queue: str | None = None,
     mirror: bool = True,
     engine: Engine | None = None,
+    copies: bool | None = None,
 ) -> AsyncIterator[tuple[Client, Mirror]]:
-    """A worker for ``agents`` with recording installed, and the mirror following its runs."""
+    """A worker for ``agents`` with recording installed, and the mirror following its runs.
+
+    ``copies``: the mirror keeps payload copies in the blob store (default: if it follows
+    runs; a worker without a mirror needs no blob store)."""
     check_redaction()
     engine = engine or records_engine(settings)
     plugin = RunRecordPlugin(
@@ -263,7 +284,10 @@ async def recording_worker(
     journal = Journal(settings.journal_dir)
     plugin.use_journal(journal)
     follower = Mirror(
-        client, engine, journal_dir=settings.journal_dir, blobs=BlobStore(settings.blobs_dir)
+        client,
+        engine,
+        journal_dir=settings.journal_dir,
+        blobs=blob_store(settings, engine) if (mirror if copies is None else copies) else None,
     )
     worker = Worker(
         client,

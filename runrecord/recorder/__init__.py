@@ -1,6 +1,15 @@
 """The records database: tables, migrations, the history mirror, and the operator's questions."""
 
-from runrecord.recorder._blobs import BlobStore, Collected
+from runrecord.recorder._blobs import (
+    BlobStore,
+    BlobStoreError,
+    Collected,
+    DatabaseBlobStore,
+    FolderBlobStore,
+    S3BlobStore,
+    open_blob_store,
+    referenced_blobs,
+)
 from runrecord.recorder._database import (
     check_not_newer,
     current_revision,
@@ -30,9 +39,13 @@ from runrecord.recorder._store import apply_journal, load_run, load_tree, save_p
 __all__ = [
     "ArtifactOrigin",
     "BlobStore",
+    "BlobStoreError",
     "CallRef",
     "Change",
     "Collected",
+    "DatabaseBlobStore",
+    "FolderBlobStore",
+    "S3BlobStore",
     "CostDimension",
     "CostLine",
     "Lineage",
@@ -54,8 +67,10 @@ __all__ = [
     "lineage",
     "load_run",
     "load_tree",
+    "open_blob_store",
     "open_engine",
     "parse_when",
+    "referenced_blobs",
     "require_current",
     "save_projection",
     "turn_artifacts",

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from runrecord._settings import RunRecordError
-from runrecord.recorder._blobs import BlobStore
+from runrecord.recorder._blobs import BlobStore, BlobStoreError
 from runrecord.recorder._database import is_outage, refusal
 from runrecord.recorder._decoding import decode_events
 from runrecord.recorder._membership import Followed, Membership, Quarantined, heartbeat, leave
@@ -66,6 +67,7 @@ LONG_POLL = timedelta(seconds=70)
 _DONE_KEPT = 100_000
 WRITE_GATHER = 0.1  # seconds the writer waits for more changes before a transaction
 QUARANTINE_MAX_WAIT = 30.0  # seconds between tries of a run the records refuse, at most
+COPIES_HELD_MAX = 256 * 1024 * 1024  # bytes of payload copies held while the blob store is out
 
 
 @dataclass
@@ -117,6 +119,12 @@ class Mirror:
         """Runs whose rows the records database refuses, by workflow id."""
         self.runs_written: set[str] = set()
         """Runs this mirror has written rows for lately (forgotten past 100,000)."""
+        self.copies_held: dict[str, Body] = {}
+        """Payload copies the blob store could not take yet, retried with every write."""
+        self.copies_dropped = 0
+        """Copies given up when too many were held: `mirror rebuild` writes them again."""
+        self.blob_store_error: str | None = None
+        self._copies_lock = threading.Lock()
 
     # --- one run, start to end (tests, demo, rebuild)
 
@@ -262,11 +270,9 @@ class Mirror:
         return wrote, refused
 
     def _write_changes(self, changes: list[_Change]) -> tuple[set[str], dict[str, str]]:
-        # Copies first: rows that point at a copy are written only once it exists.
-        if self.blobs is not None:
-            for change in changes:
-                for sha, (data, media_type) in change.bodies.items():
-                    self.blobs.keep(sha, data, media_type)
+        # Copies first: rows that point at a copy are written once it exists, or once the
+        # mirror holds it for a blob store that is out (the records never wait for it).
+        self.keep_copies({sha: body for change in changes for sha, body in change.bodies.items()})
         try:
             with self.engine.begin() as conn:
                 return write_changes(conn, self.namespace, changes), {}
@@ -289,6 +295,52 @@ class Mirror:
                         raise
                     refused[change.workflow_id] = refusal(err)
         return wrote, refused
+
+    def keep_copies(self, bodies: dict[str, Body]) -> None:
+        """Hand payload copies to the blob store, with any it could not take before.
+
+        A blob store in the records database fails with the rows and is retried with them.
+        Another store (a folder, S3) that fails does not hold the records back: the copies
+        are held in memory and retried with every write; past ``COPIES_HELD_MAX`` bytes the
+        oldest are dropped, counted and logged (`runrecord mirror rebuild` writes them again
+        while Temporal keeps the history)."""
+        if self.blobs is None:
+            return
+        with self._copies_lock:
+            pending = {**self.copies_held, **bodies}
+            if not pending:
+                return
+            try:
+                self.blobs.keep_many(pending)
+            except BlobStoreError as err:
+                if str(err) != self.blob_store_error:
+                    log.warning(
+                        "mirror: %s; holding payload copies and retrying, records go on", err
+                    )
+                self.blob_store_error = str(err)
+                self.copies_held = pending
+                size = sum(len(data) for data, _ in pending.values())
+                dropped = 0
+                while size > COPIES_HELD_MAX and self.copies_held:
+                    sha = next(iter(self.copies_held))
+                    size -= len(self.copies_held.pop(sha)[0])
+                    dropped += 1
+                if dropped:
+                    self.copies_dropped += dropped
+                    log.warning(
+                        "mirror: %d payload copies dropped while the blob store is out "
+                        "(%d in all); `runrecord mirror rebuild` writes them again",
+                        dropped,
+                        self.copies_dropped,
+                    )
+                return
+            if self.blob_store_error is not None:
+                log.warning(
+                    "mirror: blob store back; kept %d payload copies held meanwhile",
+                    len(self.copies_held),
+                )
+            self.copies_held = {}
+            self.blob_store_error = None
 
     def _changed(self, workflow_id: str) -> None:
         self._unsaved.add(workflow_id)
@@ -485,6 +537,13 @@ class Mirror:
                 await asyncio.to_thread(self._leave)
             except Exception as err:
                 self._error(err)
+            if self.copies_held:
+                log.warning(
+                    "mirror: stopped with %d payload copies the blob store did not take (%s); "
+                    "`runrecord mirror rebuild` writes them again",
+                    len(self.copies_held),
+                    self.blob_store_error,
+                )
 
     def _nudged_by_worker(self, workflow_id: str, temporal_run_id: str) -> None:
         """A run this process's worker started or moved on: follow it now, not at the next poll."""
@@ -506,6 +565,8 @@ class Mirror:
         Returns how many Temporal runs it started following."""
         await asyncio.to_thread(self.drain_journal)
         await asyncio.to_thread(self._heartbeat)
+        if self.copies_held:
+            await asyncio.to_thread(self.keep_copies, {})
         wanted: list[tuple[str, str, int]] = []
         query = f"{OPEN_QUERY} OR CloseTime > '{_visibility_time(since)}'"
         async for info in self._agent_runs(query):
