@@ -25,7 +25,7 @@ from temporalio.worker import Worker
 from runrecord._redaction import PATTERNS_ENV, default_redactor
 from runrecord._settings import RunRecordError, Settings
 from runrecord.activities import MCPServerSpec
-from runrecord.recorder import BlobStore, Mirror, check_not_newer, open_engine, upgrade
+from runrecord.recorder import BlobStore, Mirror, Shipper, check_not_newer, open_engine, upgrade
 from runrecord.worker import SEARCH_ATTRIBUTES, DevServer, Journal, RunRecordPlugin, port_open
 from runrecord.workflows import Policy, PolicyError
 
@@ -227,7 +227,9 @@ async def recording_worker(
     mirror: bool = True,
     engine: Engine | None = None,
 ) -> AsyncIterator[tuple[Client, Mirror]]:
-    """A worker for ``agents`` with recording installed, and the mirror following its runs."""
+    """A worker for ``agents`` with recording installed: its journal shipped to the records by
+    a shipper in this process (what earlier workers left on the folder first), and with
+    ``mirror``, the mirror following its runs."""
     check_redaction()
     engine = engine or records_engine(settings)
     plugin = RunRecordPlugin(
@@ -241,9 +243,9 @@ async def recording_worker(
     await asyncio.to_thread(upgrade, engine)
     journal = Journal(settings.journal_dir)
     plugin.use_journal(journal)
-    follower = Mirror(
-        client, engine, journal_dir=settings.journal_dir, blobs=BlobStore(settings.blobs_dir)
-    )
+    shipper = Shipper(engine, settings.journal_dir, journal=journal, namespace=client.namespace)
+    shipper.start()
+    follower = Mirror(client, engine, blobs=BlobStore(settings.blobs_dir))
     worker = Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -262,4 +264,4 @@ async def recording_worker(
         for task in tasks:
             await task
         journal.close()
-        await asyncio.to_thread(follower.drain_journal)
+        await asyncio.to_thread(shipper.stop)

@@ -208,6 +208,8 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
     def workflow_interceptor_class(
         self, input: temporalio.worker.WorkflowInterceptorClassInput
     ) -> type[temporalio.worker.WorkflowInboundInterceptor]:
+        # The workflow's way out of the sandbox to tell mirrors a run started (no I/O here).
+        input.unsafe_extern_functions[_RUN_STARTED] = nudge
         return self._workflow_class
 
 
@@ -279,6 +281,9 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         # Notes for the record only (the mirror reads them from history): nothing to do here.
         temporalio.workflow.set_signal_handler(OPERATION_SIGNAL, _ignore)
         self.status.set("running", first=True)
+        started = temporalio.workflow.extern_functions().get(_RUN_STARTED)
+        if started is not None and not temporalio.workflow.unsafe.is_replaying():
+            started(info.workflow_id, info.run_id)
         return await self.rollback.run(self._run_agent(input))
 
     async def handle_signal(self, input: temporalio.worker.HandleSignalInput) -> None:
@@ -504,6 +509,9 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
                 attempt=attempt,
             )
         )
+
+
+_RUN_STARTED = "__runrecord_run_started"
 
 
 def _discard(entry: JournalEntry) -> None:
