@@ -115,7 +115,7 @@ class Shipper:
         """Ship in a background thread: what earlier workers left first, then this worker's
         new lines as they are written. Mirrors are told of runs as they start and move."""
         if self.journal is not None:
-            self.journal.listen(self._wake.set)
+            self.journal.listen(self._woken)
         self._unsubscribe = listen(self._nudged)
         self._thread = threading.Thread(target=self._loop, name="runrecord-shipper", daemon=True)
         self._thread.start()
@@ -127,6 +127,10 @@ class Shipper:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def _woken(self) -> None:
+        if not self._wake.is_set():  # set() takes a lock: skip it when already set
+            self._wake.set()
 
     def _nudged(self, workflow_id: str, temporal_run_id: str) -> None:
         if not self._notify or not temporal_run_id:

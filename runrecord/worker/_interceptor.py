@@ -93,6 +93,9 @@ def decode_header(
     if payload is None:
         return None
     try:
+        if payload.metadata.get("encoding") == b"json/plain":
+            # What encode_header writes: parsed by pydantic at once (on every activity's path).
+            return model.model_validate_json(payload.data)
         return model.model_validate(_converter.from_payload(payload))
     except Exception:
         return None

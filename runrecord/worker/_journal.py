@@ -58,7 +58,8 @@ class Journal:
                 raise ValueError(f"journal {self.path.name} is closed")
             self._file.write(line.encode() + b"\n")
             self._file.flush()
-        self._unsynced.set()
+        if not self._unsynced.is_set():  # set() takes a lock: skip it when already set
+            self._unsynced.set()
         for listener in self._listeners:
             listener()
 
