@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
 
+from runrecord._contract import JournalEntry
 from runrecord.recorder import Mirror
 from runrecord.recorder._tables import ArtifactRow, AttemptRow, RunRow, ToolCallRow
+from runrecord.records import Attempt
+from runrecord.worker import Journal
 from tests import agents_for_topology as agents
 from tests._tcp_proxy import TcpProxy
 
@@ -246,3 +250,41 @@ async def test_workers_on_two_machines_and_a_mirror_on_a_third_lose_nothing(
     checker = Mirror(client, engine)
     for run_id in runs:
         assert await checker.verify(run_id) == [], run_id
+
+
+def test_journal_drain_ships_a_dead_workers_folder_once(
+    engine: Engine, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "old-disk" / "journal"
+    journal = Journal(folder)
+    started = datetime.now(UTC)
+    for n in range(3):
+        attempt = Attempt(attempt=1, started_at=started, ended_at=started, outcome="succeeded")
+        journal.record(
+            JournalEntry(kind="attempt", run_id="gone-1", tool_call_id=str(n + 1), attempt=attempt)
+        )
+    journal.close()
+
+    def drain(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "runrecord.cli", "journal", "drain", *args],
+            cwd=ROOT,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    first = drain(str(folder))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("shipped 3 journal line(s) from 1 file(s)")
+    assert _attempts(engine, ["gone-1"]) == {
+        ("gone-1", str(n + 1)): [(1, "succeeded")] for n in range(3)
+    }
+    again = drain(str(folder), "--json")
+    assert again.returncode == 0 and '"linesShipped": 0' in again.stdout
+    missing = drain(str(tmp_path / "nowhere"))
+    assert missing.returncode != 0 and missing.stdout == ""
+    assert missing.stderr.strip().splitlines() == [
+        f"runrecord: error: no journal folder at {tmp_path / 'nowhere'}"
+    ]

@@ -244,7 +244,6 @@ async def recording_worker(
     journal = Journal(settings.journal_dir)
     plugin.use_journal(journal)
     shipper = Shipper(engine, settings.journal_dir, journal=journal, namespace=client.namespace)
-    shipper.start()
     follower = Mirror(client, engine, blobs=BlobStore(settings.blobs_dir))
     worker = Worker(
         client,
@@ -254,6 +253,8 @@ async def recording_worker(
     )
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
+    # Ships what earlier workers left in the folder first, then this worker's lines.
+    shipper.start()
     try:
         async with worker:
             if mirror:
