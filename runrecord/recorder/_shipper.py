@@ -40,6 +40,7 @@ GATHER = 0.005
 RESCAN_INTERVAL = 30.0
 """Seconds between looks at the folder's other files (a dead worker's spool)."""
 MAX_WAIT = 10.0
+MAX_PAYLOAD = 7900  # bytes; PostgreSQL refuses a NOTIFY payload of 8000 or more
 
 
 class Shipper:
@@ -181,17 +182,28 @@ class Shipper:
         if not runs:
             return
         payloads = [
-            {
-                "p": json.dumps(
+            {"p": payload}
+            for w, r in runs
+            # ASCII JSON (a NUL or lone surrogate escaped); a payload past PostgreSQL's limit
+            # is not sent, and visibility finds that run.
+            if len(
+                payload := json.dumps(
                     {"namespace": self.namespace, "workflowId": w, "runId": r},
                     separators=(",", ":"),
                 )
-            }
-            for w, r in runs
+            )
+            < MAX_PAYLOAD
         ]
+        if not payloads:
+            return
         try:
-            conn.execute(text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', :p)"), payloads)
-        except Exception:
+            # In a savepoint: a refused notification never holds back the rows.
+            with conn.begin_nested():
+                conn.execute(text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', :p)"), payloads)
+        except Exception as err:
+            if not is_outage(err):
+                log.warning("shipper: notifications not sent: %s", refusal(err))
+                return
             with self._runs_lock:  # the transaction fails: tell them next time
                 for key in runs:
                     self._runs[key] = None
