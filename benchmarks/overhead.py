@@ -11,7 +11,9 @@ the mirror in the worker's process instead (``runrecord worker`` without
 ``--no-mirror``; it follows only during recorded batches, its final drain counted).
 Same dev server, same worker settings. Each side first runs a short warm-up; then bare
 and recorded batches alternate, so load from other processes on the machine hits both
-sides alike.
+sides alike. In the production layout a third kind of batch runs recorded with the mirror
+process stopped (SIGSTOP, then let catch up untimed): the worker's own share, which is
+what a worker pays when its mirror runs on other cores or another machine.
 
 It also times the activity interceptor alone: one attempt through ``RunRecordInterceptor``'s
 activity side (header decoded, policy checked, start and end lines written to the journal,
@@ -217,7 +219,9 @@ async def interceptor_cost(attempts: int, folder: Path) -> tuple[float, float]:
         journal.close()
 
 
-async def compare(address: str, args: argparse.Namespace, home: Path) -> tuple[float, float, float]:
+async def compare(
+    address: str, args: argparse.Namespace, home: Path
+) -> tuple[float, float, float, float]:
     """Bare and recorded batches, alternating, so load from elsewhere hits both sides alike."""
     settings = Settings(
         home=home,
@@ -231,7 +235,7 @@ async def compare(address: str, args: argparse.Namespace, home: Path) -> tuple[f
     bare_client = await Client.connect(address)
     bare_queue = f"bench-bare-{uuid.uuid4().hex[:6]}"
     module = sys.modules[__name__]
-    bare = recorded = 0.0
+    bare = recorded = worker_only = 0.0
     separate = None
     async with (
         Worker(bare_client, task_queue=bare_queue, workflows=WORKFLOWS, activities=ACTIVITIES),
@@ -242,17 +246,34 @@ async def compare(address: str, args: argparse.Namespace, home: Path) -> tuple[f
             separate = start_mirror_process(settings.database_url, address, home / "mirror-home")
         await _run_all(bare_client, bare_queue, args.warmup, args.calls, args.concurrency)
         await _recorded_batch(client, queue, mirror, args.warmup, args)
-        left, batch = args.runs, 0
+        left, batch, recorded_runs = args.runs, 0, args.warmup
         while left > 0:
             size = min(args.batch, left)
             sides = ["bare", "recorded"] if batch % 2 == 0 else ["recorded", "bare"]
+            if separate is not None:
+                sides.insert(batch % 3, "worker")
             for side in sides:
                 if side == "bare":
                     bare += await _run_all(
                         bare_client, bare_queue, size, args.calls, args.concurrency
                     )
-                else:
+                elif side == "recorded":
                     recorded += await _recorded_batch(client, queue, mirror, size, args)
+                    recorded_runs += size
+                else:
+                    # The worker's own share: the mirror process stopped while the batch
+                    # runs, then let catch up untimed before the next batch.
+                    assert separate is not None
+                    separate.send_signal(signal.SIGSTOP)
+                    try:
+                        worker_only += await _run_all(
+                            client, queue, size, args.calls, args.concurrency
+                        )
+                    finally:
+                        separate.send_signal(signal.SIGCONT)
+                    recorded_runs += size
+                    while await _mirrored_runs(mirror) < recorded_runs:
+                        await asyncio.sleep(0.1)
             left -= size
             batch += 1
         # The mirror's lag: how long until every recorded run is in the records database,
@@ -260,7 +281,7 @@ async def compare(address: str, args: argparse.Namespace, home: Path) -> tuple[f
         done = time.perf_counter()
         stop = asyncio.Event()
         following = asyncio.create_task(mirror.run(stop)) if separate is None else None
-        total = args.warmup + args.runs
+        total = recorded_runs
         while (
             await _mirrored_runs(mirror) < total
             or await _shipped_attempts(mirror) < total * args.calls
@@ -276,7 +297,7 @@ async def compare(address: str, args: argparse.Namespace, home: Path) -> tuple[f
     if separate is not None:
         separate.send_signal(signal.SIGINT)
         separate.wait(timeout=30)
-    return bare, recorded, lag
+    return bare, recorded, worker_only, lag
 
 
 async def main() -> None:
@@ -322,9 +343,14 @@ async def main() -> None:
                 f"dev server {address}; {layout}"
             )
             without, with_it = await interceptor_cost(args.attempts, Path(home))
-            bare, recorded, lag = await compare(address, args, Path(home))
+            bare, recorded, worker_only, lag = await compare(address, args, Path(home))
             print(f"bare temporalio: {bare:.2f} s")
             print(f"recorded ({layout}): {recorded:.2f} s")
+            if worker_only:
+                print(
+                    f"recorded, the mirror process stopped during the batch (the worker's own "
+                    f"share): {worker_only:.2f} s, ratio {worker_only / bare:.3f}"
+                )
             print(f"every run and attempt in the records {lag:.2f} s after the last batch")
             print(
                 f"activity call alone: {without:.1f} µs bare, {with_it:.1f} µs through the "
