@@ -24,6 +24,7 @@ from runrecord.cli._cost import cost
 from runrecord.cli._db import db_app, schema
 from runrecord.cli._diff import diff
 from runrecord.cli._gc import blob, gc
+from runrecord.cli._journal import journal_app
 from runrecord.cli._lineage import artifacts, lineage
 from runrecord.cli._mirror import mirror_app
 from runrecord.cli._run import demo, dev, worker
@@ -73,6 +74,7 @@ app.command()(ui)
 app.command()(token)
 app.add_typer(db_app, name="db")
 app.add_typer(mirror_app, name="mirror")
+app.add_typer(journal_app, name="journal")
 
 
 def main(argv: list[str] | None = None) -> int:

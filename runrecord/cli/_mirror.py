@@ -50,12 +50,8 @@ def _with_mirror(job: Callable[[Mirror], Awaitable[T]], *, write: bool) -> T:
             )
             if write:
                 await asyncio.to_thread(upgrade, engine)
-            mirror = Mirror(
-                client,
-                engine,
-                journal_dir=settings.journal_dir,
-                blobs=blob_store(settings, engine) if write else None,
-            )
+            # No journal: the workers' shippers write attempts and artifacts.
+            mirror = Mirror(client, engine, blobs=blob_store(settings, engine) if write else None)
             return await job(mirror)
 
     return asyncio.run(main())
@@ -89,8 +85,11 @@ def mirror_run(
     """Follow agent runs and keep their records current, until Ctrl-C.
 
     Each run's history is followed with long polls, so a finished call is in the
-    records within a second. Start several on the same records database to share the
-    runs: they split them by heartbeats (see `runrecord mirror status`).
+    records within a second. On PostgreSQL the mirror hears from workers anywhere
+    (LISTEN/NOTIFY) when a run starts, so it follows it at once. It needs no local
+    state: attempts and artifacts come from the workers' shippers. Start several on
+    the same records database to share the runs: they split them by heartbeats (see
+    `runrecord mirror status`).
     """
 
     async def follow(mirror: Mirror) -> None:

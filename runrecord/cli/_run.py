@@ -22,7 +22,7 @@ from runrecord.cli._stack import (
     temporal_cluster,
 )
 from runrecord.cli._ui import DEFAULT_HOST, DEFAULT_PORT, serve_console
-from runrecord.recorder import load_tree
+from runrecord.recorder import load_tree, ship_journal
 
 err = Console(stderr=True)
 
@@ -183,7 +183,7 @@ def demo(
                         result.cancel()
                         await operator
                     status.update("Mirroring history into the records database ...")
-                    await asyncio.to_thread(mirror.drain_journal)
+                    await asyncio.to_thread(ship_journal, engine, settings.journal_dir)
                     await mirror.sync_tree(run_id)
                 ui_url = temporal.ui_url
         with engine.connect() as conn:

@@ -31,6 +31,7 @@ from runrecord.activities import MCPServerSpec
 from runrecord.recorder import (
     BlobStore,
     Mirror,
+    Shipper,
     check_not_newer,
     open_blob_store,
     open_engine,
@@ -263,7 +264,9 @@ async def recording_worker(
     engine: Engine | None = None,
     copies: bool | None = None,
 ) -> AsyncIterator[tuple[Client, Mirror]]:
-    """A worker for ``agents`` with recording installed, and the mirror following its runs.
+    """A worker for ``agents`` with recording installed: its journal shipped to the records by
+    a shipper in this process (what earlier workers left on the folder first), and with
+    ``mirror``, the mirror following its runs.
 
     ``copies``: the mirror keeps payload copies in the blob store (default: if it follows
     runs; a worker without a mirror needs no blob store)."""
@@ -283,10 +286,10 @@ async def recording_worker(
     await asyncio.to_thread(upgrade, engine)
     journal = Journal(settings.journal_dir)
     plugin.use_journal(journal)
+    shipper = Shipper(engine, settings.journal_dir, journal=journal, namespace=client.namespace)
     follower = Mirror(
         client,
         engine,
-        journal_dir=settings.journal_dir,
         blobs=blob_store(settings, engine) if (mirror if copies is None else copies) else None,
     )
     worker = Worker(
@@ -297,6 +300,8 @@ async def recording_worker(
     )
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
+    # Ships what earlier workers left in the folder first, then this worker's lines.
+    shipper.start()
     try:
         async with worker:
             if mirror:
@@ -307,4 +312,4 @@ async def recording_worker(
         for task in tasks:
             await task
         journal.close()
-        await asyncio.to_thread(follower.drain_journal)
+        await asyncio.to_thread(shipper.stop)

@@ -34,6 +34,7 @@ from runrecord.recorder._queries import (
     parse_when,
     turn_artifacts,
 )
+from runrecord.recorder._shipper import NOTIFY_CHANNEL, Shipper, ship_journal
 from runrecord.recorder._store import apply_journal, load_run, load_tree, save_projection
 
 __all__ = [
@@ -50,11 +51,13 @@ __all__ = [
     "CostLine",
     "Lineage",
     "Mirror",
+    "NOTIFY_CHANNEL",
     "RunDiff",
     "RunFilter",
     "RunChain",
     "RunProjection",
     "RunSummary",
+    "Shipper",
     "apply_journal",
     "check_not_newer",
     "cost_by",
@@ -73,6 +76,7 @@ __all__ = [
     "referenced_blobs",
     "require_current",
     "save_projection",
+    "ship_journal",
     "turn_artifacts",
     "upgrade",
 ]

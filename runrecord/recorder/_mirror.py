@@ -13,6 +13,7 @@ them by heartbeats (``_membership``); ``verify`` compares the records with histo
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -37,18 +38,16 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from runrecord._settings import RunRecordError
 from runrecord.recorder._blobs import BlobStore, BlobStoreError
-from runrecord.recorder._database import is_outage, refusal
+from runrecord.recorder._database import is_outage, listen_url, refusal
 from runrecord.recorder._decoding import decode_events
 from runrecord.recorder._membership import Followed, Membership, Quarantined, heartbeat, leave
 from runrecord.recorder._operations import ActivityWatch
 from runrecord.recorder._projection import Body, RunChain, RunProjection
+from runrecord.recorder._shipper import NOTIFY_CHANNEL, ship_journal
 from runrecord.recorder._store import (
     Rows,
-    apply_journal,
-    journal_cursor,
     lock_runs,
     run_rows,
-    set_journal_cursor,
     stored_cursors,
     upsert,
     write_rows,
@@ -57,7 +56,6 @@ from runrecord.recorder._tables import ActivityOperationRow, RunRow
 from runrecord.recorder._verify import differences, missing_from_records
 from runrecord.recorder._visibility import OPEN_QUERY, is_agent_run, is_open, list_executions
 from runrecord.records import FinalStatus
-from runrecord.worker._journal import JournalLine, journal_files, read_from
 from runrecord.worker._nudge import listen
 
 log = logging.getLogger("runrecord.mirror")
@@ -428,70 +426,11 @@ class Mirror:
     # --- the journal
 
     def drain_journal(self) -> int:
-        """Apply new journal lines; each file's cursor moves in the same transaction.
-
-        A line that cannot be applied (not a journal entry, or a row the database refuses)
-        is set aside: logged, copied to ``set-aside/<file>`` beside the journal, counted in
-        the file's cursor, and passed over, so the lines after it are drained."""
+        """Ship the journal folder this mirror was given (tests and one-process tools; a
+        worker's own ``Shipper`` does this in production)."""
         if self.journal_dir is None:
             return 0
-        return sum(self._drain(path) for path in journal_files(self.journal_dir))
-
-    def _drain(self, path: Path) -> int:
-        with self.engine.begin() as conn:
-            offset, set_aside = journal_cursor(conn, path.name)
-            if path.stat().st_size <= offset:
-                return 0
-            lines = list(read_from(path, offset))
-            if not lines:
-                return 0
-            readable = [(line, line.entry) for line in lines if line.entry is not None]
-            problems = {line.start: line.problem for line in lines if line.problem is not None}
-            try:
-                with conn.begin_nested():
-                    applied = apply_journal(conn, [entry for _, entry in readable])
-            except Exception as err:
-                if is_outage(err):
-                    raise
-                # Some line's row is refused: apply them one by one to find which.
-                applied = 0
-                for line, entry in readable:
-                    try:
-                        with conn.begin_nested():
-                            applied += apply_journal(conn, [entry])
-                    except Exception as line_err:
-                        if is_outage(line_err):
-                            raise
-                        problems[line.start] = f"the records refuse it: {refusal(line_err)}"
-            last = None
-            if problems:
-                aside = [line for line in lines if line.start in problems]
-                self._set_aside(path, aside, problems)
-                set_aside += len(aside)
-                last = f"byte {aside[-1].start}: {problems[aside[-1].start]}"
-            set_journal_cursor(
-                conn, path.name, lines[-1].end, lines_set_aside=set_aside, last_set_aside=last
-            )
-        return applied
-
-    def _set_aside(self, path: Path, lines: list[JournalLine], problems: dict[int, str]) -> None:
-        """Keep set-aside lines byte for byte where an operator finds them (the journal file
-        keeps them too)."""
-        folder = path.parent / "set-aside"
-        for line in lines:
-            log.warning(
-                "journal %s: line at byte %d set aside (%s); copied to %s",
-                path.name,
-                line.start,
-                problems[line.start],
-                folder / path.name,
-            )
-        try:
-            folder.mkdir(exist_ok=True)
-            with open(folder / path.name, "ab") as f:
-                f.write(b"".join(line.raw for line in lines))
-        except OSError as err:
-            log.warning("journal %s: cannot copy set-aside lines: %s", path.name, err)
+        return ship_journal(self.engine, self.journal_dir)
 
     # --- following
 
@@ -505,6 +444,7 @@ class Mirror:
         unsubscribe = listen(nudged)
         writer_stop = asyncio.Event()
         writer = asyncio.create_task(self._writer(writer_stop))
+        listener = asyncio.create_task(self._listen())
         since = datetime.now(UTC) - timedelta(hours=1)
         backoff = self.poll_interval
         try:
@@ -523,6 +463,8 @@ class Mirror:
                     pass
         finally:
             unsubscribe()
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
             for task in self._tasks.values():
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -545,8 +487,45 @@ class Mirror:
                     self.blob_store_error,
                 )
 
+    async def _listen(self) -> None:
+        """Hear from workers anywhere (their shippers' ``NOTIFY``) that a run started or
+        moved on, and follow it at once; PostgreSQL only. The visibility poll stays: a
+        notification sent while this connection was down is not heard again."""
+        conninfo = listen_url(self.engine)
+        if conninfo is None:
+            return
+        import psycopg
+
+        backoff = self.poll_interval
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True, connect_timeout=5
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    backoff = self.poll_interval
+                    async for note in conn.notifies():
+                        self._heard(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # the database may be down: listen again later
+                self._error(err)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _heard(self, payload: str) -> None:
+        try:
+            note = json.loads(payload)
+            namespace, workflow_id, run_id = note["namespace"], note["workflowId"], note["runId"]
+        except (ValueError, KeyError, TypeError):
+            return  # not ours: someone else's NOTIFY on the channel
+        if namespace == self.namespace and isinstance(workflow_id, str) and isinstance(run_id, str):
+            self._nudged_by_worker(workflow_id, run_id)
+
     def _nudged_by_worker(self, workflow_id: str, temporal_run_id: str) -> None:
-        """A run this process's worker started or moved on: follow it now, not at the next poll."""
+        """A worker (in this process, or anywhere through ``NOTIFY``) started a run or moved
+        it on: follow it now, not at the next poll."""
         key = (workflow_id, temporal_run_id)
         if not temporal_run_id or key in self._tasks or key in self._done:
             return

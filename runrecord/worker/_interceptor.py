@@ -95,6 +95,9 @@ def decode_header(
     if payload is None:
         return None
     try:
+        if payload.metadata.get("encoding") == b"json/plain":
+            # What encode_header writes: parsed by pydantic at once (on every activity's path).
+            return model.model_validate_json(payload.data)
         return model.model_validate(_converter.from_payload(payload))
     except Exception:
         return None
@@ -270,6 +273,8 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
     def workflow_interceptor_class(
         self, input: temporalio.worker.WorkflowInterceptorClassInput
     ) -> type[temporalio.worker.WorkflowInboundInterceptor]:
+        # The workflow's way out of the sandbox to tell mirrors a run started (no I/O here).
+        input.unsafe_extern_functions[_RUN_STARTED] = nudge
         return self._workflow_class
 
 
@@ -342,6 +347,9 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         # Notes for the record only (the mirror reads them from history): nothing to do here.
         temporalio.workflow.set_signal_handler(OPERATION_SIGNAL, _ignore)
         self.status.set("running", first=True)
+        started = temporalio.workflow.extern_functions().get(_RUN_STARTED)
+        if started is not None and not temporalio.workflow.unsafe.is_replaying():
+            started(info.workflow_id, info.run_id)
         return await self.rollback.run(self._run_agent(input))
 
     async def handle_signal(self, input: temporalio.worker.HandleSignalInput) -> None:
@@ -600,6 +608,9 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
                 attempt=attempt,
             )
         )
+
+
+_RUN_STARTED = "__runrecord_run_started"
 
 
 def _discard(entry: JournalEntry) -> None:
