@@ -147,21 +147,28 @@ def _document(rows: Sequence[dict[str, Any]], keys: Sequence[str], update: bool)
     """The rows as one JSON array, each key once (the last row of a key wins an update, the
     first a DO NOTHING, as row-by-row statements would have it); None for a value JSON
     cannot carry exactly (NaN, a type of its own), which goes row by row instead."""
-    unique: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        key = tuple(row[k] for k in keys)
-        if update or key not in unique:
-            unique[key] = row
-    values = list(unique.values())
+    values = _unique(rows, keys, update)
     try:
         document = json.dumps(values, default=_json_default, allow_nan=False)
         # JSON escapes NUL and surrogates, and only those (and astral characters) as
         # \u0000 / \udxxx: without either, ``storable`` would change nothing.
         if "\\u0000" in document or "\\ud" in document:
-            document = json.dumps(storable(values), default=_json_default, allow_nan=False)
+            values = _unique(storable(values), keys, update)
+            document = json.dumps(values, default=_json_default, allow_nan=False)
     except (TypeError, ValueError):
         return None
     return document
+
+
+def _unique(
+    rows: Sequence[dict[str, Any]], keys: Sequence[str], update: bool
+) -> list[dict[str, Any]]:
+    unique: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row[k] for k in keys)
+        if update or key not in unique:
+            unique[key] = row
+    return list(unique.values())
 
 
 def _statement(
