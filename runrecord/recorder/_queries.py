@@ -359,10 +359,13 @@ def _own_costs(conn: Connection, run_ids: Sequence[str] | None) -> dict[str, tup
 
 
 def rolled_up_costs(
-    conn: Connection, runs: Mapping[str, str | None] | None
+    conn: Connection,
+    runs: Mapping[str, str | None] | None,
+    known: Mapping[str, tuple[int, float]] | None = None,
 ) -> dict[str, tuple[int, float, float]]:
     """For each run (run id → root run id; every run when None): its own number of tool
-    calls, its own cost, and its cost with every sub-agent run below it."""
+    calls, its own cost, and its cost with every sub-agent run below it. ``known``: own
+    totals already read (runs with calls), not read again."""
     parent_of: dict[str, str]
     if runs is None:
         links = select(RunRow.run_id, RunRow.parent_run_id).where(RunRow.parent_run_id.is_not(None))
@@ -373,7 +376,8 @@ def rolled_up_costs(
     else:
         parent_of = delegation(conn, runs)
         in_scope = set(runs) | set(parent_of)
-        own = _own_costs(conn, list(in_scope))
+        known = known or {}
+        own = {**known, **_own_costs(conn, [r for r in in_scope if r not in known])}
         wanted = runs
     total = {run: spent for run, (_, spent) in own.items()}
     for run, (_, spent) in own.items():
@@ -551,15 +555,25 @@ def cost_by(
     where = run_conditions(conn, RunFilter(since=since, until=until, agent=agent, turn=turn))
     picked: list[Any] = []
     if where or dimension is CostDimension.AGENT:
+        # The own totals come with the runs (on PostgreSQL, from the started_at index alone).
         picked = list(
-            conn.execute(select(RunRow.run_id, RunRow.agent_id, RunRow.root_run_id).where(*where))
+            conn.execute(
+                select(
+                    RunRow.run_id,
+                    RunRow.agent_id,
+                    RunRow.root_run_id,
+                    RunRow.tool_call_count,
+                    RunRow.own_cost,
+                ).where(*where)
+            )
         )
-    roots = {run_id: root for run_id, _, root in picked}
+    roots = {run_id: root for run_id, _, root, _, _ in picked}
     if dimension is CostDimension.AGENT:
-        costs = rolled_up_costs(conn, roots if where else None)
+        own = {r: (int(n), float(c)) for r, _, _, n, c in picked if n > 0}
+        costs = rolled_up_costs(conn, roots, own) if where else rolled_up_costs(conn, None)
         sums: dict[str | None, list[float]] = {}
         nothing = (0, 0.0, 0.0)
-        for run_id, agent_id, _ in picked:
+        for run_id, agent_id, _, _, _ in picked:
             calls, own, total = costs.get(run_id, nothing)
             line = sums.setdefault(agent_id, [0, 0, 0.0, 0.0])
             line[0] += 1
