@@ -910,10 +910,13 @@ async def test_the_cli_gives_the_same_answers_on_sqlite(
         ["cost", "--by", "model", "--agent", "reviewer"],
         ["cost", "--by", "tool", "--turn", s.turns["shared"]],
     ]
+    rare = queries._RARE
+    monkeypatch.setattr(queries, "_RARE", 0)  # every filter among the newest runs first
     on_postgres = [cli_json(capsys, *q) for q in questions]
     monkeypatch.setenv("RUNRECORD_DATABASE_URL", f"sqlite:///{tmp_path / 'records.sqlite3'}")
     on_sqlite = [cli_json(capsys, *q) for q in questions]
-    monkeypatch.setattr(queries, "_RECENT", 1)  # the search from the matching calls, too
+    monkeypatch.setattr(queries, "_RARE", rare)  # the search from the matching calls, too
+    monkeypatch.setattr(queries, "_RECENT", 1)
     from_calls = [cli_json(capsys, *q) for q in questions]
     for question, pg, lite_answer, lite_calls in zip(
         questions, on_postgres, on_sqlite, from_calls, strict=True

@@ -192,10 +192,20 @@ class _Differ:
         self.changes: list[tuple[int, int, Change]] = []  # (tier, order, change)
         self.runs: list[RunPair] = []
         self._order = 0
+        self._made: dict[str, dict[str, list[Artifact]]] = {}
 
     def add(self, tier: str, change: Change) -> None:
         self._order += 1
         self.changes.append((_TIERS[tier], self._order, change))
+
+    def made(self, run: RunRecord) -> dict[str, list[Artifact]]:
+        """The run's artifacts by the call that made them (looked up once per call)."""
+        by_call = self._made.get(run.run_id)
+        if by_call is None:
+            by_call = self._made[run.run_id] = {}
+            for artifact in run.artifacts:
+                by_call.setdefault(artifact.tool_call_id, []).append(artifact)
+        return by_call
 
     def label(self, bad: RunRecord) -> str:
         return "" if bad.run_id == self.root_bad else f"{bad.agent_id} "
@@ -429,8 +439,8 @@ class _Differ:
     def artifacts(
         self, bad: RunRecord, good: RunRecord, b_call: str | None, g_call: str | None
     ) -> None:
-        b_list = [a for a in bad.artifacts if a.tool_call_id == b_call] if b_call else []
-        g_list = [a for a in good.artifacts if a.tool_call_id == g_call] if g_call else []
+        b_list = self.made(bad).get(b_call, []) if b_call else []
+        g_list = self.made(good).get(g_call, []) if g_call else []
         if not b_list and not g_list:
             return
         # Pair the same URI first, then what is left by kind in order.

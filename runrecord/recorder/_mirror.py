@@ -67,6 +67,8 @@ WRITE_GATHER = 0.1  # seconds the writer waits for more changes before a transac
 QUARANTINE_MAX_WAIT = 30.0  # seconds between tries of a run the records refuse, at most
 COPIES_HELD_MAX = 256 * 1024 * 1024  # bytes of payload copies held while the blob store is out
 
+LOOKUP_BATCH = 50  # workflow ids per visibility query in a rebuild
+
 
 @dataclass
 class _Change:
@@ -134,10 +136,18 @@ class Mirror:
             raise RunRecordError(f"the records refused run {workflow_id}: {refused[workflow_id]}")
         return chain
 
-    async def project(self, workflow_id: str) -> RunChain:
-        """A fresh chain from history alone (Temporal runs whose history is gone are absent)."""
+    async def project(
+        self, workflow_id: str, temporal_run_ids: Sequence[str] | None = None
+    ) -> RunChain:
+        """A fresh chain from history alone (Temporal runs whose history is gone are absent).
+
+        ``temporal_run_ids``: the workflow id's Temporal runs, if already looked up."""
         chain = RunChain(workflow_id, self.namespace)
-        pending = await self.temporal_run_ids(workflow_id)
+        pending = list(
+            await self.temporal_run_ids(workflow_id)
+            if temporal_run_ids is None
+            else temporal_run_ids
+        )
         while pending:
             temporal_run_id = pending.pop(0)
             if not await self._fold_history(workflow_id, chain.fold(temporal_run_id)):
@@ -174,18 +184,46 @@ class Mirror:
 
     async def temporal_run_ids(self, workflow_id: str) -> list[str]:
         """The Temporal runs of a workflow id that Temporal still knows, oldest first."""
-        found: list[str] = []
-        quoted = workflow_id.replace("\\", "\\\\").replace("'", "\\'")
+        return (await self.temporal_run_ids_of([workflow_id]))[workflow_id]
+
+    async def temporal_run_ids_of(
+        self, workflow_ids: Sequence[str], *, describe_listed: bool = True
+    ) -> dict[str, list[str]]:
+        """``temporal_run_ids`` of several workflow ids: visibility is asked once for all of
+        them (a query per id would be most of a rebuild's time, and is rate limited).
+
+        Without ``describe_listed``, only ids visibility does not list are described (a
+        rebuild: a run started since visibility answered is the live mirror's to follow)."""
+        found: dict[str, list[str]] = {w: [] for w in workflow_ids}
+        if not found:
+            return found
+        quoted = [w.replace("\\", "\\\\").replace("'", "\\'") for w in found]
+        query = (
+            f"WorkflowId = '{quoted[0]}'"
+            if len(quoted) == 1
+            else "WorkflowId IN (" + ", ".join(f"'{w}'" for w in quoted) + ")"
+        )
         try:
-            async for info in list_executions(self.client, f"WorkflowId = '{quoted}'"):
-                if info.execution.run_id not in found:
-                    found.append(info.execution.run_id)
+            async for info in list_executions(self.client, query):
+                runs = found.get(info.execution.workflow_id)
+                if runs is not None and info.execution.run_id not in runs:
+                    runs.append(info.execution.run_id)
         except RPCError as err:
             # A server without visibility (the time-skipping test server): the latest
             # run and the runs its history links to are all there is to follow.
             if err.status != RPCStatusCode.UNIMPLEMENTED:
                 raise
-        found.reverse()  # visibility lists newest first
+        for runs in found.values():
+            runs.reverse()  # visibility lists newest first
+        # Visibility may not list a run that has just started yet: ask for the latest.
+        unknown = [w for w, runs in found.items() if describe_listed or not runs]
+        latest = await asyncio.gather(*(self._latest_run(w) for w in unknown))
+        for workflow_id, run_id in zip(unknown, latest, strict=True):
+            if run_id and run_id not in found[workflow_id]:
+                found[workflow_id].append(run_id)
+        return found
+
+    async def _latest_run(self, workflow_id: str) -> str | None:
         try:
             described = await self.client.workflow_service.describe_workflow_execution(
                 DescribeWorkflowExecutionRequest(
@@ -194,13 +232,11 @@ class Mirror:
                 ),
                 retry=True,
             )
-            latest = described.workflow_execution_info.execution.run_id
-            if latest and latest not in found:
-                found.append(latest)
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
-        return found
+            return None
+        return described.workflow_execution_info.execution.run_id or None
 
     async def page(
         self, workflow_id: str, temporal_run_id: str, token: bytes, *, wait: bool
@@ -755,8 +791,12 @@ class Mirror:
     async def rebuild(self, workflow_ids: Sequence[str], *, concurrency: int = 4) -> RebuildReport:
         """Re-project runs from history and write every row; runs without history are kept."""
         report = RebuildReport()
+        ids = list(workflow_ids)
+        runs_of: dict[str, list[str]] = {}
+        for batch in _lookup_batches(ids):
+            runs_of.update(await self.temporal_run_ids_of(batch, describe_listed=False))
         queue: asyncio.Queue[str] = asyncio.Queue()
-        for workflow_id in workflow_ids:
+        for workflow_id in ids:
             queue.put_nowait(workflow_id)
 
         written: asyncio.Queue[_Change | None] = asyncio.Queue()
@@ -764,7 +804,7 @@ class Mirror:
         async def work() -> None:
             while not queue.empty():
                 workflow_id = queue.get_nowait()
-                chain = await self.project(workflow_id)
+                chain = await self.project(workflow_id, runs_of[workflow_id])
                 if not chain.ordered():
                     report.kept.append(workflow_id)
                     continue
@@ -833,6 +873,20 @@ class RebuildReport:
     kept: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
     """Runs whose rows the records database refused, with its error."""
+
+
+def _lookup_batches(workflow_ids: list[str]) -> Iterable[list[str]]:
+    """Workflow ids in batches for one visibility query each, kept to a modest length."""
+    batch: list[str] = []
+    size = 0
+    for workflow_id in workflow_ids:
+        if batch and (len(batch) == LOOKUP_BATCH or size + len(workflow_id) > 8000):
+            yield batch
+            batch, size = [], 0
+        batch.append(workflow_id)
+        size += len(workflow_id) + 4
+    if batch:
+        yield batch
 
 
 def _visibility_time(moment: datetime) -> str:

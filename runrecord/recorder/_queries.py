@@ -17,8 +17,10 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy import (
     ARRAY,
+    BigInteger,
     ColumnElement,
     Connection,
+    Float,
     Integer,
     String,
     Text,
@@ -31,6 +33,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
 )
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.orm import Session
@@ -203,10 +206,20 @@ class _Probe:
 
     condition: ColumnElement[bool]
     runs: Any = None
+    calls: tuple[ColumnElement[bool], ...] = ()
+    """For a filter on calls: what picks the matching calls (their count tells how rare)."""
 
 
 def _call_probe(*where: ColumnElement[bool]) -> _Probe:
-    return _Probe(exists().where(ToolCallRow.run_id == RunRow.run_id, *where))
+    return _Probe(exists().where(ToolCallRow.run_id == RunRow.run_id, *where), calls=where)
+
+
+def _rare(conn: Connection, probe: _Probe) -> bool:
+    """Whether fewer than ``_RARE`` calls match: counted from an index, up to that many."""
+    if not probe.calls:
+        return False
+    some = select(literal(1)).select_from(ToolCallRow).where(*probe.calls).limit(_RARE)
+    return int(conn.execute(select(func.count()).select_from(some.subquery())).scalar_one()) < _RARE
 
 
 def _probes(conn: Connection, f: RunFilter) -> list[_Probe]:
@@ -331,23 +344,28 @@ def delegation(conn: Connection, runs: Mapping[str, str | None]) -> dict[str, st
 
 
 def _own_costs(conn: Connection, run_ids: Sequence[str] | None) -> dict[str, tuple[int, float]]:
-    query = select(
-        ToolCallRow.run_id, func.count(), func.coalesce(func.sum(ToolCallRow.cost), 0.0)
-    ).group_by(ToolCallRow.run_id)
+    """Each run's own number of tool calls and their cost (runs with calls only), from the
+    totals the writer keeps on the run's row."""
+    query = select(RunRow.run_id, RunRow.tool_call_count, RunRow.own_cost).where(
+        RunRow.tool_call_count > 0
+    )
     if run_ids is None:
         return {r: (int(n), float(c)) for r, n, c in conn.execute(query)}
     own: dict[str, tuple[int, float]] = {}
     for chunk in _chunks(run_ids, conn):
-        rows = conn.execute(query.where(_among(conn, ToolCallRow.run_id, chunk)))
+        rows = conn.execute(query.where(_among(conn, RunRow.run_id, chunk)))
         own.update({r: (int(n), float(c)) for r, n, c in rows})
     return own
 
 
 def rolled_up_costs(
-    conn: Connection, runs: Mapping[str, str | None] | None
+    conn: Connection,
+    runs: Mapping[str, str | None] | None,
+    known: Mapping[str, tuple[int, float]] | None = None,
 ) -> dict[str, tuple[int, float, float]]:
     """For each run (run id → root run id; every run when None): its own number of tool
-    calls, its own cost, and its cost with every sub-agent run below it."""
+    calls, its own cost, and its cost with every sub-agent run below it. ``known``: own
+    totals already read (runs with calls), not read again."""
     parent_of: dict[str, str]
     if runs is None:
         links = select(RunRow.run_id, RunRow.parent_run_id).where(RunRow.parent_run_id.is_not(None))
@@ -358,7 +376,8 @@ def rolled_up_costs(
     else:
         parent_of = delegation(conn, runs)
         in_scope = set(runs) | set(parent_of)
-        own = _own_costs(conn, list(in_scope))
+        known = known or {}
+        own = {**known, **_own_costs(conn, [r for r in in_scope if r not in known])}
         wanted = runs
     total = {run: spent for run, (_, spent) in own.items()}
     for run, (_, spent) in own.items():
@@ -380,6 +399,7 @@ def rolled_up_costs(
 
 
 _RECENT = 2000  # runs tested one by one, newest first, before starting from the other side
+_RARE = 5000  # matching calls below which a call filter starts from its calls
 
 
 def _matching_rows(conn: Connection, f: RunFilter) -> list[Any]:
@@ -387,7 +407,8 @@ def _matching_rows(conn: Connection, f: RunFilter) -> list[Any]:
 
     Filters on the run's own row use the runs indexes. Filters on its calls (or registry)
     are tested run by run among the newest runs first; when those hold too few answers
-    (a rare tool, or one not used lately), the search starts from the matching calls.
+    (a tool not used lately), or a filter matches few calls at all (a rare tool), the
+    search starts from the matching calls.
     """
     query = (
         select(
@@ -411,22 +432,13 @@ def _matching_rows(conn: Connection, f: RunFilter) -> list[Any]:
     probes = _probes(conn, f)
     if not probes:
         return list(conn.execute(query).all())
-    horizon = conn.execute(
-        select(RunRow.started_at)
-        .where(*_own_conditions(f))
-        .order_by(RunRow.started_at.desc())
-        .offset(_RECENT)
-        .limit(1)
-    ).scalar()
-    recent = query.where(*(p.condition for p in probes))
-    if horizon is None:
-        return list(conn.execute(recent).all())
-    rows = list(conn.execute(recent.where(RunRow.started_at >= horizon)).all())
-    if len(rows) == f.limit:
-        return rows
-    # Too few among the newest: rank every match by start time first (two narrow columns,
-    # no LIMIT, so the planner starts from whichever side is smaller), then read the rows
-    # of the newest few.
+    if not any(_rare(conn, p) for p in probes):
+        rows = _among_recent(conn, f, query, probes)
+        if rows is not None:
+            return rows
+    # Rare, or too few among the newest: rank every match by start time first (two narrow
+    # columns, no LIMIT, so the planner starts from whichever side is smaller), then read
+    # the rows of the newest few.
     ranked = select(RunRow.run_id, RunRow.started_at).where(*_own_conditions(f))
     for probe in probes:
         found = probe.condition if probe.runs is None else RunRow.run_id.in_(probe.runs)
@@ -438,6 +450,22 @@ def _matching_rows(conn: Connection, f: RunFilter) -> list[Any]:
         .limit(f.limit)
     )
     return list(conn.execute(query.where(RunRow.run_id.in_(newest))).all())
+
+
+def _among_recent(conn: Connection, f: RunFilter, query: Any, probes: list[_Probe]) -> Any:
+    """The answer if the newest runs hold enough of it (or are all there is), else None."""
+    horizon = conn.execute(
+        select(RunRow.started_at)
+        .where(*_own_conditions(f))
+        .order_by(RunRow.started_at.desc())
+        .offset(_RECENT)
+        .limit(1)
+    ).scalar()
+    recent = query.where(*(p.condition for p in probes))
+    if horizon is None:
+        return list(conn.execute(recent).all())
+    rows = list(conn.execute(recent.where(RunRow.started_at >= horizon)).all())
+    return rows if len(rows) == f.limit else None
 
 
 def _materialized(conn: Connection, query: Any) -> Any:
@@ -527,15 +555,25 @@ def cost_by(
     where = run_conditions(conn, RunFilter(since=since, until=until, agent=agent, turn=turn))
     picked: list[Any] = []
     if where or dimension is CostDimension.AGENT:
+        # The own totals come with the runs (on PostgreSQL, from the started_at index alone).
         picked = list(
-            conn.execute(select(RunRow.run_id, RunRow.agent_id, RunRow.root_run_id).where(*where))
+            conn.execute(
+                select(
+                    RunRow.run_id,
+                    RunRow.agent_id,
+                    RunRow.root_run_id,
+                    RunRow.tool_call_count,
+                    RunRow.own_cost,
+                ).where(*where)
+            )
         )
-    roots = {run_id: root for run_id, _, root in picked}
+    roots = {run_id: root for run_id, _, root, _, _ in picked}
     if dimension is CostDimension.AGENT:
-        costs = rolled_up_costs(conn, roots if where else None)
+        own = {r: (int(n), float(c)) for r, _, _, n, c in picked if n > 0}
+        costs = rolled_up_costs(conn, roots, own) if where else rolled_up_costs(conn, None)
         sums: dict[str | None, list[float]] = {}
         nothing = (0, 0.0, 0.0)
-        for run_id, agent_id, _ in picked:
+        for run_id, agent_id, _, _, _ in picked:
             calls, own, total = costs.get(run_id, nothing)
             line = sums.setdefault(agent_id, [0, 0, 0.0, 0.0])
             line[0] += 1
@@ -571,60 +609,50 @@ def cost_by(
                 input_tokens=None if tin is None else int(tin),
                 output_tokens=None if tout is None else int(tout),
             )
-            for k, runs, calls, spent, tin, tout in conn.execute(_spend(dimension, picks))
+            for k, runs, calls, spent, tin, tout in conn.execute(
+                _spend(dimension, picks, conn.dialect.name)
+            )
         ]
     answer.sort(key=lambda line: (-line.total, line.key or ""))
     return answer
 
 
-def _spend(dimension: CostDimension, picks: ColumnElement[bool] | None) -> Any:
-    """key, runs, calls, cost, input tokens, output tokens — for the runs ``picks`` selects.
+def _spend(dimension: CostDimension, picks: ColumnElement[bool] | None, dialect: str) -> Any:
+    """key, runs, calls, cost, input tokens, output tokens — for the runs ``picks`` selects,
+    from the per-run totals on their rows (a run counts once for each of its keys)."""
+    if dimension is CostDimension.TURN:
+        query = select(
+            RunRow.turn_id,
+            func.count(),
+            func.sum(RunRow.tool_call_count),
+            func.sum(RunRow.own_cost),
+            cast(null(), Integer),
+            cast(null(), Integer),
+        ).group_by(RunRow.turn_id)
+        return query if picks is None else query.where(picks)
+    column = RunRow.model_totals if dimension is CostDimension.MODEL else RunRow.tool_totals
+    if dialect == "postgresql":
+        each = func.jsonb_each(column).table_valued("key", "value").alias("total")
+        key = each.c.key
 
-    Summed per run first, then per key: two hash aggregations instead of sorting every
-    call for ``count(DISTINCT run_id)``.
-    """
-    if dimension is CostDimension.MODEL:
-        m = ModelCallRow
-        per_run: Any = select(
-            m.model.label("key"),
-            func.count().label("calls"),
-            func.sum(m.cost).label("cost"),
-            func.sum(m.input_tokens).label("tin"),
-            func.sum(m.output_tokens).label("tout"),
-        ).group_by(m.model, m.run_id)
-        if picks is not None:
-            per_run = per_run.join(RunRow, RunRow.run_id == m.run_id).where(picks)
-    elif dimension is CostDimension.TOOL:
-        t = ToolCallRow
-        per_run = select(
-            t.tool.label("key"),
-            func.count().label("calls"),
-            func.sum(t.cost).label("cost"),
-            cast(null(), Integer).label("tin"),
-            cast(null(), Integer).label("tout"),
-        ).group_by(t.tool, t.run_id)
-        if picks is not None:
-            per_run = per_run.join(RunRow, RunRow.run_id == t.run_id).where(picks)
+        def item(n: int, kind: Any) -> Any:
+            return cast(each.c.value.op("->>")(literal(n)), kind)
     else:
-        per_run = (
-            select(
-                RunRow.turn_id.label("key"),
-                func.count(ToolCallRow.run_id).label("calls"),
-                func.coalesce(func.sum(ToolCallRow.cost), 0.0).label("cost"),
-                cast(null(), Integer).label("tin"),
-                cast(null(), Integer).label("tout"),
-            )
-            .outerjoin(ToolCallRow, ToolCallRow.run_id == RunRow.run_id)
-            .group_by(RunRow.turn_id, RunRow.run_id)
-        )
-        if picks is not None:
-            per_run = per_run.where(picks)
-    runs = per_run.subquery("per_run")
-    return select(
-        runs.c.key,
-        func.count(),
-        func.sum(runs.c.calls),
-        func.sum(runs.c.cost),
-        func.sum(runs.c.tin),
-        func.sum(runs.c.tout),
-    ).group_by(runs.c.key)
+        each = func.json_each(column).table_valued("key", "value").alias("total")
+        key = each.c.key
+
+        def item(n: int, kind: Any) -> Any:
+            return cast(func.json_extract(each.c.value, f"$[{n}]"), kind)
+
+    tokens: list[Any] = (
+        [func.sum(item(2, BigInteger)), func.sum(item(3, BigInteger))]
+        if dimension is CostDimension.MODEL
+        else [cast(null(), Integer), cast(null(), Integer)]
+    )
+    query = (
+        select(key, func.count(), func.sum(item(0, BigInteger)), func.sum(item(1, Float)), *tokens)
+        .select_from(RunRow)
+        .join(each, true())
+        .group_by(key)
+    )
+    return query if picks is None else query.where(picks)

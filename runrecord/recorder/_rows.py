@@ -47,20 +47,30 @@ def _column(value: Any) -> Any:
     return value
 
 
+_COLUMNS: dict[tuple[type, type], tuple[str, ...]] = {}
+
+
 def columns(record: Record, table: type[Base]) -> dict[str, Any]:
     """The record's fields that ``table`` has a column for, as column values."""
-    stored = table.__table__.columns
-    return {
-        name: _column(getattr(record, name)) for name in type(record).model_fields if name in stored
-    }
+    names = _COLUMNS.get((type(record), table))
+    if names is None:
+        stored = table.__table__.columns
+        names = tuple(name for name in type(record).model_fields if name in stored)
+        _COLUMNS[(type(record), table)] = names
+    return {name: _column(getattr(record, name)) for name in names}
 
 
 def _values(row: Any) -> Mapping[str, Any]:
-    """A row's columns by name, from a result row or an ORM object."""
+    """A row's columns by name, from a result row, an ORM object or such a dict already."""
+    if isinstance(row, dict):
+        return row
     mapping = getattr(row, "_mapping", None)
     if mapping is not None:
-        return mapping  # type: ignore[no-any-return]
+        return dict(mapping)  # a dict is read many times faster than a result row
     return {c.key: getattr(row, c.key) for c in row.__table__.columns}
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def from_row(model: type[_R], row: Any, **values: Any) -> _R:
@@ -69,11 +79,10 @@ def from_row(model: type[_R], row: Any, **values: Any) -> _R:
     A null column leaves the field at its default: a JSON list or object written as null
     reads back empty."""
     stored = _values(row)
-    fields = {
-        name: stored[name]
-        for name in model.model_fields
-        if name in stored and stored[name] is not None
-    }
+    names = _FIELDS.get(model)
+    if names is None:
+        names = _FIELDS[model] = tuple(model.model_fields)
+    fields = {name: value for name in names if (value := stored.get(name)) is not None}
     return model.model_validate({**fields, **values})
 
 
@@ -135,14 +144,15 @@ def tool_call_of(
     row: Any, attempts: Sequence[Any], operations: list[ActivityOperation]
 ) -> ToolCall:
     """A call from its row, with its journaled attempts merged in."""
+    row = _values(row)
     call = from_row(
         ToolCall,
         row,
         retry_state=RetryState(
-            attempts=row.attempts,
-            last_failure=row.last_failure,
-            timeout_type=row.timeout_type,
-            maximum_attempts=(row.retry_policy or {}).get("maximumAttempts"),
+            attempts=row["attempts"],
+            last_failure=row["last_failure"],
+            timeout_type=row["timeout_type"],
+            maximum_attempts=(row["retry_policy"] or {}).get("maximumAttempts"),
         ),
         operations=operations,
     )
@@ -181,8 +191,9 @@ def _attempts(call: ToolCall, journaled: Sequence[Any]) -> RetryState:
     state = call.retry_state  # freshly built from the row: no copy needed
     # A call still pending at a reset may run again in the new Temporal run: that run's
     # row of an attempt number wins.
-    mine = sorted(journaled, key=lambda a: a.temporal_run_id == call.temporal_run_id)
-    by_number = {a.attempt: a for a in mine}
+    rows = [_values(a) for a in journaled]
+    mine = sorted(rows, key=lambda a: a["temporal_run_id"] == call.temporal_run_id)
+    by_number = {a["attempt"]: a for a in mine}
     last = max([*by_number, state.attempts, 0])
     history: list[Attempt] = []
     for n in range(1, last + 1):

@@ -6,12 +6,28 @@ projection or journal line twice leaves the database as applying it once.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, select, text, tuple_, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    Row,
+    String,
+    Table,
+    bindparam,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from runrecord._contract import JournalEntry
@@ -85,6 +101,11 @@ def upsert(
     Every row value goes through ``storable`` here, the one way into the records."""
     if not rows:
         return
+    if len(rows) > 1 and conn.dialect.name == "postgresql":
+        document = _document(rows, keys, update)
+        if document is not None:
+            conn.execute(_statement(model, conn, keys, tuple(rows[0]), update), {"rows": document})
+            return
     rows = [storable(row) for row in rows]
     columns = tuple(c for c in rows[0] if c not in keys) if update else ()
     shape = (model, conn.dialect.name, tuple(keys), columns, update)
@@ -109,6 +130,88 @@ def _upsert_statement(
             index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns}
         )
     return stmt.on_conflict_do_nothing(index_elements=list(keys))
+
+
+# Many rows on PostgreSQL: one statement reads them all from one JSON document (one
+# round trip, one plan, parsed in C) instead of one INSERT per row.
+_AS_SQL = {Integer: "bigint", Float: "double precision", Boolean: "boolean"}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _document(rows: Sequence[dict[str, Any]], keys: Sequence[str], update: bool) -> str | None:
+    """The rows as one JSON array, each key once (the last row of a key wins an update, the
+    first a DO NOTHING, as row-by-row statements would have it); None for a value JSON
+    cannot carry exactly (NaN, a type of its own), which goes row by row instead."""
+    values = _unique(rows, keys, update)
+    try:
+        document = json.dumps(values, default=_json_default, allow_nan=False)
+        # JSON escapes NUL and surrogates, and only those (and astral characters) as
+        # \u0000 / \udxxx: without either, ``storable`` would change nothing.
+        if "\\u0000" in document or "\\ud" in document:
+            values = _unique(storable(values), keys, update)
+            document = json.dumps(values, default=_json_default, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return document
+
+
+def _unique(
+    rows: Sequence[dict[str, Any]], keys: Sequence[str], update: bool
+) -> list[dict[str, Any]]:
+    unique: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row[k] for k in keys)
+        if update or key not in unique:
+            unique[key] = row
+    return list(unique.values())
+
+
+def _statement(
+    model: type, conn: Connection, keys: Sequence[str], names: tuple[str, ...], update: bool
+) -> Any:
+    shape = (model, "document", tuple(keys), names, update)
+    stmt = _upserts.get(shape)
+    if stmt is not None:
+        return stmt
+    table = _table(model)
+    quote = conn.dialect.identifier_preparer.quote
+    values = []
+    for name in names:
+        column = table.c[name]
+        field = f"r.v -> {_literal(name)}"
+        if isinstance(column.type, JSON):
+            values.append(field)  # a JSON null stays JSON null, as SQLAlchemy writes None
+            continue
+        as_text = f"(r.v ->> {_literal(name)})"
+        kind = next((sql for t, sql in _AS_SQL.items() if isinstance(column.type, t)), None)
+        if isinstance(column.type, DateTime):
+            kind = "timestamptz" if column.type.timezone else "timestamp"
+        elif kind is None and not isinstance(column.type, String):
+            raise TypeError(f"{table.name}.{name}: no JSON reading for {column.type}")
+        # Text is not cast: the column's own type checks it (a too long value is refused).
+        values.append(f"CAST({as_text} AS {kind})" if kind else as_text)
+    columns = ", ".join(quote(n) for n in names)
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({columns}) SELECT {', '.join(values)} "
+        "FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r(v) "
+        f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO "
+    )
+    updated = [n for n in names if n not in keys]
+    if update and updated:
+        sql += "UPDATE SET " + ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in updated)
+    else:
+        sql += "NOTHING"
+    stmt = _upserts[shape] = text(sql)
+    return stmt
+
+
+def _literal(name: str) -> str:
+    return "'" + name.replace("'", "''") + "'"
 
 
 Rows = dict[str, list[dict[str, Any]]]
@@ -204,6 +307,8 @@ def write_rows(conn: Connection, rows: Rows) -> None:
     for name, (model, keys) in KEYS.items():
         ordered = sorted(rows.get(name, []), key=lambda r: tuple(str(r[k]) for k in keys))
         upsert(conn, model, ordered, keys, update=name not in _INSERT_ONLY)
+    changed = {r["run_id"] for name in ("tool_calls", "model_calls") for r in rows.get(name, [])}
+    update_run_totals(conn, sorted(storable(run_id) for run_id in changed))
     for move in storable(rows.get(MOVES, [])):
         for model in (AttemptRow, ArtifactRow):
             conn.execute(
@@ -215,6 +320,65 @@ def write_rows(conn: Connection, rows: Rows) -> None:
                 )
                 .values(tool_call_id=move["to"])
             )
+
+
+# A run's totals from its calls, in the same transaction as the calls. Runs without calls
+# keep the columns' defaults (0, {}); a call row is never deleted.
+_TOTALS = {
+    "postgresql": (
+        """UPDATE runs SET tool_call_count = a.calls, own_cost = a.cost, tool_totals = b.tools
+        FROM (SELECT run_id, count(*) AS calls, coalesce(sum(cost), 0) AS cost
+              FROM tool_calls {where} GROUP BY run_id) AS a,
+             (SELECT run_id, jsonb_object_agg(tool, jsonb_build_array(n, s)) AS tools
+              FROM (SELECT run_id, tool, count(*) AS n, coalesce(sum(cost), 0) AS s
+                    FROM tool_calls {where} GROUP BY run_id, tool) AS per_tool
+              GROUP BY run_id) AS b
+        WHERE runs.run_id = a.run_id AND runs.run_id = b.run_id""",
+        """UPDATE runs SET model_totals = m.models
+        FROM (SELECT run_id, jsonb_object_agg(model, jsonb_build_array(n, s, tin, tout))
+                         AS models
+              FROM (SELECT run_id, model, count(*) AS n, coalesce(sum(cost), 0) AS s,
+                           coalesce(sum(input_tokens), 0) AS tin,
+                           coalesce(sum(output_tokens), 0) AS tout
+                    FROM model_calls {where} GROUP BY run_id, model) AS per_model
+              GROUP BY run_id) AS m
+        WHERE runs.run_id = m.run_id""",
+    ),
+    "sqlite": (
+        """UPDATE runs SET tool_call_count = a.calls, own_cost = a.cost, tool_totals = b.tools
+        FROM (SELECT run_id, count(*) AS calls, coalesce(sum(cost), 0.0) AS cost
+              FROM tool_calls {where} GROUP BY run_id) AS a,
+             (SELECT run_id, json_group_object(tool, json_array(n, s)) AS tools
+              FROM (SELECT run_id, tool, count(*) AS n, coalesce(sum(cost), 0.0) AS s
+                    FROM tool_calls {where} GROUP BY run_id, tool) AS per_tool
+              GROUP BY run_id) AS b
+        WHERE runs.run_id = a.run_id AND runs.run_id = b.run_id""",
+        """UPDATE runs SET model_totals = m.models
+        FROM (SELECT run_id, json_group_object(model, json_array(n, s, tin, tout)) AS models
+              FROM (SELECT run_id, model, count(*) AS n, coalesce(sum(cost), 0.0) AS s,
+                           coalesce(sum(input_tokens), 0) AS tin,
+                           coalesce(sum(output_tokens), 0) AS tout
+                    FROM model_calls {where} GROUP BY run_id, model) AS per_model
+              GROUP BY run_id) AS m
+        WHERE runs.run_id = m.run_id""",
+    ),
+}
+
+
+def update_run_totals(conn: Connection, run_ids: Sequence[str] | None) -> None:
+    """Set the call totals on the runs' rows (every run's when ``run_ids`` is None) from
+    their tool_calls and model_calls rows."""
+    if run_ids is not None and not run_ids:
+        return
+    statements = _TOTALS["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    for sql in statements:
+        if run_ids is None:
+            conn.execute(text(sql.format(where="")))
+        else:
+            stmt = text(sql.format(where="WHERE run_id IN :ids"))
+            stmt = stmt.bindparams(bindparam("ids", expanding=True))
+            for start in range(0, len(run_ids), 5000):
+                conn.execute(stmt, {"ids": list(run_ids[start : start + 5000])})
 
 
 def _kept_as(conn: Connection, entries: list[JournalEntry]) -> dict[tuple[str, str, str], str]:
@@ -321,7 +485,7 @@ def load_run(conn: Connection, run_id: str) -> RunRecord | None:
     # Plain rows, not ORM objects, each table in one fetch: a run may have thousands of calls.
     attempts: dict[str, list[Any]] = {}
     for a in _rows(conn, AttemptRow, run_id):
-        attempts.setdefault(a.tool_call_id, []).append(a)
+        attempts.setdefault(a.tool_call_id, []).append(a._asdict())
     operations: dict[str, list[ActivityOperation]] = {}
     for o in _rows(conn, ActivityOperationRow, run_id, ActivityOperationRow.at):
         operations.setdefault(o.tool_call_id, []).append(activity_operation_of(o))

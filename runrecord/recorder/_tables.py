@@ -59,6 +59,14 @@ class RunRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The run's own calls summed (migration 0013), kept equal to its tool_calls and
+    # model_calls rows by the writer (``update_run_totals``): cost reports read these.
+    tool_call_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    own_cost: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    tool_totals: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default="{}")
+    """tool -> [calls, cost]"""
+    model_totals: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default="{}")
+    """model -> [calls, cost, input tokens, output tokens]"""
 
 
 class ToolCallRow(Base):
@@ -71,13 +79,13 @@ class ToolCallRow(Base):
     temporal_run_id: Mapped[str | None] = mapped_column(String(64))
     activity_id: Mapped[str | None] = mapped_column(String(255))
     scheduled_event_id: Mapped[int] = mapped_column(BigInteger)
-    tool: Mapped[str] = mapped_column(String(255), index=True)
-    side_effect: Mapped[str] = mapped_column(String(16), index=True)
+    tool: Mapped[str] = mapped_column(String(255))
+    side_effect: Mapped[str] = mapped_column(String(16))
     idempotent: Mapped[bool] = mapped_column(default=False)
     irreversible: Mapped[bool] = mapped_column(default=False)
     compensator: Mapped[str | None] = mapped_column(String(255))
     schema_hash: Mapped[str | None] = mapped_column(String(64))
-    approval_state: Mapped[str] = mapped_column(String(16), index=True)
+    approval_state: Mapped[str] = mapped_column(String(16))
     approval: Mapped[dict[str, Any] | None] = mapped_column(Json)
     status: Mapped[str] = mapped_column(String(16))
     input_refs: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
@@ -93,7 +101,7 @@ class ToolCallRow(Base):
     duration_ms: Mapped[int | None] = mapped_column(BigInteger)
     worker_identity: Mapped[str | None] = mapped_column(String(255))
     cost: Mapped[float] = mapped_column(Float, default=0.0)
-    mcp_server: Mapped[str | None] = mapped_column(String(255), index=True)
+    mcp_server: Mapped[str | None] = mapped_column(String(255))
     network: Mapped[bool] = mapped_column(default=False)
     mcp: Mapped[dict[str, Any] | None] = mapped_column(Json)
     schema_drift: Mapped[bool] = mapped_column(default=False, index=True)
@@ -270,9 +278,29 @@ Index(
 Index(
     "ix_runs_started_at",
     RunRow.started_at,
-    postgresql_include=["run_id", "agent_id", "root_run_id"],
+    postgresql_include=[
+        "run_id",
+        "agent_id",
+        "root_run_id",
+        # 0013: a cost report over a time window reads every run's totals from here.
+        "turn_id",
+        "tool_call_count",
+        "own_cost",
+        "tool_totals",
+        "model_totals",
+    ],
 )
 Index("ix_runs_root_run_id", RunRow.root_run_id, postgresql_include=["run_id", "parent_run_id"])
+# 0013: the runs a call filter matches, from the index alone (a rare tool or side effect
+# is answered from its calls: their runs, then those runs' start times).
+for _column in ("tool", "side_effect", "approval_state", "mcp_server"):
+    Index(
+        f"ix_tool_calls_{_column}",
+        getattr(ToolCallRow, _column),
+        ToolCallRow.run_id,
+        postgresql_include=["approval_state"] if _column != "approval_state" else [],
+    )
+Index("ix_runs_run_started", RunRow.run_id, RunRow.started_at)
 Index("ix_runs_agent_started", RunRow.agent_id, RunRow.started_at)
 Index("ix_runs_status_started", RunRow.final_status, RunRow.started_at)
 Index(
