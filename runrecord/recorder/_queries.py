@@ -569,8 +569,8 @@ def cost_by(
         )
     roots = {run_id: root for run_id, _, root, _, _ in picked}
     if dimension is CostDimension.AGENT:
-        own = {r: (int(n), float(c)) for r, _, _, n, c in picked if n > 0}
-        costs = rolled_up_costs(conn, roots, own) if where else rolled_up_costs(conn, None)
+        own_costs = {r: (int(n), float(c)) for r, _, _, n, c in picked if n > 0}
+        costs = rolled_up_costs(conn, roots, own_costs) if where else rolled_up_costs(conn, None)
         sums: dict[str | None, list[float]] = {}
         nothing = (0, 0.0, 0.0)
         for run_id, agent_id, _, _, _ in picked:
