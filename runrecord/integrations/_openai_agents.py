@@ -5,11 +5,12 @@ model name, settings, system instructions, the prompt reference and the tools an
 offered. Tools given to an agent with ``activity_as_tool`` are ordinary activities, scheduled
 while the agents SDK holds a function span for them. The agent behind a call is read from the
 SDK's span scope in the workflow (spans exist, as no-op spans, even with tracing off); the
-SDK is imported only there, where the agent already imported it.
+SDK is never imported here: its spans are read only where an agent run already loaded it.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -136,11 +137,12 @@ def _scope() -> list[Any]:
     if not workflow.in_workflow():
         return []
     if _current_span is None:
-        try:
-            from agents.tracing import get_current_span
-        except ImportError:
+        # Only where an agent run already loaded the SDK: any other workflow would pay for
+        # importing it, inside its workflow task.
+        tracing = sys.modules.get("agents.tracing")
+        if tracing is None:
             return []
-        _current_span = get_current_span
+        _current_span = tracing.get_current_span
     found: list[Any] = []
     span = _current_span()
     while span is not None and len(found) < _SCOPE_DEPTH:
