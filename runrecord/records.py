@@ -74,6 +74,15 @@ class AttemptOutcome(StrEnum):
     LOST = "lost"
 
 
+class CostDimension(StrEnum):
+    """What ``runrecord cost`` groups spend by."""
+
+    AGENT = "agent"
+    MODEL = "model"
+    TURN = "turn"
+    TOOL = "tool"
+
+
 class Record(BaseModel):
     """Base for every record model: camelCase JSON, snake_case Python."""
 

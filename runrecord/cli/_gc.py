@@ -9,7 +9,6 @@ from datetime import timedelta
 import typer
 
 from runrecord._settings import RunRecordError, Settings
-from runrecord.recorder import BlobStore
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -41,6 +40,8 @@ def gc(
     verifiable against the original payload after its copy is gone. Only the blob
     store is touched; the records database is not read or written.
     """
+    from runrecord.recorder import BlobStore
+
     age = parse_age(older_than)
     settings = Settings.from_env()
     store = BlobStore(settings.blobs_dir)

@@ -13,9 +13,9 @@ from rich.tree import Tree
 
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._query import millis, records
-from runrecord.cli._stack import DEFAULT_UI
-from runrecord.recorder import execution_order, load_tree
 from runrecord.records import RunRecord, ToolCall
+
+DEFAULT_UI = "http://127.0.0.1:8233"
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -121,6 +121,8 @@ def _call_label(call: ToolCall) -> str:
 
 
 def render_tree(records: list[RunRecord], ui_url: str | None) -> Tree:
+    from runrecord.recorder import execution_order
+
     by_id = {r.run_id: r for r in records}
 
     def add_run(parent: Tree | None, record: RunRecord) -> Tree:
@@ -199,6 +201,8 @@ def show(
     """
     if "\x00" in run_id:
         raise RunRecordError("RUN must not contain NUL characters")
+    from runrecord.recorder import load_tree
+
     settings = Settings.from_env()
     with records() as conn:
         found = load_tree(conn, run_id)
