@@ -5,9 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.tree import Tree
 
 from runrecord._settings import RunRecordError
 from runrecord.cli._query import JSON_HELP, add_row, echo_json, records, show_table, stamp, table
@@ -73,6 +70,10 @@ def lineage(
     if as_json:
         echo_json(found)
         return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.tree import Tree
+
     console = Console()
     for item in found:
         a = item.artifact

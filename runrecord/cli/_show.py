@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.tree import Tree
 
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._query import millis, records
 from runrecord.records import RunRecord, ToolCall
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
 
 DEFAULT_UI = "http://127.0.0.1:8233"
 
@@ -49,6 +50,8 @@ def _styled(status: str) -> str:
 
 
 def _run_label(record: RunRecord, ui_url: str | None) -> str:
+    from rich.markup import escape
+
     agent = escape(record.agent_id or record.workflow_type)
     version = f" {escape(record.agent_version)}" if record.agent_version else ""
     duration = ""
@@ -90,6 +93,8 @@ def _run_label(record: RunRecord, ui_url: str | None) -> str:
 
 
 def _call_label(call: ToolCall) -> str:
+    from rich.markup import escape
+
     attempts = call.retry_state.attempts
     tool = f"{call.mcp_server}/{call.tool}" if call.mcp_server else call.tool
     flags = "+network" if call.network else ""
@@ -121,6 +126,9 @@ def _call_label(call: ToolCall) -> str:
 
 
 def render_tree(records: list[RunRecord], ui_url: str | None) -> Tree:
+    from rich.markup import escape
+    from rich.tree import Tree
+
     from runrecord.recorder import execution_order
 
     by_id = {r.run_id: r for r in records}
@@ -184,6 +192,8 @@ def print_records(records: list[RunRecord], *, as_json: bool, ui_url: str | None
             r.temporal_ui_url = ui_link(r, ui_url)
         typer.echo(json.dumps([r.to_json_dict() for r in records], indent=2))
     else:
+        from rich.console import Console
+
         Console().print(render_tree(records, ui_url))
 
 
