@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -139,8 +140,16 @@ async def _started(n: int) -> float:
     return STARTED[n]
 
 
-async def _approvals(repeat: int, base_env: dict[str, str]) -> tuple[list[float], list[float]]:
-    """Round trips of `runrecord approve` processes, and of send_decision in this process."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _approvals(
+    repeat: int, base_env: dict[str, str]
+) -> tuple[list[float], list[float], list[float]]:
+    """Round trips of `runrecord approve` processes (and their CPU time), and of send_decision
+    in this process."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         search_attributes=SEARCH_ATTRIBUTES,
@@ -152,6 +161,7 @@ async def _approvals(repeat: int, base_env: dict[str, str]) -> tuple[list[float]
         queue = f"startup-{uuid.uuid4().hex[:8]}"
         run_id = f"startup-bench-{uuid.uuid4().hex[:8]}"
         by_command: list[float] = []
+        command_cpu: list[float] = []
         in_process: list[float] = []
         total = 2 * repeat + 1
         async with Worker(
@@ -170,6 +180,7 @@ async def _approvals(repeat: int, base_env: dict[str, str]) -> tuple[list[float]
                     )
                     in_process.append(await _started(n) - sent)
                     continue
+                cpu_before = _children_cpu()  # the dev server is not reaped until the end
                 proc = await asyncio.create_subprocess_exec(
                     *RUNRECORD,
                     "approve",
@@ -187,8 +198,9 @@ async def _approvals(repeat: int, base_env: dict[str, str]) -> tuple[list[float]
                     raise SystemExit(f"runrecord approve failed for call {n}")
                 if n > 1:  # the first one warms the .pyc files
                     by_command.append(started - sent)
+                    command_cpu.append(_children_cpu() - cpu_before)
             await handle.result()
-        return by_command, in_process
+        return by_command, command_cpu, in_process
     finally:
         await env.shutdown()
 
@@ -247,8 +259,8 @@ def main() -> None:
         )
     finally:
         _drop(args.admin_url, url)
-    by_command, in_process = asyncio.run(_approvals(args.repeat, base))
-    print(_line("runrecord approve: process start -> activity starts", by_command))
+    by_command, command_cpu, in_process = asyncio.run(_approvals(args.repeat, base))
+    print(_line("runrecord approve: process start -> activity starts", by_command, command_cpu))
     print(_line("send_decision in a running process -> activity starts", in_process))
     print(f"load average {os.getloadavg()[0]:.2f} after the run")
 
