@@ -21,8 +21,8 @@ from runrecord.records import (
     ApprovalState,
     Artifact,
     Attempt,
+    CallOrigin,
     FinalStatus,
-    MCPCall,
     MCPServerInfo,
     ModelSpec,
     Record,
@@ -30,7 +30,6 @@ from runrecord.records import (
     Rollback,
     SideEffect,
     ToolRegistryEntry,
-    ToolTraits,
 )
 
 AGENT_ATTR = SearchAttributeKey.for_keyword("RunRecordAgent")
@@ -77,20 +76,24 @@ class RunMemo(Record):
     depth: int = 0
 
 
-class CallHeader(ToolTraits):
+class RequestedModel(Record):
+    """A framework's model call as the workflow scheduled it: which model, how, offered what."""
+
+    provider: str
+    model: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    prompt_version: str | None = None
+    tools_offered: list[str] = Field(default_factory=list)
+
+
+class CallHeader(CallOrigin):
     """Carried by every scheduled activity (persisted in ActivityTaskScheduled.header)."""
 
-    tool_call_id: str
-    tool: str
     approval: Approval = Field(default_factory=lambda: Approval(state=ApprovalState.NOT_REQUIRED))
     run_id: str
-    agent_id: str | None = None
     turn_id: str | None = None
-    local: bool = False
-    mcp_server: str | None = None
-    mcp: MCPCall | None = None
-    consumes: list[str] = Field(default_factory=list)
-    compensates: str | None = None
+    # A framework's model request: the model requested (the result says the rest).
+    model: RequestedModel | None = None
 
 
 class JournalEntry(Record):

@@ -217,6 +217,31 @@ class MCPCall(Record):
     drift: SchemaDrift | None = None
 
 
+class CallOrigin(ToolTraits):
+    """What a call is and where it came from, said alike by its header (written as the run
+    schedules it) and its record: the tool, the agent that called it, what it consumes or
+    undoes and, for an MCP or framework call, the server or framework behind it."""
+
+    tool_call_id: str
+    tool: str
+    # The agent that made the call (a framework agent, e.g. after an OpenAI handoff).
+    agent_id: str | None = None
+    local: bool = False
+    mcp_server: str | None = None
+    mcp: MCPCall | None = None
+    consumes: list[str] = Field(default_factory=list)
+    compensates: str | None = None
+    # Calls of an agent framework's activities: which framework, the activity Temporal ran
+    # (``tool`` is then the real tool name) and the tool's toolset, MCP server or graph.
+    framework: str | None = None
+    activity_type: str | None = None
+    toolset: str | None = None
+
+    def origin(self) -> dict[str, Any]:
+        """The origin alone (traits included), as keyword arguments for the call's record."""
+        return {name: getattr(self, name) for name in CallOrigin.model_fields}
+
+
 class Approval(Record):
     """Whether a call needed a human's approval, and the decision."""
 
@@ -321,11 +346,9 @@ class ActivityOperation(Record):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
-class ToolCall(ToolTraits):
+class ToolCall(CallOrigin):
     """One activity the run scheduled, with everything known about it."""
 
-    tool_call_id: str
-    tool: str
     approval_state: ApprovalState = ApprovalState.NOT_REQUIRED
     approval: Approval | None = None
     input_refs: list[Ref] = Field(default_factory=list)
@@ -334,7 +357,6 @@ class ToolCall(ToolTraits):
     retry_state: RetryState = Field(default_factory=RetryState)
     retry_policy: RetryPolicy | None = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    local: bool = False
     activity_id: str | None = None
     temporal_run_id: str | None = None
     scheduled_at: datetime | None = None
@@ -343,14 +365,25 @@ class ToolCall(ToolTraits):
     duration_ms: int | None = None
     worker_identity: str | None = None
     cost: float = 0.0
-    mcp_server: str | None = None
-    mcp: MCPCall | None = None
-    consumes: list[str] = Field(default_factory=list)
-    compensates: str | None = None
     operations: list[ActivityOperation] = Field(default_factory=list)
+    # The trace the call ran in (OpenTelemetry, LangSmith), from its headers.
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
-class ModelCall(Record):
+class TokenUsage(Record):
+    """A model's answer in tokens (cached input and reasoning tokens are counted in input
+    and output too, as providers count them), and why it stopped."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    finish_reason: str | None = None
+
+
+class ModelCall(TokenUsage):
     """A tool call whose side effect is ``model``: who decided, at what price."""
 
     tool_call_id: str
@@ -358,10 +391,12 @@ class ModelCall(Record):
     model: str
     parameters: dict[str, Any] = Field(default_factory=dict)
     prompt_version: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
     cost: float = 0.0
     latency_ms: int | None = None
+    # The tools the model was offered in this request, by name.
+    tools_offered: list[str] = Field(default_factory=list)
+    # False: no price is known for this provider and model, so ``cost`` 0 is not a figure.
+    priced: bool = True
 
 
 class Artifact(Record):

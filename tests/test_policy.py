@@ -518,3 +518,54 @@ async def test_a_tool_declared_nowhere_scheduled_around_the_gate_fails_closed(
         )
     assert result.startswith("refused: ") and refusal in result and "it was not run" in result
     assert path not in agents.RAN
+
+
+def test_tools_without_an_activity_function_are_declared_by_name_or_toolset() -> None:
+    policy = Policy.from_dict(
+        {
+            "tools": {
+                "refund": {"side_effect": "payment", "approval": True},
+                "billing:refund": {"side_effect": "write", "compensate": "reverse"},
+            }
+        }
+    )
+    own = policy.tool("refund", "billing")
+    assert own is not None
+    assert (own.name, own.side_effect, own.compensator, own.approval) == (
+        "refund",
+        SideEffect.WRITE,
+        "reverse",
+        False,
+    )
+    bare = policy.tool("refund", "payments")
+    assert bare is not None and (bare.side_effect, bare.approval) == (SideEffect.PAYMENT, True)
+    assert policy.tool("void") is None
+
+
+@pytest.mark.parametrize(
+    ("key", "spec", "needle"),
+    [
+        ("refund", {}, "side_effect must be one of read, write"),
+        ("refund", {"side_effect": "unknown"}, "got 'unknown'"),
+        ("refund", {"side_effect": "model"}, "got 'model'"),
+        ("refund", {"side_effect": "write", "aproval": True}, "unknown key(s) ['aproval']"),
+        ("refund", {"side_effect": "write", "approval": "yes"}, "approval must be true or false"),
+        ("a:b:c", {"side_effect": "read"}, "name or toolset:name"),
+        (":refund", {"side_effect": "read"}, "name or toolset:name"),
+        ("re fund", {"side_effect": "read"}, "name or toolset:name"),
+        ("re\x00fund", {"side_effect": "read"}, "name or toolset:name"),
+        ("x" * 10_000, {"side_effect": "x" * 10_000}, "side_effect must be one of"),
+        (
+            "refund",
+            {"side_effect": "payment", "compensate": "undo", "irreversible": True},
+            "both irreversible and have a compensator",
+        ),
+    ],
+)
+def test_a_bad_tool_declaration_is_refused_in_one_line(
+    key: str, spec: dict[str, Any], needle: str
+) -> None:
+    with pytest.raises(PolicyError) as err:
+        Policy.from_dict({"tools": {key: spec}}, source="runrecord.toml")
+    message = str(err.value)
+    assert needle in message and "\n" not in message and len(message) < 400

@@ -15,11 +15,11 @@ _EXPORTS = {
     "artifact": "runrecord.activities._artifacts",
     "call_model": "runrecord.activities._model",
     "current_call": "runrecord.activities._artifacts",
-    "load_prices": "runrecord.activities._model",
-    "price": "runrecord.activities._model",
+    "load_prices": "runrecord._pricing",
+    "price": "runrecord._pricing",
     "register_script": "runrecord.activities._model",
     "route_for": "runrecord.activities._model",
-    "set_price": "runrecord.activities._model",
+    "set_price": "runrecord._pricing",
     "tool": "runrecord.activities._tool",
     "tool_spec": "runrecord.activities._tool",
     "undeclared": "runrecord.activities._tool",
@@ -27,17 +27,15 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from runrecord._pricing import load_prices, price, set_price
     from runrecord.activities._artifacts import CurrentCall, artifact, current_call
     from runrecord.activities._mcp import MCPServerSpec, MCPToolPolicy
     from runrecord.activities._model import (
         ModelRequest,
         Prompt,
         call_model,
-        load_prices,
-        price,
         register_script,
         route_for,
-        set_price,
     )
     from runrecord.activities._tool import ToolSpec, activity_name, tool, tool_spec, undeclared
 

@@ -13,23 +13,17 @@ import hashlib
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from runrecord._pricing import price
 from runrecord.activities._artifacts import current_call
 from runrecord.activities._tool import tool
 from runrecord.records import ModelResult, ModelSpec
 
-PRICES_ENV = "RUNRECORD_PRICES"
-"""A JSON file {"model": [input USD per 1k tokens, output USD per 1k tokens], ...}."""
-
-# USD per 1,000 tokens (input, output). Extend with set_price() or RUNRECORD_PRICES.
-_prices: dict[str, tuple[float, float]] = {"scripted-1": (0.0005, 0.0015)}
-_prices_loaded = False
 _scripts: dict[str, list[ModelResult]] = {}
 
 # Model-spec parameters that configure runrecord or the connection, not the model.
@@ -56,31 +50,6 @@ class ModelRequest(BaseModel):
     prompt: Prompt
     messages: list[str] = Field(default_factory=list)
     step: int = 0
-
-
-def set_price(model: str, input_per_1k: float, output_per_1k: float) -> None:
-    _prices[model] = (input_per_1k, output_per_1k)
-
-
-def load_prices(path: Path) -> None:
-    """Add the prices in a JSON file ``{"model": [input_per_1k, output_per_1k]}``."""
-    try:
-        table = json.loads(path.read_text())
-        for model, (per_in, per_out) in table.items():
-            set_price(str(model), float(per_in), float(per_out))
-    except (OSError, ValueError, TypeError, AttributeError) as err:
-        raise ValueError(f"cannot read price table {path}: {err}") from None
-
-
-def price(model: str, input_tokens: int, output_tokens: int) -> float:
-    global _prices_loaded
-    if not _prices_loaded:
-        _prices_loaded = True
-        configured = os.environ.get(PRICES_ENV)
-        if configured:
-            load_prices(Path(configured).expanduser())
-    per_in, per_out = _prices.get(model, (0.0, 0.0))
-    return round(input_tokens / 1000 * per_in + output_tokens / 1000 * per_out, 8)
 
 
 def register_script(name: str, steps: list[ModelResult]) -> None:
@@ -186,7 +155,9 @@ async def call_model(request: ModelRequest) -> ModelResult:
             "model": spec.name,
             "parameters": dict(spec.parameters),
             "prompt_version": request.prompt.prompt_version,
-            "cost": price(spec.name, decision.input_tokens, decision.output_tokens),
+            "cost": price(
+                spec.provider, spec.name, decision.input_tokens, decision.output_tokens
+            ).cost,
             "latency_ms": int((time.perf_counter() - started) * 1000),
         }
     )

@@ -32,14 +32,23 @@ class ToolSpec(ToolTraits):
 
 
 def activity_name(fn: Callable[..., Any]) -> str:
-    """The name Temporal schedules the activity under (its ``@activity.defn`` name)."""
+    """The name Temporal schedules the activity under (its ``@activity.defn`` name), or the
+    name a framework's tool object carries (an OpenAI ``FunctionTool``, a LangChain tool)."""
     defn = getattr(fn, "__temporal_activity_definition", None)
     name = getattr(defn, "name", None)
-    return name if isinstance(name, str) and name else fn.__name__
+    if isinstance(name, str) and name:
+        return name
+    own = getattr(fn, "name", None)
+    return own if isinstance(own, str) and own else fn.__name__
 
 
 def schema_hash(fn: Callable[..., Any]) -> str:
-    """sha256 of the tool's declared argument and return types."""
+    """sha256 of the tool's declared argument and return types (of a framework's tool
+    object that is no function: of the JSON schema it offers models)."""
+    if not callable(fn):
+        offered = getattr(fn, "params_json_schema", None)
+        text = json.dumps(offered, sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()
     try:
         hints = typing.get_type_hints(fn)
     except Exception:  # unresolvable annotations still deserve a stable hash
@@ -93,7 +102,10 @@ def tool(
             irreversible=irreversible,
             schema_hash=schema_hash(fn),
         )
-        setattr(fn, _ATTR, spec)
+        try:
+            setattr(fn, _ATTR, spec)
+        except (AttributeError, TypeError, ValueError):
+            pass  # a frozen tool object: its declaration is found by name
         _registry[spec.name] = spec
         return fn
 

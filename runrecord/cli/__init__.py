@@ -28,6 +28,7 @@ from runrecord.cli._repair import pause, replay, rerun, reset, resume, rollback
 from runrecord.cli._run import demo, dev, worker
 from runrecord.cli._runs import runs
 from runrecord.cli._show import show
+from runrecord.cli._ui import token, ui
 
 DEBUG_ENV = "RUNRECORD_DEBUG"
 # The reader of stdout went away (`runrecord runs | head`): end quietly with 1, as click does.
@@ -66,6 +67,8 @@ app.command()(rollback)
 app.command()(reset)
 app.command()(rerun)
 app.command()(replay)
+app.command()(ui)
+app.command()(token)
 app.add_typer(db_app, name="db")
 app.add_typer(mirror_app, name="mirror")
 

@@ -44,7 +44,7 @@ from runrecord._contract import (
 from runrecord._redaction import default_redactor
 from runrecord._settings import RunRecordError
 from runrecord.cli._approvals import pending_approvals
-from runrecord.cli._stack import load_agents
+from runrecord.cli._stack import agent_plugins, load_agents
 from runrecord.cli._temporal import (
     describe_run,
     require_open,
@@ -328,7 +328,7 @@ async def replay_run(
         raise RunRecordError(f"cannot read the history of run {run_id!r}: {err.message}") from None
     replayer = Replayer(
         workflows=agents.WORKFLOWS,
-        plugins=[RunRecordPlugin(policy=policy)],
+        plugins=[*agent_plugins(agents), RunRecordPlugin(policy=policy)],
         data_converter=client.data_converter,
         header_codec_behavior=client.config()["header_codec_behavior"],
     )

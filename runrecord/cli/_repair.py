@@ -172,7 +172,13 @@ def rerun(
 def replay(
     run_id: str = RUN_ARGUMENT,
     module: str = typer.Option(
-        None, "--module", "-m", help="Module with the WORKFLOWS list (default: the example agents)."
+        None,
+        "--module",
+        "-m",
+        help=(
+            "Module with the WORKFLOWS list, and PLUGINS (e.g. the OpenAI Agents plugin) if its "
+            "agents run with framework plugins (default: the example agents)."
+        ),
     ),
 ) -> None:
     """Replay RUN's history against the current worker code: OK, or the first nondeterminism."""

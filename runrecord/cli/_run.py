@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ import typer
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._approvals import pending_approvals, send_decision
 from runrecord.cli._cluster import TemporalProfile, temporal_cluster
+from runrecord.cli._ui import DEFAULT_HOST, DEFAULT_PORT, serve_console
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -72,6 +74,9 @@ def dev(
     ui_port: int = typer.Option(
         None, "--ui-port", min=1, max=65535, help="Port of its Web UI (default 8233)."
     ),
+    console_port: int = typer.Option(
+        DEFAULT_PORT, "--console-port", min=1, max=65535, help="Port of runrecord's console."
+    ),
 ) -> None:
     """Run the embedded stack in the foreground: Temporal dev server, worker, mirror.
 
@@ -107,9 +112,17 @@ def dev(
                 typer.echo(f"Task queue:       {EXAMPLES_TASK_QUEUE} (the example agents)")
                 if port:
                     typer.echo(f"Other commands:   export TEMPORAL_ADDRESS={temporal.address}")
+                os.environ.setdefault("TEMPORAL_ADDRESS", temporal.address)
+                console = asyncio.create_task(
+                    serve_console(
+                        settings, host=DEFAULT_HOST, port=console_port, trusted_user_header=None
+                    )
+                )
+                typer.echo(f"Console:          http://{DEFAULT_HOST}:{console_port}/")
                 typer.echo("Worker and mirror running. Press Ctrl-C to stop.")
                 await _until_signalled()
                 typer.echo("Stopping ...")
+                console.cancel()
 
     asyncio.run(main())
 

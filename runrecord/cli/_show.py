@@ -11,12 +11,11 @@ import typer
 
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._query import millis, records
-from runrecord.records import RunRecord, ToolCall
+from runrecord.cli._stack import DEFAULT_UI
+from runrecord.records import ModelCall, RunRecord, ToolCall
 
 if TYPE_CHECKING:
     from rich.tree import Tree
-
-DEFAULT_UI = "http://127.0.0.1:8233"
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -92,6 +91,49 @@ def _run_label(record: RunRecord, ui_url: str | None) -> str:
     return label
 
 
+def _tokens(model: ModelCall) -> str:
+    parts = [f"{model.input_tokens} in", f"{model.output_tokens} out"]
+    if model.cache_read_tokens:
+        parts.append(f"{model.cache_read_tokens} cache read")
+    if model.cache_write_tokens:
+        parts.append(f"{model.cache_write_tokens} cache write")
+    if model.reasoning_tokens:
+        parts.append(f"{model.reasoning_tokens} reasoning")
+    return "tokens " + ", ".join(parts)
+
+
+def _model_line(model: ModelCall) -> str:
+    """What a model call asked and got: model, prompt version, tokens, why it stopped, cost."""
+    from rich.markup import escape
+
+    parts = [f"model {model.provider}/{model.model}"]
+    if model.prompt_version:
+        parts.append(f"prompt {model.prompt_version}")
+    parts.append(_tokens(model))
+    if model.finish_reason:
+        parts.append(f"finish {model.finish_reason}")
+    if model.priced:
+        parts.append(f"cost ${model.cost:.6f}")
+    else:
+        parts.append(f"cost unknown (no price for {model.provider}/{model.model})")
+    return escape("  ".join(parts))
+
+
+def _call_details(call: ToolCall, record: RunRecord, model: ModelCall | None) -> str:
+    """The lines under a call's headline: its agent when not the run's, its model, its trace."""
+    from rich.markup import escape
+
+    lines = []
+    if call.agent_id and call.agent_id != record.agent_id:
+        lines.append(f"agent {escape(call.agent_id)}")
+    if model is not None:
+        lines.append(_model_line(model))
+    if call.trace_id:
+        span = f" span {escape(call.span_id)}" if call.span_id else ""
+        lines.append(f"trace {escape(call.trace_id)}{span}")
+    return "".join(f"\n  {line}" for line in lines)
+
+
 def _call_label(call: ToolCall) -> str:
     from rich.markup import escape
 
@@ -141,11 +183,13 @@ def render_tree(records: list[RunRecord], ui_url: str | None) -> Tree:
             artifacts_by_call.setdefault(a.tool_call_id, []).append(
                 f"[blue]artifact[/blue] {escape(a.artifact_id)} {escape(a.kind)} {escape(a.uri)}"
             )
+        models = {m.tool_call_id: m for m in record.model_calls}
         for step in execution_order(record, by_id):
             if isinstance(step, RunRecord):
                 add_run(node, step)
                 continue
-            call_node = node.add(_call_label(step))
+            model = models.get(step.tool_call_id)
+            call_node = node.add(_call_label(step) + _call_details(step, record, model))
             if len(step.retry_state.history) > 1:
                 for attempt in step.retry_state.history:
                     if attempt.error:
@@ -206,7 +250,9 @@ def show(
     """Show a run as a tree: agent, sub-agents, tool calls, artifacts.
 
     Each tool call shows its side effect, status, attempts, duration, approval and who
-    decided it, and cost; sub-agent runs appear where they were started. The Temporal UI
+    decided it, and cost; under it the agent that made it (when not the run's), for a model
+    call the model, prompt version, tokens, finish reason and cost, and the trace and span
+    it ran in when the worker traces. Sub-agent runs appear where they were started. The Temporal UI
     link is under each run (TEMPORAL_UI_URL, default the dev server's).
     """
     if "\x00" in run_id:

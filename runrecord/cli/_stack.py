@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from runrecord.recorder import Mirror
     from runrecord.workflows import Policy
 
+DEFAULT_UI = "http://127.0.0.1:8233"
+
 
 def records_engine(settings: Settings) -> Engine:
     """The records database, checked (reachable, not newer than this code) without writing."""
@@ -100,12 +102,33 @@ def load_agents(module: str | None) -> ModuleType:
     for name in ("WORKFLOWS", "ACTIVITIES"):
         if not isinstance(getattr(loaded, name, None), list):
             raise RunRecordError(f"agent module {module!r} has no {name} list")
+    plugins = getattr(loaded, "PLUGINS", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, _plugin_types()) for p in plugins):
+        raise RunRecordError(
+            f"agent module {module!r}: PLUGINS must be a list of Temporal plugins "
+            "(e.g. the OpenAI Agents or pydantic-ai plugin its agents run with)"
+        )
     servers = getattr(loaded, "MCP_SERVERS", [])
     if not isinstance(servers, list) or not all(isinstance(s, MCPServerSpec) for s in servers):
         raise RunRecordError(
             f"agent module {module!r}: MCP_SERVERS must be a list of MCPServerSpec"
         )
     return loaded
+
+
+def _plugin_types() -> tuple[type, ...]:
+    """What a module's PLUGINS may hold: Temporal plugins for both client and worker."""
+    import temporalio.client
+    import temporalio.worker
+    from temporalio.plugin import SimplePlugin
+
+    return (SimplePlugin, temporalio.client.Plugin, temporalio.worker.Plugin)
+
+
+def agent_plugins(agents: ModuleType) -> list[Any]:
+    """The Temporal plugins an agent module's agents run with (its ``PLUGINS`` list), which
+    workers and replays install next to runrecord's own."""
+    return list(getattr(agents, "PLUGINS", []))
 
 
 def _default_examples() -> Path:
@@ -135,7 +158,9 @@ async def recording_worker(
         mcp_servers=getattr(agents, "MCP_SERVERS", []), policy=load_policy(settings)
     )
     namespace = settings.namespace if isinstance(cluster, str) else None
-    client = await connect(cluster, namespace, [plugin], payload_codec=settings.payload_codec)
+    client = await connect(
+        cluster, namespace, [*agent_plugins(agents), plugin], payload_codec=settings.payload_codec
+    )
     await ensure_search_attributes(client)
     # Temporal answered: only now write anything (schema, journal).
     await asyncio.to_thread(upgrade, engine)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -35,10 +36,13 @@ from runrecord._contract import (
     CallHeader,
     ControlEvent,
     ErrorType,
+    RequestedModel,
     RunContext,
     RunMemo,
 )
+from runrecord._pricing import price
 from runrecord._redaction import default_redactor
+from runrecord.integrations import ModelUsage, answers_in_results, model_answer, usage
 from runrecord.recorder._blobs import canonical_json
 from runrecord.records import (
     UNDECLARED,
@@ -96,6 +100,31 @@ def _json(payload: Payload) -> Any:
         return json.loads(payload.data)
     except ValueError:
         return None
+
+
+# Where tracing puts a call's trace context in its headers: Temporal's OpenTelemetry
+# interceptors and plugin (a W3C ``traceparent`` carrier), the OpenAI Agents plugin's spans.
+_OTEL_HEADER = "_tracer-data"
+_OPENAI_AGENTS_HEADER = "__openai_span"
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+
+
+def _trace(headers: Mapping[str, Payload]) -> tuple[str | None, str | None]:
+    """The trace and span a call was scheduled in, from its headers (OpenTelemetry first)."""
+    otel = headers.get(_OTEL_HEADER)
+    carrier = _json(otel) if otel is not None else None
+    parent = carrier.get("traceparent") if isinstance(carrier, dict) else None
+    found = _TRACEPARENT.match(parent) if isinstance(parent, str) else None
+    if found is not None and found.group(1) != "0" * 32:
+        return found.group(1), found.group(2)
+    openai = headers.get(_OPENAI_AGENTS_HEADER)
+    span = _json(openai) if openai is not None else None
+    if isinstance(span, dict):
+        trace_id, span_id = span.get("traceId"), span.get("spanId")
+        if isinstance(trace_id, str) and trace_id and trace_id != "no-op":
+            real = isinstance(span_id, str) and span_id not in ("", "no-op")
+            return trace_id[:64], str(span_id)[:64] if real else None
+    return None, None
 
 
 def _record_of(model: type[_R], payload: Payload) -> _R | None:
@@ -231,6 +260,10 @@ class RunProjection:
         self.ended_at: datetime | None = None
         self.calls: dict[str, ToolCall] = {}
         self.model_calls: dict[str, ModelCall] = {}
+        # Framework model requests by call id: what was asked, until the result says the rest.
+        self.requested: dict[str, RequestedModel] = {}
+        # Inputs of framework calls that may turn out to be model calls by their result.
+        self._framework_inputs: dict[str, Any] = {}
         self.child_run_ids: list[str] = []
         self.last_event_id = 0
         self._by_scheduled: dict[int, str] = {}
@@ -469,20 +502,17 @@ class RunProjection:
     def _call_from_header(
         self, header: CallHeader | None, call_id: str, status: ToolCallStatus
     ) -> ToolCall:
-        approval = header.approval if header else None
-        if approval is not None and approval.applied_at is None and approval.decided_at:
+        if header is None:
+            return ToolCall(**UNDECLARED.traits(), tool_call_id=call_id, tool="", status=status)
+        approval = header.approval
+        if approval.applied_at is None and approval.decided_at:
             approval = approval.model_copy(update={"applied_at": approval.decided_at})
+        origin = header.model_copy(deep=True).origin()
         return ToolCall(
-            **(header or UNDECLARED).traits(),
-            tool_call_id=call_id,
-            tool=header.tool if header else "",
-            approval_state=header.approval.state if header else ApprovalState.NOT_REQUIRED,
+            **{**origin, "tool_call_id": call_id},
+            approval_state=header.approval.state,
             approval=approval,
             status=status,
-            mcp_server=header.mcp_server if header else None,
-            mcp=header.mcp.model_copy(deep=True) if header and header.mcp else None,
-            consumes=list(header.consumes) if header else [],
-            compensates=header.compensates if header else None,
         )
 
     def _set_memo(self, payload: Payload) -> None:
@@ -515,6 +545,10 @@ class RunProjection:
         call = self._call_from_header(header, call_id, ToolCallStatus.SCHEDULED)
         if header is None:
             call.tool = attrs.activity_type.name
+        elif header.model is not None:
+            self.requested[call_id] = header.model
+        elif header.framework is not None and answers_in_results(header.framework):
+            self._framework_inputs[call_id] = [_json(p) for p in attrs.input.payloads]
         requested = self.calls.get(call_id)
         if requested is not None and requested.approval is not None:
             # Waited for approval: keep what the approval events said (the sender's identity).
@@ -534,6 +568,7 @@ class RunProjection:
             start_to_close_ms=_ms(attrs.start_to_close_timeout),
             heartbeat_ms=_ms(attrs.heartbeat_timeout),
         )
+        call.trace_id, call.span_id = _trace(attrs.header.fields)
         call.activity_id = attrs.activity_id
         call.temporal_run_id = temporal_run_id
         call.scheduled_at = _time(event.event_time)
@@ -591,7 +626,22 @@ class RunProjection:
         call.output_refs = _refs(result_payloads, self.bodies)
         if call.mcp is not None and call.mcp.operation == "call-tool" and result_payloads.payloads:
             _mcp_result(call, _json(result_payloads.payloads[0]))
+        asked = self._framework_inputs.pop(call.tool_call_id, None)
+        if asked is not None and result_payloads.payloads:
+            result = _json(result_payloads.payloads[0])
+            found = model_answer(call.framework or "", call.activity_type or "", asked, result)
+            if found is not None:
+                # The activity turned out to ask a model: undeclared, it is a model call.
+                if call.side_effect == SideEffect.UNKNOWN:
+                    call.side_effect = SideEffect.MODEL
+                self.requested[call.tool_call_id] = found
+                self._framework_model_call(call, found, result)
+                return
         if call.side_effect != SideEffect.MODEL or not result_payloads.payloads:
+            return
+        requested = self.requested.get(call.tool_call_id)
+        if requested is not None and call.framework is not None:
+            self._framework_model_call(call, requested, _json(result_payloads.payloads[0]))
             return
         result = _record_of(ModelResult, result_payloads.payloads[0])
         if result is not None:
@@ -607,6 +657,34 @@ class RunProjection:
                 cost=result.cost,
                 latency_ms=result.latency_ms,
             )
+
+    def _framework_model_call(self, call: ToolCall, requested: RequestedModel, result: Any) -> None:
+        """A framework's model request: what was asked from the header, the rest from the
+        result, the cost from the price table."""
+        used = usage(call.framework or "", call.activity_type or "", result) or ModelUsage()
+        provider = used.provider or requested.provider
+        model = used.model or requested.model
+        cost = price(
+            provider,
+            model,
+            used.input_tokens,
+            used.output_tokens,
+            cache_read_tokens=used.cache_read_tokens,
+            cache_write_tokens=used.cache_write_tokens,
+        )
+        call.cost = cost.cost
+        self.model_calls[call.tool_call_id] = ModelCall(
+            **used.model_dump(exclude={"provider", "model"}),
+            tool_call_id=call.tool_call_id,
+            provider=provider,
+            model=model,
+            parameters=default_redactor().value(requested.parameters),
+            prompt_version=requested.prompt_version,
+            tools_offered=list(requested.tools_offered),
+            cost=cost.cost,
+            priced=cost.priced,
+            latency_ms=call.duration_ms,
+        )
 
     def _failed(self, event: HistoryEvent, _: str | None) -> None:
         attrs = event.activity_task_failed_event_attributes
@@ -799,6 +877,19 @@ def _redacted_model(model: ModelSpec | None) -> ModelSpec | None:
     )
 
 
+def _failure_status(failure: Failure, status: FinalStatus) -> FinalStatus:
+    """Runrecord's own ending of a run (escalated, rolled back), also when an agent framework
+    wrapped it in a failure of its own (the OpenAI Agents runner does): found among causes."""
+    for _ in range(8):
+        kind = failure.application_failure_info.type
+        if kind in FAILURE_STATUS:
+            return FAILURE_STATUS[kind]
+        if not failure.HasField("cause"):
+            break
+        failure = failure.cause
+    return status
+
+
 # An event handler: the fold, the event, and the Temporal run whose history holds it.
 _Handler = Callable[[RunProjection, HistoryEvent, str | None], None]
 
@@ -812,8 +903,7 @@ def _closed(status: FinalStatus) -> _Handler:
             failure = event.workflow_execution_failed_event_attributes.failure
             self.failure = _failure_text(failure)
             # Runs runrecord ends itself: escalated (unhandled denial or expiry), rolled back.
-            kind = failure.application_failure_info.type
-            self.final_status = FAILURE_STATUS.get(kind, status)
+            self.final_status = _failure_status(failure, status)
         elif status is FinalStatus.TERMINATED:
             reason = event.workflow_execution_terminated_event_attributes.reason
             self.failure = default_redactor().text(reason) or None

@@ -90,6 +90,12 @@ class ToolCallRow(Base):
     local: Mapped[bool] = mapped_column(default=False)
     # A sub-agent's call is named `<sub-agent run id>/<call id>`.
     compensates: Mapped[str | None] = mapped_column(String(1024))
+    agent_id: Mapped[str | None] = mapped_column(String(255))
+    framework: Mapped[str | None] = mapped_column(String(64))
+    activity_type: Mapped[str | None] = mapped_column(String(255))
+    toolset: Mapped[str | None] = mapped_column(String(255))
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+    span_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class AttemptRow(Base):
@@ -142,6 +148,12 @@ class ModelCallRow(Base):
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    finish_reason: Mapped[str | None] = mapped_column(String(64))
+    tools_offered: Mapped[list[str]] = mapped_column(Json, default=list)
+    priced: Mapped[bool] = mapped_column(default=True)
 
 
 class ArtifactRow(Base):

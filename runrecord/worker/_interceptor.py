@@ -47,11 +47,13 @@ from runrecord._contract import (
 from runrecord.activities._artifacts import CurrentCall, current_call
 from runrecord.activities._mcp import MCPServerSpec, parse_activity
 from runrecord.activities._tool import ToolSpec, tool_spec, undeclared
+from runrecord.integrations import Recognised, recognise
 from runrecord.records import (
     Artifact,
     Attempt,
     AttemptOutcome,
     MCPCall,
+    SideEffect,
 )
 from runrecord.worker._nudge import nudge
 from runrecord.workflows._agent import AgentSpec, agent_spec
@@ -176,14 +178,71 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
                 self._arity[spec.name] = _positional_parameters(fn)
 
     def spec_for(self, name: str) -> ToolSpec:
-        return self.tools.get(name) or tool_spec(name) or undeclared(name)
+        return self.tools.get(name) or tool_spec(name) or self.policy.tool(name) or undeclared(name)
+
+    def framework_spec(self, call: Recognised) -> ToolSpec:
+        """A framework call's declaration; a call the framework itself wants approved (its
+        own approval step) needs runrecord's approval, so a person decides once, here."""
+        spec = self._framework_declaration(call)
+        if call.approval and not spec.approval:
+            return spec.model_copy(update={"approval": True})
+        return spec
+
+    def _framework_declaration(self, call: Recognised) -> ToolSpec:
+        """A framework call's declaration: a model request, or its tool by its real name
+        (``toolset:name`` first, then the name alone) as ``@runrecord.tool`` declares it,
+        else as the policy file's [tools] do; undeclared tools stay ``unknown``."""
+        if call.model is not None:
+            return ToolSpec(name=call.tool, side_effect=SideEffect.MODEL, idempotent=True)
+        if call.side_effect is not None:
+            return ToolSpec(name=call.tool, side_effect=call.side_effect, idempotent=True)
+        if call.tools:
+            return self._together(
+                call.tool,
+                [
+                    self.framework_spec(call.model_copy(update={"tool": name, "tools": []}))
+                    for name in call.tools
+                ],
+            )
+        if call.toolset:
+            qualified = f"{call.toolset}:{call.tool}"
+            found = self.tools.get(qualified) or tool_spec(qualified)
+            if found is not None:
+                return found.model_copy(update={"name": call.tool})
+        declared = self.tools.get(call.tool) or tool_spec(call.tool)
+        if declared is not None:
+            return declared
+        return self.policy.tool(call.tool, call.toolset) or undeclared(call.tool)
+
+    @staticmethod
+    def _together(name: str, specs: list[ToolSpec]) -> ToolSpec:
+        """Several tools run by one activity, as one call: needs approval if any does; a
+        side effect they share, else ``unknown`` (the most dangerous class)."""
+        effects = {spec.side_effect for spec in specs}
+        return ToolSpec(
+            name=name,
+            side_effect=effects.pop() if len(effects) == 1 else SideEffect.UNKNOWN,
+            approval=any(spec.approval for spec in specs),
+            idempotent=all(spec.idempotent for spec in specs),
+            irreversible=any(spec.irreversible for spec in specs),
+            network=any(spec.network for spec in specs),
+        )
 
     def arity(self, name: str) -> int | None:
         """How many positional arguments the activity ``name`` takes, if this worker knows it."""
         return self._arity.get(name)
 
-    def refusal(self, activity: str, header: CallHeader | None) -> str | None:
-        """Why an activity must not run here: the fail-closed check on the activity side."""
+    def refusal(
+        self, activity: str, header: CallHeader | None, args: Sequence[Any] = ()
+    ) -> str | None:
+        """Why an activity must not run here: the fail-closed check on the activity side.
+
+        A framework's activity is judged as the tool it really is, recognised again from
+        its arguments here: never from what its header claims."""
+        framework_call = recognise(activity, args)
+        if framework_call is not None:
+            spec = self.framework_spec(framework_call)
+            return self.policy.refusal(spec.name, header, spec)
         target = parse_activity(activity)
         # An MCP server's trust comes from this worker's registration, never from the header.
         registration = self.mcp_servers.get(target[0]) if target else None
@@ -247,6 +306,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         self.context = RunContext()
         self.mcp = MCPSnapshot(self.interceptor.mcp_servers)
         self._seq = 0
+        self._identified = False
         self._call_prefix = ""
         self.status = RunStatus(self.mcp)
         self.gate = ApprovalGate(self.interceptor.policy, self.status.publish)
@@ -303,8 +363,12 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         self._seq += 1
         target = parse_activity(activity)
         mcp: MCPCall | None = None
+        framework_call = recognise(activity, args) if target is None else None
         if target is not None:
             spec, mcp = self.mcp.call(*target, args, host=self.host)
+        elif framework_call is not None:
+            spec = self.interceptor.framework_spec(framework_call)
+            self._identify(framework_call)
         else:
             spec = self.interceptor.spec_for(activity)
         header = CallHeader(
@@ -312,7 +376,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             tool_call_id=f"{self._call_prefix}{self._seq}",
             tool=spec.name,
             run_id=self.run_id,
-            agent_id=self.agent_id,
+            agent_id=(framework_call and framework_call.agent_id) or self.agent_id,
             turn_id=self.context.turn_id,
             local=local,
             mcp_server=target[0] if target else None,
@@ -320,7 +384,21 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             consumes=artifact_ids(args),
             compensates=self.compensating,
         )
+        if framework_call is not None:
+            header.framework = framework_call.framework
+            header.activity_type = activity
+            header.toolset = framework_call.toolset
+            header.model = framework_call.model
         return header, spec
+
+    def _identify(self, call: Recognised) -> None:
+        """The first framework agent seen names a run no ``@runrecord.agent`` names."""
+        if self.spec is not None or not call.agent_id or self._identified:
+            return
+        self._identified = True
+        self.agent_id = call.agent_id
+        self.host = f"{call.agent_id}@{call.agent_version}" if call.agent_version else call.agent_id
+        self.status.identify(call.agent_id, call.agent_version)
 
     def schedule(
         self,
@@ -337,8 +415,14 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             header.approval = self.gate.decide_by_policy(header, need)
             return self._start(input, header, start)
 
+        shown: Sequence[Any] = input.args
+        if header.framework is not None:
+            found = recognise(input.activity, input.args)
+            if found is not None and found.arguments is not None:
+                shown = found.arguments
+
         async def after_approval() -> Any:
-            approval = await self.gate.wait(header, need, input.args)
+            approval = await self.gate.wait(header, need, shown)
             return await self._start(input, header.model_copy(update={"approval": approval}), start)
 
         # Nothing reaches history until the decision; the agent awaits this task like a handle.
@@ -432,7 +516,7 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
     async def execute_activity(self, input: temporalio.worker.ExecuteActivityInput) -> Any:
         info = temporalio.activity.info()
         header = decode_header(input.headers, CallHeader)
-        refusal = self._root.refusal(info.activity_type, header)
+        refusal = self._root.refusal(info.activity_type, header, input.args)
         if refusal is not None:
             raise ApplicationError(refusal, type=ErrorType.APPROVAL_MISSING, non_retryable=True)
         if header is None:

@@ -24,10 +24,25 @@ tried in order and the first whose ``tools`` and ``side_effects`` both match a c
     expiry = "30m"
     require_signatures = true
 
+    [console.tokens]               # the console's approver tokens, as digests
+    alice = "sha256:<64 hex digits>"                    # `runrecord token alice` makes one
+
     [[rule]]
     name = "git-reads"
     tools = ["git:git_status", "git:git_log", "time:*"]   # server:tool, server:*
     action = "allow"
+
+Tools that have no activity function to decorate (an agent framework's tools, recognised
+by ``runrecord.integrations``) can be declared here, by name or ``toolset:name`` (the
+framework's toolset or MCP server); a ``@runrecord.tool`` declaration wins over these:
+
+    [tools.refund]
+    side_effect = "payment"        # read | write | delete | exec | network | deploy | payment
+    approval = true                # every call waits for a person (rule "declared")
+    compensate = "reverse_refund"  # the activity rollback runs to undo it
+    [tools."billing:void_invoice"]
+    side_effect = "delete"
+    irreversible = true
 
 A bare tool name matches tools declared on the worker and tools of MCP servers marked
 ``trusted``; it may gate (require, deny) an untrusted server's tool of that name but never
@@ -194,6 +209,10 @@ class Policy:
     approvers: tuple[str, ...] = ("*",)
     require_signatures: bool = False
     source: str = "built-in default"
+    # The console's approver tokens: approver -> sha256 hex of the token ([console.tokens]).
+    console_tokens: dict[str, str] = field(default_factory=dict)
+    # Tools declared in the file's [tools], by ``name`` or ``toolset:name``.
+    tools: dict[str, ToolSpec] = field(default_factory=dict)
 
     # --- loading
 
@@ -212,7 +231,7 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "inline") -> Policy:
-        unknown = set(data) - {"approval", "groups", "approvers", "rule"}
+        unknown = set(data) - {"approval", "groups", "approvers", "rule", "console", "tools"}
         if unknown:
             raise PolicyError(f"{source}: unknown section(s) {sorted(unknown)}")
         defaults = _table(data.get("approval", {}), f"{source} [approval]")
@@ -236,6 +255,7 @@ class Policy:
             rules=rules,
             groups=groups,
             keys=keys,
+            console_tokens=_console_tokens(data.get("console", {}), f"{source} [console]"),
             expiry=parse_duration(defaults["expiry"], f"{source} [approval] expiry")
             if "expiry" in defaults
             else DEFAULT_EXPIRY,
@@ -244,6 +264,10 @@ class Policy:
                 defaults.get("require_signatures", False), f"{source} require_signatures"
             ),
             source=source,
+            tools={
+                str(key): _tool(str(key), spec, f"{source} [tools.{str(key)[:80]!r}]")
+                for key, spec in _table(data.get("tools", {}), f"{source} [tools]").items()
+            },
         )
         for name, members in [("[approval]", policy.approvers)] + [
             (f"rule {r.name!r}", r.approvers) for r in rules
@@ -252,6 +276,14 @@ class Policy:
                 if member.startswith("group:") and member[6:] not in groups:
                     raise PolicyError(f"{source}: {name} names unknown group {member[6:]!r}")
         return policy
+
+    def tool(self, name: str, toolset: str | None = None) -> ToolSpec | None:
+        """A tool as the file's [tools] declare it: ``toolset:name`` first, then ``name``."""
+        if toolset:
+            found = self.tools.get(f"{toolset}:{name}")
+            if found is not None:
+                return found.model_copy(update={"name": name})
+        return self.tools.get(name)
 
     # --- deciding
 
@@ -437,6 +469,47 @@ def _rule(raw: Any, where: str) -> Rule:
     )
 
 
+# What a declared tool may do: every side effect but ``model`` and ``unknown``.
+_DECLARABLE = [e.value for e in SideEffect if e not in (SideEffect.MODEL, SideEffect.UNKNOWN)]
+# A name part of a [tools] key: no blank, no control character, no second ':'.
+_TOOL_NAME = re.compile(r"[^\s:\x00-\x1f\x7f]+")
+
+
+def _tool(key: str, raw: Any, where: str) -> ToolSpec:
+    table = _table(raw, where)
+    _only(
+        table,
+        {"side_effect", "approval", "compensate", "idempotent", "irreversible", "network"},
+        where,
+    )
+    toolset, _, name = key.rpartition(":")
+    if (
+        not _TOOL_NAME.fullmatch(name)
+        or (toolset and not _TOOL_NAME.fullmatch(toolset))
+        or (not toolset and ":" in key)
+    ):
+        raise PolicyError(
+            f"{where}: a tool is declared as name or toolset:name (no spaces, one ':')"
+        )
+    effect = table.get("side_effect")
+    if effect not in _DECLARABLE:
+        raise PolicyError(
+            f"{where}: side_effect must be one of {', '.join(_DECLARABLE)}, "
+            f"got {str(effect)[:40]!r}"
+        )
+    compensate = table.get("compensate")
+    if compensate is not None and (not isinstance(compensate, str) or not compensate.strip()):
+        raise PolicyError(f"{where}: compensate must name the activity that undoes the tool")
+    flags: dict[str, Any] = {
+        flag: _bool(table[flag], f"{where} {flag}")
+        for flag in ("approval", "idempotent", "irreversible", "network")
+        if flag in table
+    }
+    if compensate is not None and flags.get("irreversible"):
+        raise PolicyError(f"{where}: a tool cannot be both irreversible and have a compensator")
+    return ToolSpec(name=name, side_effect=SideEffect(effect), compensator=compensate, **flags)
+
+
 def _key(raw: Any, where: str) -> ApproverKey:
     table = _table(raw, where)
     _only(table, {"ed25519_public_key", "hmac_key", "hmac_key_env"}, where)
@@ -480,3 +553,24 @@ def sign(policy: Policy, approver: str, message: bytes, private_key_pem: bytes |
     if not isinstance(private, Ed25519PrivateKey):
         raise PolicyError("the private key is not an Ed25519 key")
     return "ed25519:" + base64.b64encode(private.sign(message)).decode()
+
+
+def _console_tokens(section: Any, where: str) -> dict[str, str]:
+    """``[console.tokens]``: approver = "sha256:<hex of the token>" (never the token itself)."""
+    console = _table(section, where)
+    _only(console, {"tokens"}, where)
+    tokens: dict[str, str] = {}
+    for name, digest in _table(console.get("tokens", {}), f"{where} tokens").items():
+        text = str(digest)
+        hexpart = text.removeprefix("sha256:")
+        if (
+            not text.startswith("sha256:")
+            or len(hexpart) != 64
+            or not all(c in "0123456789abcdef" for c in hexpart)
+        ):
+            raise PolicyError(
+                f'{where} tokens.{name}: give the token\'s digest as "sha256:<64 hex digits>" '
+                "(`runrecord token NAME` makes a token and prints its digest)"
+            )
+        tokens[str(name)] = hexpart
+    return tokens

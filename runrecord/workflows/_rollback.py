@@ -393,8 +393,7 @@ class RunRollback:
             if self.on_failure and not self.rolling_back:
                 request = RollbackRequest(requested_by=ROLLBACK_ON_FAILURE, reason=error_text(err))
                 await self._roll_back(request, err)
-            kind = err.type if isinstance(err, ApplicationError) else None
-            self.status.set(FAILURE_STATUS[kind] if kind in FAILURE_STATUS else "failed")
+            self.status.set(_failure_status(err))
             raise
         self.status.set("succeeded")
         return result
@@ -476,3 +475,17 @@ class RunRollback:
             await handle.signal(SUB_AGENT_CALLS_SIGNAL, report.to_json_dict())
         except Exception as err:  # a parent that has closed cannot roll back any more
             workflow.logger.warning(f"sub-agent report not delivered: {err}")
+
+
+def _failure_status(err: BaseException) -> str:
+    """The status a run ends with for ``err``: runrecord's own ending (a denial, an expiry,
+    a rollback) even when an agent framework wrapped it in an error of its own."""
+    seen: BaseException | None = err
+    for _ in range(8):
+        if seen is None:
+            break
+        kind = seen.type if isinstance(seen, ApplicationError) else None
+        if kind in FAILURE_STATUS:
+            return FAILURE_STATUS[kind]
+        seen = seen.__cause__
+    return "failed"

@@ -71,6 +71,18 @@ class RunStatus:
         )
         self._upsert_memo()
 
+    def identify(self, agent_id: str, version: str | None) -> None:
+        """The run turned out to be a framework's agent: its name is the run's agent id."""
+        self.agent_id = agent_id
+        self.memo = self.memo.model_copy(
+            update={"agent_id": agent_id, "agent_version": version or self.memo.agent_version}
+        )
+        self._upsert_memo()
+        try:
+            workflow.upsert_search_attributes([AGENT_ATTR.value_set(agent_id)])
+        except Exception:
+            workflow.logger.warning("runrecord search attributes not registered")
+
     def publish(self, event: ControlEvent, pending: list[ApprovalRequest]) -> None:
         """An approval or rollback event, and the requests still waiting after it."""
         workflow.upsert_memo(

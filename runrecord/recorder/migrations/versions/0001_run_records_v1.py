@@ -1,20 +1,12 @@
-"""run records v1
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-24 19:42:21.128167
-"""
-
-from collections.abc import Sequence
+"""run records v1"""
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-revision: str = "0001"
-down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from runrecord.recorder.migrations._types import JSON, WHEN
+
+revision = "0001"
+down_revision = None
 
 
 def upgrade() -> None:
@@ -31,7 +23,7 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=True),
         sa.Column("agent_id", sa.String(length=255), nullable=True),
         sa.Column("turn_id", sa.String(length=255), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", WHEN, nullable=True),
         sa.PrimaryKeyConstraint("artifact_id"),
     )
     with op.batch_alter_table("artifacts", schema=None) as batch_op:
@@ -42,7 +34,7 @@ def upgrade() -> None:
         "journal_cursors",
         sa.Column("file", sa.String(length=512), nullable=False),
         sa.Column("offset", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", WHEN, nullable=False),
         sa.PrimaryKeyConstraint("file"),
     )
     op.create_table(
@@ -72,13 +64,13 @@ def upgrade() -> None:
         sa.Column("turn_id", sa.String(length=255), nullable=True),
         sa.Column(
             "model",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSON,
             nullable=True,
         ),
         sa.Column("prompt_version", sa.String(length=255), nullable=True),
         sa.Column(
             "tool_registry",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSON,
             nullable=False,
         ),
         sa.Column("final_status", sa.String(length=32), nullable=False),
@@ -88,18 +80,18 @@ def upgrade() -> None:
         sa.Column("depth", sa.Integer(), nullable=False),
         sa.Column(
             "temporal_run_ids",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSON,
             nullable=False,
         ),
         sa.Column(
             "child_run_ids",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSON,
             nullable=False,
         ),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("started_at", WHEN, nullable=True),
+        sa.Column("ended_at", WHEN, nullable=True),
         sa.Column("last_event_id", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", WHEN, nullable=False),
         sa.PrimaryKeyConstraint("run_id"),
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
@@ -115,8 +107,8 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(length=255), nullable=False),
         sa.Column("tool_call_id", sa.String(length=64), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("started_at", WHEN, nullable=True),
+        sa.Column("ended_at", WHEN, nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("worker_identity", sa.String(length=255), nullable=True),
@@ -138,36 +130,36 @@ def upgrade() -> None:
         sa.Column("approval_state", sa.String(length=16), nullable=False),
         sa.Column(
             "approval",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSON,
             nullable=True,
         ),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column(
             "input_refs",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSON,
             nullable=False,
         ),
         sa.Column(
             "output_refs",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSON,
             nullable=False,
         ),
         sa.Column(
             "timeouts",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSON,
             nullable=False,
         ),
         sa.Column(
             "retry_policy",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSON,
             nullable=True,
         ),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_failure", sa.Text(), nullable=True),
         sa.Column("timeout_type", sa.String(length=32), nullable=True),
-        sa.Column("scheduled_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("scheduled_at", WHEN, nullable=True),
+        sa.Column("started_at", WHEN, nullable=True),
+        sa.Column("ended_at", WHEN, nullable=True),
         sa.Column("duration_ms", sa.BigInteger(), nullable=True),
         sa.Column("worker_identity", sa.String(length=255), nullable=True),
         sa.Column("cost", sa.Float(), nullable=False),

@@ -1,20 +1,12 @@
-"""lineage edges and mcp server
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-24 19:51:11.794545
-"""
-
-from collections.abc import Sequence
+"""lineage edges and mcp server"""
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-revision: str = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from runrecord.recorder.migrations._types import JSON
+
+revision = "0002"
+down_revision = "0001"
 
 
 def upgrade() -> None:
@@ -30,7 +22,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column(
                 "consumes",
-                sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                JSON,
                 nullable=False,
                 server_default="[]",
             )
@@ -41,7 +33,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column(
                 "consumes",
-                sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                JSON,
                 nullable=False,
                 server_default="[]",
             )

@@ -1,32 +1,23 @@
-"""mcp calls: network flag, MCP call details, schema drift, servers a run listed
-
-Revision ID: 0003
-Revises: 0002
-"""
-
-from collections.abc import Sequence
+"""mcp calls: network flag, MCP call details, schema drift, servers a run listed"""
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-revision: str = "0003"
-down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from runrecord.recorder.migrations._types import JSON
 
-_JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+revision = "0003"
+down_revision = "0002"
 
 
 def upgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("mcp_servers", _JSON, nullable=False, server_default="[]"))
+        batch_op.add_column(sa.Column("mcp_servers", JSON, nullable=False, server_default="[]"))
 
     with op.batch_alter_table("tool_calls", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("network", sa.Boolean(), nullable=False, server_default=sa.false())
         )
-        batch_op.add_column(sa.Column("mcp", _JSON, nullable=True))
+        batch_op.add_column(sa.Column("mcp", JSON, nullable=True))
         batch_op.add_column(
             sa.Column("schema_drift", sa.Boolean(), nullable=False, server_default=sa.false())
         )

@@ -1,20 +1,12 @@
-"""attempt routes, model call parameters, local tool calls
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-24 20:10:00.000000
-"""
-
-from collections.abc import Sequence
+"""attempt routes, model call parameters, local tool calls"""
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-revision: str = "0004"
-down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from runrecord.recorder.migrations._types import JSON
+
+revision = "0004"
+down_revision = "0003"
 
 
 def upgrade() -> None:
@@ -25,7 +17,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column(
                 "parameters",
-                sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                JSON,
                 nullable=False,
                 server_default="{}",
             )

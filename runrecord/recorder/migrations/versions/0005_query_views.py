@@ -1,9 +1,5 @@
 """query indexes and SQL views
 
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-24 20:10:00.000000
-
 Indexes for the operator's questions (`runrecord runs|diff|artifacts|lineage|cost`), and on
 PostgreSQL the views that answer the same questions in SQL (docs/records.md). The views use
 PostgreSQL's JSON operators and LATERAL, so SQLite (dev/demo only) gets the indexes but no views.
@@ -12,15 +8,11 @@ A later migration that alters or drops a column one of these views reads must dr
 first and create it again afterwards (PostgreSQL refuses otherwise).
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0005"
+down_revision = "0004"
 
 # A call in one of these approval states never ran (the CLI's NOT_LET_RUN).
 _NOT_LET_RUN = "('requested', 'denied', 'expired')"

@@ -1,30 +1,21 @@
-"""human control: refused approval attempts, rollback report, rerun link, compensation link
-
-Revision ID: 0006
-Revises: 0005
-"""
-
-from collections.abc import Sequence
+"""human control: refused approval attempts, rollback report, rerun link, compensation link"""
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-revision: str = "0006"
-down_revision: str | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from runrecord.recorder.migrations._types import JSON
 
-_JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+revision = "0006"
+down_revision = "0005"
 
 
 def upgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("rerun_of", sa.String(length=255), nullable=True))
         batch_op.add_column(
-            sa.Column("approval_rejections", _JSON, nullable=False, server_default="[]")
+            sa.Column("approval_rejections", JSON, nullable=False, server_default="[]")
         )
-        batch_op.add_column(sa.Column("rollback", _JSON, nullable=True))
+        batch_op.add_column(sa.Column("rollback", JSON, nullable=True))
         batch_op.create_index(batch_op.f("ix_runs_rerun_of"), ["rerun_of"], unique=False)
 
     with op.batch_alter_table("tool_calls", schema=None) as batch_op:

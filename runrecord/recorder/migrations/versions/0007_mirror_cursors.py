@@ -1,22 +1,12 @@
-"""mirror: Temporal runs with their cursors, the workflow-level timeline, mirror heartbeats
-
-Revision ID: 0007
-Revises: 0006
-"""
-
-from collections.abc import Sequence
+"""mirror: Temporal runs with their cursors, the workflow-level timeline, mirror heartbeats"""
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-revision: str = "0007"
-down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from runrecord.recorder.migrations._types import JSON, WHEN
 
-_JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-_WHEN = sa.DateTime(timezone=True)
+revision = "0007"
+down_revision = "0006"
 
 
 def upgrade() -> None:
@@ -25,14 +15,14 @@ def upgrade() -> None:
         sa.Column("namespace", sa.String(length=255), nullable=False),
         sa.Column("workflow_id", sa.String(length=255), nullable=False),
         sa.Column("temporal_run_id", sa.String(length=64), nullable=False),
-        sa.Column("began_at", _WHEN, nullable=True),
+        sa.Column("began_at", WHEN, nullable=True),
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("continued_from", sa.String(length=64), nullable=True),
         sa.Column("reset_from", sa.String(length=64), nullable=True),
         sa.Column("reset_reason", sa.Text(), nullable=True),
         sa.Column("last_event_id", sa.BigInteger(), nullable=False),
-        sa.Column("last_event_time", _WHEN, nullable=True),
-        sa.Column("updated_at", _WHEN, nullable=False),
+        sa.Column("last_event_time", WHEN, nullable=True),
+        sa.Column("updated_at", WHEN, nullable=False),
         sa.PrimaryKeyConstraint("namespace", "workflow_id", "temporal_run_id"),
     )
     op.create_index("ix_temporal_runs_workflow_id", "temporal_runs", ["workflow_id"])
@@ -43,9 +33,9 @@ def upgrade() -> None:
         sa.Column("temporal_run_id", sa.String(length=64), nullable=False),
         sa.Column("event_id", sa.BigInteger(), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
-        sa.Column("event_time", _WHEN, nullable=True),
+        sa.Column("event_time", WHEN, nullable=True),
         sa.Column("identity", sa.String(length=255), nullable=True),
-        sa.Column("detail", _JSON, nullable=False),
+        sa.Column("detail", JSON, nullable=False),
         sa.PrimaryKeyConstraint("namespace", "workflow_id", "temporal_run_id", "event_id"),
     )
     op.create_index("ix_run_events_workflow_id", "run_events", ["workflow_id"])
@@ -56,13 +46,13 @@ def upgrade() -> None:
         sa.Column("namespace", sa.String(length=255), nullable=False),
         sa.Column("host", sa.String(length=255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
-        sa.Column("started_at", _WHEN, nullable=False),
-        sa.Column("heartbeat_at", _WHEN, nullable=False),
-        sa.Column("state", _JSON, nullable=False),
+        sa.Column("started_at", WHEN, nullable=False),
+        sa.Column("heartbeat_at", WHEN, nullable=False),
+        sa.Column("state", JSON, nullable=False),
         sa.PrimaryKeyConstraint("mirror_id"),
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("pause", _JSON, nullable=True))
+        batch_op.add_column(sa.Column("pause", JSON, nullable=True))
 
 
 def downgrade() -> None:

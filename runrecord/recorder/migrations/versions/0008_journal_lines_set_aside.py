@@ -1,18 +1,10 @@
-"""journal cursors count the lines set aside, with the last one's problem
-
-Revision ID: 0008
-Revises: 0007
-"""
-
-from collections.abc import Sequence
+"""journal cursors count the lines set aside, with the last one's problem"""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0008"
+down_revision = "0007"
 
 
 def upgrade() -> None:

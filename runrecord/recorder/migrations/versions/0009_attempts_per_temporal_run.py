@@ -1,21 +1,15 @@
 """attempts and artifacts know the Temporal run whose worker made them
 
-Revision ID: 0009
-Revises: 0008
 
 Every Temporal run of a workflow id numbers its calls and attempts from 1 (a reset's new
 run, a sub-agent run again under the same id), so an attempt's key includes its Temporal run.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009"
-down_revision: str | None = "0008"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0009"
+down_revision = "0008"
 
 
 def upgrade() -> None:

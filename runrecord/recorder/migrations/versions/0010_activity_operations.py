@@ -1,23 +1,14 @@
 """operators' actions on pending calls (activity pause, unpause, reset, options), and
 compensations of a sub-agent's calls (`compensates` names the sub-agent run too)
-
-Revision ID: 0010
-Revises: 0009
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-revision: str = "0010"
-down_revision: str | None = "0009"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from runrecord.recorder.migrations._types import JSON, WHEN
 
-_JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-_WHEN = sa.DateTime(timezone=True)
+revision = "0010"
+down_revision = "0009"
 
 
 def upgrade() -> None:
@@ -26,11 +17,11 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(length=255), nullable=False),
         sa.Column("tool_call_id", sa.String(length=64), nullable=False),
         sa.Column("operation", sa.String(length=32), nullable=False),
-        sa.Column("at", _WHEN, nullable=False),
+        sa.Column("at", WHEN, nullable=False),
         sa.Column("identity", sa.String(length=255), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("attempt", sa.Integer(), nullable=True),
-        sa.Column("detail", _JSON, nullable=False),
+        sa.Column("detail", JSON, nullable=False),
         sa.PrimaryKeyConstraint("run_id", "tool_call_id", "operation", "at"),
     )
     with op.batch_alter_table("tool_calls") as batch_op:

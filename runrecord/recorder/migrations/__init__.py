@@ -1,0 +1,1 @@
+"""The records database's Alembic migrations (``versions/``) and what they share."""
