@@ -2,10 +2,14 @@
 
     python benchmarks/mirror.py [--runs 50] [--calls 10] [--rebuild-runs 200] [--rounds 3]
 
-(a) Lag: ``--runs`` agent runs at once, each making ``--calls`` tool calls, with the mirror
-    following them live (``Mirror.run``, as in ``runrecord worker``). Each activity notes
-    when it returned; a reader polls the records every 5 ms and notes when the call's row
-    first says ``succeeded``. Lag is the difference: activity completion to a queryable row.
+(a) Lag: ``--runs`` agent runs at once, each making ``--calls`` tool calls, on a worker
+    in this process whose shipper writes attempts to the records (and NOTIFYs mirrors of
+    new runs), with ``runrecord mirror run`` following them in a process of its own
+    (``--in-process``: the mirror in the worker's process). Each activity notes when it
+    returned; a reader polls the records every 5 ms and notes when the call's row first
+    says ``succeeded``, and when its attempt row does. Lag is the difference: activity
+    completion to a queryable row. The attempt rows' lag is the shipper's: what a machine
+    that disappears with its disk loses is what was spooled within that time.
 (b) Rebuild: ``--rebuild-runs`` finished runs are re-projected from history and every row
     rewritten (``Mirror.rebuild``), and, side by side in the same process, the same
     histories are merely fetched, page by page, with the same concurrency. Fetch and
@@ -44,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from sqlalchemy import text
 
     import runrecord
-    from runrecord.recorder import Mirror, open_engine, upgrade
+    from runrecord.recorder import Mirror, Shipper, open_engine, upgrade
     from runrecord.worker import SEARCH_ATTRIBUTES, Journal, RunRecordPlugin, temporal_binary
     from runrecord.worker._devserver import DEV_SERVER_FLAGS
 
@@ -78,24 +82,36 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def watch_rows(url: str, prefix: str, seen: dict[tuple[str, str], float], stop: threading.Event):
+def watch_rows(
+    url: str,
+    prefix: str,
+    seen: dict[tuple[str, str], float],
+    shipped: dict[tuple[str, str], float],
+    stop: threading.Event,
+):
     """Poll the records every 5 ms; a run's calls run one after another, so when its count
-    of succeeded calls grows from k to k + 1, call k + 1 has just become queryable."""
+    of succeeded calls (or succeeded attempts) grows from k to k + 1, call k + 1 has just
+    become queryable."""
     engine = open_engine(url)
-    query = text(
+    calls = text(
         "SELECT run_id, count(*) FROM tool_calls WHERE status = 'succeeded' "
         "AND run_id LIKE :prefix GROUP BY run_id"
     )
-    counts: dict[str, int] = {}
+    attempts = text(
+        "SELECT run_id, count(*) FROM tool_call_attempts WHERE outcome = 'succeeded' "
+        "AND run_id LIKE :prefix GROUP BY run_id"
+    )
+    counts: dict[tuple[str, str], int] = {}
     with engine.connect() as conn:
         while not stop.is_set():
-            rows = conn.execute(query, {"prefix": f"{prefix}%"}).all()
-            conn.commit()
-            now = time.time()
-            for run_id, count in rows:
-                for n in range(counts.get(run_id, 0) + 1, int(count) + 1):
-                    seen.setdefault((run_id, str(n)), now)
-                counts[run_id] = int(count)
+            for name, query, found in (("c", calls, seen), ("a", attempts, shipped)):
+                rows = conn.execute(query, {"prefix": f"{prefix}%"}).all()
+                conn.commit()
+                now = time.time()
+                for run_id, count in rows:
+                    for n in range(counts.get((name, run_id), 0) + 1, int(count) + 1):
+                        found.setdefault((run_id, str(n)), now)
+                    counts[(name, run_id)] = int(count)
             time.sleep(0.005)
     engine.dispose()
 
@@ -130,7 +146,7 @@ async def measure_lag(
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     prefix = f"lag-{uuid.uuid4().hex[:6]}-"
     engine = open_engine(url)
-    mirror = Mirror(client, engine, journal_dir=journal.directory, poll_interval=0.5)
+    mirror = Mirror(client, engine, poll_interval=0.5)
     process = (
         start_mirror_process(
             url, client.service_client.config.target_host, journal.directory.parent
@@ -139,8 +155,9 @@ async def measure_lag(
         else None
     )
     seen: dict[tuple[str, str], float] = {}
+    shipped: dict[tuple[str, str], float] = {}
     stop_watch = threading.Event()
-    watcher = threading.Thread(target=watch_rows, args=(url, prefix, seen, stop_watch))
+    watcher = threading.Thread(target=watch_rows, args=(url, prefix, seen, shipped, stop_watch))
     stop = asyncio.Event()
     async with Worker(
         client,
@@ -156,7 +173,9 @@ async def measure_lag(
             *(client.execute_workflow(MirrorBench.run, calls, id=i, task_queue=queue) for i in ids)
         )
         deadline = time.monotonic() + 30
-        while len(seen) < runs * calls and time.monotonic() < deadline:
+        while (len(seen) < runs * calls or len(shipped) < runs * calls) and (
+            time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.05)
         stop.set()
         if following is not None:
@@ -172,8 +191,13 @@ async def measure_lag(
         for key, done in DONE.items()
         if key[0].startswith(prefix) and key in seen
     }
+    ship_lags = [
+        (shipped[key] - done) * 1000
+        for key, done in DONE.items()
+        if key[0].startswith(prefix) and key in shipped
+    ]
     missing = runs * calls - len(lags)
-    return lags, missing
+    return lags, ship_lags, missing
 
 
 async def fetch_only(mirror: Mirror, run_ids: list[str], concurrency: int) -> int:
@@ -220,7 +244,7 @@ async def measure_rebuild(
         print(f"starting {runs} runs of {calls} calls for the rebuild ...", file=sys.stderr)
         await asyncio.gather(*(one(i) for i in ids))
     engine = open_engine(url)
-    mirror = Mirror(client, engine, journal_dir=journal.directory)
+    mirror = Mirror(client, engine)
     fetch_times: list[float] = []
     rebuild_times: list[float] = []
     events = 0
@@ -248,7 +272,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50, help="concurrent runs for the lag")
     parser.add_argument("--calls", type=int, default=10, help="tool calls per run")
-    parser.add_argument("--rebuild-runs", type=int, default=200, help="runs to rebuild")
+    parser.add_argument(
+        "--rebuild-runs", type=int, default=200, help="runs to rebuild (0: lag only)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="fetch/rebuild rounds")
     parser.add_argument(
         "--in-process",
@@ -264,6 +290,9 @@ async def main() -> None:
     upgrade(engine)
     engine.dispose()
     journal = Journal(workdir / "journal")
+    shipper_engine = open_engine(url)
+    shipper = Shipper(shipper_engine, journal.directory, journal=journal)
+    shipper.start()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         search_attributes=SEARCH_ATTRIBUTES,
@@ -273,25 +302,40 @@ async def main() -> None:
         address = env.client.service_client.config.target_host
         client = await Client.connect(address, plugins=[RunRecordPlugin(journal)])
         print(f"records: {url.split('@')[-1]}", file=sys.stderr)
-        lags, missing = await measure_lag(
+        lags, ship_lags, missing = await measure_lag(
             client, url, journal, args.runs, args.calls, not args.in_process
         )
-        fetch_s, rebuild_s, events = await measure_rebuild(
-            client, url, journal, args.rebuild_runs, args.calls, args.rounds
-        )
+        if args.rebuild_runs:
+            fetch_s, rebuild_s, events = await measure_rebuild(
+                client, url, journal, args.rebuild_runs, args.calls, args.rounds
+            )
     finally:
         journal.close()
+        shipper.stop()
+        shipper_engine.dispose()
         await env.shutdown()
     print(f"lag: {len(lags)} calls of {args.runs} concurrent runs ({missing} not seen)")
-    print(f"fetch: {events / fetch_s:.0f} events/s (median of {args.rounds})")
+    if args.rebuild_runs:
+        print(f"fetch: {events / fetch_s:.0f} events/s (median of {args.rounds})")
     first = [lag for (_, call), lag in lags.items() if call == "1"]
     later = [lag for (_, call), lag in lags.items() if call != "1"]
-    print(f"first calls (run found by visibility or a nudge): p99 {percentile(first, 0.99):.0f} ms")
-    print(f"later calls (run already followed): p99 {percentile(later, 0.99):.0f} ms")
+    layout = "mirror in the worker's process" if args.in_process else "mirror in its own process"
+    print(f"layout: {layout}; records {'PostgreSQL' if url.startswith('postgresql') else url}")
+    for name, part in (
+        ("first calls (run found by NOTIFY, a nudge or visibility)", first),
+        ("later calls (run already followed)", later),
+    ):
+        print(f"{name}: p50 {percentile(part, 0.50):.0f} ms, p99 {percentile(part, 0.99):.0f} ms")
+    print(
+        f"attempt rows (the shipper; spooled, not yet shipped): p50 "
+        f"{percentile(ship_lags, 0.50):.0f} ms, p99 {percentile(ship_lags, 0.99):.0f} ms, "
+        f"max {max(ship_lags):.0f} ms"
+    )
     print(f"lag p50: {percentile(list(lags.values()), 0.50):.0f} ms")
     print(f"lag p99: {percentile(list(lags.values()), 0.99):.0f} ms")
-    print(f"rebuild: {events / rebuild_s:.0f} events/s")
-    print(f"ratio rebuild/fetch: {rebuild_s / fetch_s:.2f}")
+    if args.rebuild_runs:
+        print(f"rebuild: {events / rebuild_s:.0f} events/s")
+        print(f"ratio rebuild/fetch: {rebuild_s / fetch_s:.2f}")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,9 @@ class RequestedModel(Record):
     parameters: dict[str, Any] = Field(default_factory=dict)
     prompt_version: str | None = None
     tools_offered: list[str] = Field(default_factory=list)
+    # Offered tools that run inside the workflow (OpenAI function tools, handoffs), as this
+    # worker declares them: the mirror lists them in the run's tool registry.
+    in_workflow: list[ToolRegistryEntry] = Field(default_factory=list)
 
 
 class CallHeader(CallOrigin):

@@ -131,7 +131,9 @@ _EXTRA = tuple(
         r"(?i)(?:SharedAccessKey|AccountKey|client_secret)\s*=\s*([^;&\s\"']+)",  # Azure strings
         # password=..., api_key: ... in free text (detect-secrets' keyword list)
         rf"(?i)(?:{_KEYWORDS})[A-Za-z0-9_\-]*[\"']?\s*(?:=|:=|=>|:)\s*[\"']?([^\s\"',;&}}]+)",
-        r"(?i)[a-z_]*token[\"']?\s*[=:]\s*[\"']?([A-Za-z0-9\-._~+/]{12,}=*)",
+        # (no [a-z_]* before "token": only group 1 is replaced, and that prefix made a long
+        # run of letters cost quadratic time)
+        r"(?i)token[\"']?\s*[=:]\s*[\"']?([A-Za-z0-9\-._~+/]{12,}=*)",
     )
 )
 

@@ -49,10 +49,16 @@ class Settings:
         return self.home / "journal"
 
     @property
-    def blobs_dir(self) -> Path:
-        """Redacted payload copies; ``RUNRECORD_BLOBS`` or ``$RUNRECORD_HOME/blobs``."""
-        configured = os.environ.get("RUNRECORD_BLOBS")
-        return Path(configured).expanduser() if configured else self.home / "blobs"
+    def blobs(self) -> str:
+        """Where redacted payload copies go, ``RUNRECORD_BLOBS``: a folder path, ``postgres``
+        (the records database) or ``s3://bucket/prefix``. By default the records database
+        when it is PostgreSQL, else the folder ``$RUNRECORD_HOME/blobs``."""
+        configured = os.environ.get("RUNRECORD_BLOBS", "").strip()
+        if configured:
+            return configured
+        if self.database_url.startswith("postgresql"):
+            return "postgres"
+        return str(self.home / "blobs")
 
     @property
     def policy_file(self) -> Path | None:

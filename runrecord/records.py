@@ -177,6 +177,9 @@ class ToolRegistryEntry(ToolTraits):
     annotations: ToolAnnotations | None = None
     trusted: bool | None = None
     schema_error: str | None = None
+    # Offered to the model as a tool that runs inside the workflow (an OpenAI Agents SDK
+    # ``@function_tool``, a handoff): no activity, so its calls are not recorded as calls.
+    in_workflow: bool = False
 
 
 class MCPServerInfo(Record):

@@ -73,6 +73,18 @@ def test_demo_json_validates_and_covers_six_side_effects_across_two_agents(
     charge = calls["charge_invoice"]
     assert (charge["status"], charge["approvalState"]) == ("denied", "denied")
     assert charge["approval"]["reason"] == "no release fee for staging"
+    # Every payload's redacted copy is in the blob store: the records database by default.
+    refs = {
+        ref["sha256"]
+        for r in records
+        for c in r["toolCalls"]
+        for ref in [*c["inputRefs"], *c["outputRefs"]]
+    }
+    engine = open_engine(cli_env["RUNRECORD_DATABASE_URL"])
+    with engine.connect() as conn:
+        copies = set(conn.execute(text("select sha256 from blobs")).scalars())
+    engine.dispose()
+    assert refs and copies == refs
     kinds = sorted(a["kind"] for r in records for a in r["artifacts"])
     assert kinds == ["file", "url"]  # no receipt: the charge never ran
     write = next(c for c in root["toolCalls"] if c["tool"] == "write_file")

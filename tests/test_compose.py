@@ -30,7 +30,7 @@ INFRA_IMAGES = {
     "temporal-namespace": {"temporalio/admin-tools"},
     "temporal-ui": {"temporalio/ui"},
 }
-RUNRECORD_SERVICES = ["runrecord-migrate", "runrecord-worker"]
+RUNRECORD_SERVICES = ["runrecord-migrate", "runrecord-worker", "runrecord-mirror"]
 # Services that connect to Temporal and so need its namespace to exist.
 TEMPORAL_CLIENTS = ["runrecord-worker", "runrecord-mirror"]
 # The first Temporal Server line with Workflow Pause.
@@ -269,7 +269,7 @@ def test_worker_reaches_temporal_service(compose: dict[str, Any]) -> None:
     assert env.get("TEMPORAL_NAMESPACE", "default") == "default"
 
 
-@pytest.mark.parametrize("name", ["runrecord-worker", "runrecord-migrate"])
+@pytest.mark.parametrize("name", RUNRECORD_SERVICES)
 def test_database_url_points_at_records_db(compose: dict[str, Any], name: str) -> None:
     url = make_url(_environment(_service(compose, name))["RUNRECORD_DATABASE_URL"])
     db_env = _environment(_service(compose, "records-db"))
@@ -396,6 +396,42 @@ def test_databases_keep_data_in_named_volumes(compose: dict[str, Any]) -> None:
         assert sources & declared, f"{name} must keep its data in a named volume"
 
 
+def test_workers_scale_out_and_a_separate_mirror_shares_no_volume_with_them(
+    compose: dict[str, Any],
+) -> None:
+    worker = _service(compose, "runrecord-worker")
+    mirror = _service(compose, "runrecord-mirror")
+    # Workers ship their own attempts and artifacts; the mirror runs apart, always on.
+    assert _argv(worker.get("command"))[:2] == ["runrecord", "worker"]
+    assert "--no-mirror" in _argv(worker.get("command"))
+    assert _argv(mirror.get("command")) == ["runrecord", "mirror", "run"]
+    assert not mirror.get("profiles"), "the mirror must start with `docker compose up`"
+    # `--scale` needs replicas that differ in nothing fixed.
+    assert "container_name" not in worker and not _published_ports(worker)
+    assert "container_name" not in mirror and not _published_ports(mirror)
+    # Workers and the mirror may sit on different machines: nothing on disk in common.
+    worker_sources = {source for source, _ in _volume_mounts(worker)}
+    mirror_sources = {source for source, _ in _volume_mounts(mirror)}
+    assert not worker_sources & mirror_sources
+    assert "volumes_from" not in mirror and "volumes_from" not in worker
+    # A replaced worker's spool survives it, for the next replica to ship.
+    assert (worker_sources & set(compose.get("volumes") or {})) and any(
+        target == _environment_home(worker) for _, target in _volume_mounts(worker)
+    )
+
+
+def _environment_home(service: dict[str, Any]) -> str:
+    """RUNRECORD_HOME as the container sees it: the service's, else the Dockerfile's."""
+    home = _environment(service).get("RUNRECORD_HOME")
+    if home:
+        return home
+    for line in DOCKERFILE.read_text().splitlines():
+        match = re.match(r"\s*ENV\s+RUNRECORD_HOME[=\s]+(\S+)", line)
+        if match:
+            return match.group(1)
+    return "/home/runrecord/.runrecord"
+
+
 def test_temporal_dynamic_config_enables_workflow_pause(compose: dict[str, Any]) -> None:
     temporal = _service(compose, "temporal")
     config_path = PurePosixPath(
@@ -434,7 +470,9 @@ def test_compose_commands_exist_in_cli(where: str, argv: list[str]) -> None:
 
 def test_compose_names_the_expected_commands() -> None:
     commands = {" ".join(argv) for _, argv in _runrecord_commands(_load_compose())}
-    assert {"runrecord db upgrade", "runrecord worker"} <= commands
+    assert {"runrecord db upgrade", "runrecord worker --no-mirror", "runrecord mirror run"} <= (
+        commands
+    )
 
 
 def test_dockerfile_cmd_exists_in_cli() -> None:

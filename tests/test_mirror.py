@@ -28,7 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from runrecord.cli._approvals import send_decision
-from runrecord.recorder import Mirror, load_run, open_engine, upgrade
+from runrecord.recorder import Mirror, Shipper, load_run, open_engine, upgrade
 from runrecord.records import RunRecord
 from runrecord.worker import Journal
 from tests import mirror_agents as agents
@@ -301,6 +301,10 @@ async def test_a_mirror_killed_mid_stream_resumes_without_duplicate_or_gap(
             query = text("SELECT count(*) FROM tool_calls WHERE run_id LIKE :p")
             return int(conn.execute(query, {"p": f"{prefix}-%"}).scalar_one())
 
+    # The worker in this process ships its journal, as `runrecord worker` does: the mirror
+    # process writes only what history holds.
+    shipper = Shipper(engine, journal.directory, journal=journal)
+    shipper.start()
     async with agents_worker(client) as queue:
         mirror = start_mirror_process(cli_env)
         try:
@@ -321,6 +325,7 @@ async def test_a_mirror_killed_mid_stream_resumes_without_duplicate_or_gap(
         finally:
             mirror.send_signal(signal.SIGINT)
             mirror.wait(timeout=30)
+    await asyncio.to_thread(shipper.stop)
 
     assert_same(await fresh_projection(client, second_db, journal, ids), dump(engine, ids))
     verify = await asyncio.to_thread(

@@ -124,6 +124,9 @@ def _assert_recorded(record: RunRecord, approver: str, order: str) -> None:
     assert second.tools_offered == ["lookup_order", "refund_order"], order
     assert second.parameters == {"temperature": 0.2, "max_tokens": 400}, order
     assert record.model_calls[-1].finish_reason == "stop", order
+    # The handoff runs in the workflow: listed as an in-workflow tool, never as a call.
+    in_workflow = {t.name: t.side_effect for t in record.tool_registry if t.in_workflow}
+    assert in_workflow == {"transfer_to_refunds": "unknown"}, order
     assert record.cost.own > 0, order
 
 

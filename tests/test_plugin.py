@@ -29,7 +29,7 @@ from temporalio.worker import (
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from runrecord.cli._approvals import pending_approvals, send_decision
-from runrecord.recorder import BlobStore, Mirror, load_run, load_tree
+from runrecord.recorder import FolderBlobStore, Mirror, load_run, load_tree
 from runrecord.recorder._blobs import canonical_json
 from runrecord.worker import Journal, RunRecordPlugin
 from tests import agents_for_plugin, agents_for_tests, control_agents
@@ -125,7 +125,7 @@ async def test_history_holds_only_ciphertext_while_the_records_hold_the_decoded_
         }
         assert encodings == {ENCRYPTED}
 
-    blobs = BlobStore(tmp_path / "blobs")
+    blobs = FolderBlobStore(tmp_path / "blobs")
     mirror = Mirror(client, engine, journal_dir=journal.directory, blobs=blobs)
     mirror.drain_journal()
     await mirror.sync_tree(run_id)

@@ -34,7 +34,7 @@ from runrecord._contract import (
 )
 from runrecord._redaction import MARK, PATTERNS_ENV, Redactor, default_redactor
 from runrecord.cli._approvals import pending_approvals
-from runrecord.recorder import BlobStore, Mirror, load_run
+from runrecord.recorder import FolderBlobStore, Mirror, load_run, open_engine
 from runrecord.recorder._projection import RunProjection, canonical
 from runrecord.records import Approval, ApprovalRejection, NotUndone, Rollback, RunRecord
 from runrecord.worker import Journal, RunRecordPlugin
@@ -155,7 +155,7 @@ async def test_secrets_in_arguments_results_errors_and_prompts_are_written_nowhe
 ) -> None:
     caplog.set_level(logging.INFO)
     journal = Journal(home / "journal")
-    blobs = BlobStore(home / "blobs")
+    blobs = FolderBlobStore(home / "blobs")
     client = await Client.connect(temporal_address, plugins=[RunRecordPlugin(journal)])
     password = SECRETS["password_field"][1]
     task = agents.SecretTask(
@@ -221,7 +221,7 @@ async def test_secrets_in_arguments_results_errors_and_prompts_are_written_nowhe
 async def test_gc_drops_old_copies_and_records_stay_verifiable(
     client: Client, engine: Engine, journal: Journal, home: Path, cli_env: dict[str, str]
 ) -> None:
-    blobs = BlobStore(home / "blobs")
+    blobs = FolderBlobStore(home / "blobs")
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     run_id = f"gc-{uuid.uuid4().hex[:8]}"
     async with Worker(
@@ -238,7 +238,7 @@ async def test_gc_drops_old_copies_and_records_stay_verifiable(
 
     proc = subprocess.run(
         [sys.executable, "-m", "runrecord.cli", "gc", "--older-than", "30d", "--json"],
-        env=cli_env,
+        env={**cli_env, "RUNRECORD_BLOBS": str(home / "blobs")},
         capture_output=True,
         text=True,
         timeout=60,
@@ -535,8 +535,13 @@ async def test_no_secret_of_the_corpus_leaves_through_any_door(
     assert record_b.rollback is not None and MARK in (record_b.rollback.reason or "")
     assert MARK in (record_b.temporal_runs[1].reset_reason or "")
 
+    with open_engine(database_url).connect() as conn:
+        copies = [bytes(c) for c in conn.execute(text("select content from blobs")).scalars()]
+    # The copies are in the records database by default, where pg_dump shows them as hex.
+    assert any(MARK.encode() in copy for copy in copies)
     written = {
         "pg_dump": _pg_dump(database_url),
+        "blob copies in the records database": b"\n".join(copies).decode(errors="replace"),
         "blob store, journal and home": _dump_files(home),
         "worker and mirror log": log.read_text(errors="replace"),
         **{f"runrecord {command}": text for command, text in outputs.items()},

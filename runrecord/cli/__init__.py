@@ -21,7 +21,8 @@ from runrecord.cli._approvals import approvals, approve, deny, keygen
 from runrecord.cli._cost import cost
 from runrecord.cli._db import db_app, schema
 from runrecord.cli._diff import diff
-from runrecord.cli._gc import gc
+from runrecord.cli._gc import blob, gc
+from runrecord.cli._journal import journal_app
 from runrecord.cli._lineage import artifacts, lineage
 from runrecord.cli._mirror import mirror_app
 from runrecord.cli._repair import pause, replay, rerun, reset, resume, rollback
@@ -57,6 +58,7 @@ app.command()(lineage)
 app.command()(cost)
 app.command()(schema)
 app.command()(gc)
+app.command()(blob)
 app.command()(approvals)
 app.command()(approve)
 app.command()(deny)
@@ -71,6 +73,7 @@ app.command()(ui)
 app.command()(token)
 app.add_typer(db_app, name="db")
 app.add_typer(mirror_app, name="mirror")
+app.add_typer(journal_app, name="journal")
 
 
 def main(argv: list[str] | None = None) -> int:

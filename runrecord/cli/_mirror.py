@@ -34,8 +34,8 @@ T = TypeVar("T")
 def _with_mirror(job: Callable[[Mirror], Awaitable[T]], *, write: bool) -> T:
     """Run ``job`` with a mirror on the configured Temporal and records database."""
     from runrecord.cli._cluster import connect, temporal_cluster
-    from runrecord.cli._stack import check_redaction, records_engine
-    from runrecord.recorder import BlobStore, Mirror, upgrade
+    from runrecord.cli._stack import blob_store, check_redaction, records_engine
+    from runrecord.recorder import Mirror, upgrade
 
     settings = Settings.from_env()
     check_redaction()
@@ -46,12 +46,8 @@ def _with_mirror(job: Callable[[Mirror], Awaitable[T]], *, write: bool) -> T:
             client = await connect(temporal, payload_codec=settings.payload_codec)
             if write:
                 await asyncio.to_thread(upgrade, engine)
-            mirror = Mirror(
-                client,
-                engine,
-                journal_dir=settings.journal_dir,
-                blobs=BlobStore(settings.blobs_dir) if write else None,
-            )
+            # No journal: the workers' shippers write attempts and artifacts.
+            mirror = Mirror(client, engine, blobs=blob_store(settings, engine) if write else None)
             return await job(mirror)
 
     return asyncio.run(main())
@@ -85,8 +81,11 @@ def mirror_run(
     """Follow agent runs and keep their records current, until Ctrl-C.
 
     Each run's history is followed with long polls, so a finished call is in the
-    records within a second. Start several on the same records database to share the
-    runs: they split them by heartbeats (see `runrecord mirror status`).
+    records within a second. On PostgreSQL the mirror hears from workers anywhere
+    (LISTEN/NOTIFY) when a run starts, so it follows it at once. It needs no local
+    state: attempts and artifacts come from the workers' shippers. Start several on
+    the same records database to share the runs: they split them by heartbeats (see
+    `runrecord mirror status`).
     """
 
     async def follow(mirror: Mirror) -> None:
@@ -141,10 +140,19 @@ def mirror_rebuild(
                     f"rebuilt {done + len(kept)}/{len(targets)} runs ({events} events)",
                     file=sys.stderr,
                 )
+        if mirror.copies_held:  # the blob store is out: one last try
+            await asyncio.to_thread(mirror.keep_copies, {})
+        missed = len(mirror.copies_held) + mirror.copies_dropped
         if as_json:
             typer.echo(
                 json.dumps(
-                    {"rebuilt": done, "events": events, "historyGone": kept, "refused": refused}
+                    {
+                        "rebuilt": done,
+                        "events": events,
+                        "historyGone": kept,
+                        "refused": refused,
+                        "copiesNotKept": missed,
+                    }
                 )
             )
         else:
@@ -153,7 +161,13 @@ def mirror_rebuild(
                 typer.echo(f"kept {run_id}: Temporal no longer has its history")
             for run_id, error in refused.items():
                 typer.echo(f"not written {run_id}: the records refused it: {error}")
-        if refused:
+        if missed:
+            print(
+                f"runrecord: {missed} payload copies not kept ({mirror.blob_store_error}); "
+                "the records are written: rebuild again when the blob store is back",
+                file=sys.stderr,
+            )
+        if refused or missed:
             raise typer.Exit(1)
 
     _with_mirror(rebuild, write=True)

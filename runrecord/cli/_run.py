@@ -105,10 +105,12 @@ def dev(
         ) as temporal:
             async with recording_worker(
                 settings, temporal, agents, task_queue=EXAMPLES_TASK_QUEUE, engine=engine
-            ):
+            ) as (_, follower):
                 typer.echo(f"Temporal gRPC:    {temporal.address}")
                 typer.echo(f"Temporal UI:      {temporal.ui_url or '(see your cluster)'}")
                 typer.echo(f"Records database: {engine.url.render_as_string(hide_password=True)}")
+                if follower.blobs is not None:
+                    typer.echo(f"Blob store:       {follower.blobs.where}")
                 typer.echo(f"Task queue:       {EXAMPLES_TASK_QUEUE} (the example agents)")
                 if port:
                     typer.echo(f"Other commands:   export TEMPORAL_ADDRESS={temporal.address}")
@@ -144,7 +146,7 @@ def demo(
 
     from runrecord.cli._show import print_records
     from runrecord.cli._stack import load_agents, recording_worker, records_engine
-    from runrecord.recorder import load_tree
+    from runrecord.recorder import load_tree, ship_journal
 
     settings = Settings.from_env()
     err = Console(stderr=True)
@@ -162,6 +164,7 @@ def demo(
                     task_queue=queue,
                     mirror=False,
                     engine=engine,
+                    copies=True,
                 ) as (client, mirror):
                     run_id = f"release-{uuid.uuid4().hex[:8]}"
                     workspace = agents.prepare_workspace(settings.home / "demo-workspace" / run_id)
@@ -184,7 +187,7 @@ def demo(
                         result.cancel()
                         await operator
                     status.update("Mirroring history into the records database ...")
-                    await asyncio.to_thread(mirror.drain_journal)
+                    await asyncio.to_thread(ship_journal, engine, settings.journal_dir)
                     await mirror.sync_tree(run_id)
                 ui_url = temporal.ui_url
         with engine.connect() as conn:

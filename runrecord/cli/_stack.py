@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from temporalio.client import Client
 
-    from runrecord.recorder import Mirror
+    from runrecord.recorder import BlobStore, Mirror
     from runrecord.workflows import Policy
 
 DEFAULT_UI = "http://127.0.0.1:8233"
@@ -33,6 +33,18 @@ def records_engine(settings: Settings) -> Engine:
     engine = open_engine(settings.database_url)
     check_not_newer(engine)
     return engine
+
+
+def blob_store(settings: Settings, engine: Engine | None = None) -> BlobStore:
+    """The blob store ``RUNRECORD_BLOBS`` names, checked (bucket there, credentials taken,
+    folder writable): a problem is one line, before anything runs."""
+    from runrecord.recorder import open_blob_store
+
+    store = open_blob_store(
+        settings.blobs, engine=engine if engine is not None else (lambda: records_engine(settings))
+    )
+    store.check()
+    return store
 
 
 def check_redaction() -> None:
@@ -144,12 +156,17 @@ async def recording_worker(
     task_queue: str | None = None,
     mirror: bool = True,
     engine: Engine | None = None,
+    copies: bool | None = None,
 ) -> AsyncIterator[tuple[Client, Mirror]]:
-    """A worker for ``agents`` with recording installed, and the mirror following its runs,
-    on ``cluster`` (a bare ``host:port``: a plain connection to ``settings.namespace``)."""
+    """A worker for ``agents`` with recording installed: its journal shipped to the records by
+    a shipper in this process (what earlier workers left on the folder first), and with
+    ``mirror``, the mirror following its runs.
+
+    ``copies``: the mirror keeps payload copies in the blob store (default: if it follows
+    runs; a worker without a mirror needs no blob store)."""
     from temporalio.worker import Worker
 
-    from runrecord.recorder import BlobStore, Mirror, upgrade
+    from runrecord.recorder import Mirror, Shipper, upgrade
     from runrecord.worker import Journal, RunRecordPlugin
 
     check_redaction()
@@ -166,8 +183,11 @@ async def recording_worker(
     await asyncio.to_thread(upgrade, engine)
     journal = Journal(settings.journal_dir)
     plugin.use_journal(journal)
+    shipper = Shipper(engine, settings.journal_dir, journal=journal, namespace=client.namespace)
     follower = Mirror(
-        client, engine, journal_dir=settings.journal_dir, blobs=BlobStore(settings.blobs_dir)
+        client,
+        engine,
+        blobs=blob_store(settings, engine) if (mirror if copies is None else copies) else None,
     )
     worker = Worker(
         client,
@@ -177,6 +197,8 @@ async def recording_worker(
     )
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
+    # Ships what earlier workers left in the folder first, then this worker's lines.
+    shipper.start()
     try:
         async with worker:
             if mirror:
@@ -187,4 +209,4 @@ async def recording_worker(
         for task in tasks:
             await task
         journal.close()
-        await asyncio.to_thread(follower.drain_journal)
+        await asyncio.to_thread(shipper.stop)

@@ -71,6 +71,9 @@ class Recognised(Record):
     arguments: list[Any] | None = None
     # Set for a model request: the call is recorded with side effect ``model``.
     model: RequestedModel | None = None
+    # Tools this model request offers that run inside the workflow, not as activities
+    # (OpenAI ``@function_tool`` tools, handoffs): listed in the run's tool registry.
+    in_workflow_tools: list[str] = Field(default_factory=list)
     # Set for the framework's own plumbing (listing a toolset's tools, say): what it does,
     # known from the activity itself, so no declaration is looked up.
     side_effect: SideEffect | None = None

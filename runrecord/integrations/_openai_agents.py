@@ -93,6 +93,11 @@ def _plain(value: Any) -> Any:
     return {k: v for k, v in vars(value).items() if v is not None and not k.startswith("_")}
 
 
+def _is_function_tool(tool: Any) -> bool:
+    """A function tool as the model sees it: a name and a JSON schema of its parameters."""
+    return isinstance(_get(tool, "name"), str) and _get(tool, "params_json_schema") is not None
+
+
 def _tool_name(tool: Any) -> str | None:
     name = _get(tool, "name")
     if isinstance(name, str) and name:
@@ -193,8 +198,18 @@ class OpenAIAgents:
             prompt_version=_prompt_version(request, instructions),
             tools_offered=[name for name in offered if isinstance(name, str) and name],
         )
+        # Function tools and handoffs run in the workflow, unless a function tool is an
+        # activity (``activity_as_tool``): the interceptor leaves the worker's activities out.
+        in_workflow = [
+            _get(t, "name") for t in _get(request, "tools") or [] if _is_function_tool(t)
+        ]
+        in_workflow += [_get(h, "tool_name") for h in _get(request, "handoffs") or []]
         return Recognised(
-            framework=FRAMEWORK, tool=activity, agent_id=_agent(_scope()), model=requested
+            framework=FRAMEWORK,
+            tool=activity,
+            agent_id=_agent(_scope()),
+            model=requested,
+            in_workflow_tools=[n for n in in_workflow if isinstance(n, str) and n],
         )
 
     def usage(self, activity: str, result: Any) -> ModelUsage | None:

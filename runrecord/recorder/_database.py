@@ -68,6 +68,19 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
+def listen_url(engine: Engine) -> str | None:
+    """The libpq connection string of a PostgreSQL records database (for ``LISTEN``, which
+    needs a connection of its own outside the pool), or None for SQLite."""
+    if engine.dialect.name != "postgresql":
+        return None
+    from psycopg.conninfo import make_conninfo
+
+    url = engine.url
+    args = url.translate_connect_args(username="user", database="dbname")
+    params = {k: v if isinstance(v, str) else v[-1] for k, v in url.query.items()}
+    return make_conninfo("", **{k: str(v) for k, v in args.items()}, **params)
+
+
 def is_outage(err: BaseException) -> bool:
     """The database was unreachable or gave up (down, a lost connection, a deadlock, SQLite
     busy): worth trying everything again, unlike a row the database refuses."""

@@ -13,9 +13,11 @@ them by heartbeats (``_membership``); ``verify`` compares the records with histo
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,19 +37,17 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from runrecord._settings import RunRecordError
-from runrecord.recorder._blobs import BlobStore
-from runrecord.recorder._database import is_outage, refusal
+from runrecord.recorder._blobs import BlobStore, BlobStoreError
+from runrecord.recorder._database import is_outage, listen_url, refusal
 from runrecord.recorder._decoding import decode_events
 from runrecord.recorder._membership import Followed, Membership, Quarantined, heartbeat, leave
 from runrecord.recorder._operations import ActivityWatch
 from runrecord.recorder._projection import Body, RunChain, RunProjection
+from runrecord.recorder._shipper import NOTIFY_CHANNEL, ship_journal
 from runrecord.recorder._store import (
     Rows,
-    apply_journal,
-    journal_cursor,
     lock_runs,
     run_rows,
-    set_journal_cursor,
     stored_cursors,
     upsert,
     write_rows,
@@ -56,7 +56,6 @@ from runrecord.recorder._tables import ActivityOperationRow, RunRow
 from runrecord.recorder._verify import differences, missing_from_records
 from runrecord.recorder._visibility import OPEN_QUERY, is_agent_run, is_open, list_executions
 from runrecord.records import FinalStatus
-from runrecord.worker._journal import JournalLine, journal_files, read_from
 from runrecord.worker._nudge import listen
 
 log = logging.getLogger("runrecord.mirror")
@@ -66,6 +65,7 @@ LONG_POLL = timedelta(seconds=70)
 _DONE_KEPT = 100_000
 WRITE_GATHER = 0.1  # seconds the writer waits for more changes before a transaction
 QUARANTINE_MAX_WAIT = 30.0  # seconds between tries of a run the records refuse, at most
+COPIES_HELD_MAX = 256 * 1024 * 1024  # bytes of payload copies held while the blob store is out
 
 
 @dataclass
@@ -117,6 +117,12 @@ class Mirror:
         """Runs whose rows the records database refuses, by workflow id."""
         self.runs_written: set[str] = set()
         """Runs this mirror has written rows for lately (forgotten past 100,000)."""
+        self.copies_held: dict[str, Body] = {}
+        """Payload copies the blob store could not take yet, retried with every write."""
+        self.copies_dropped = 0
+        """Copies given up when too many were held: `mirror rebuild` writes them again."""
+        self.blob_store_error: str | None = None
+        self._copies_lock = threading.Lock()
 
     # --- one run, start to end (tests, demo, rebuild)
 
@@ -262,11 +268,9 @@ class Mirror:
         return wrote, refused
 
     def _write_changes(self, changes: list[_Change]) -> tuple[set[str], dict[str, str]]:
-        # Copies first: rows that point at a copy are written only once it exists.
-        if self.blobs is not None:
-            for change in changes:
-                for sha, (data, media_type) in change.bodies.items():
-                    self.blobs.keep(sha, data, media_type)
+        # Copies first: rows that point at a copy are written once it exists, or once the
+        # mirror holds it for a blob store that is out (the records never wait for it).
+        self.keep_copies({sha: body for change in changes for sha, body in change.bodies.items()})
         try:
             with self.engine.begin() as conn:
                 return write_changes(conn, self.namespace, changes), {}
@@ -289,6 +293,52 @@ class Mirror:
                         raise
                     refused[change.workflow_id] = refusal(err)
         return wrote, refused
+
+    def keep_copies(self, bodies: dict[str, Body]) -> None:
+        """Hand payload copies to the blob store, with any it could not take before.
+
+        A blob store in the records database fails with the rows and is retried with them.
+        Another store (a folder, S3) that fails does not hold the records back: the copies
+        are held in memory and retried with every write; past ``COPIES_HELD_MAX`` bytes the
+        oldest are dropped, counted and logged (`runrecord mirror rebuild` writes them again
+        while Temporal keeps the history)."""
+        if self.blobs is None:
+            return
+        with self._copies_lock:
+            pending = {**self.copies_held, **bodies}
+            if not pending:
+                return
+            try:
+                self.blobs.keep_many(pending)
+            except BlobStoreError as err:
+                if str(err) != self.blob_store_error:
+                    log.warning(
+                        "mirror: %s; holding payload copies and retrying, records go on", err
+                    )
+                self.blob_store_error = str(err)
+                self.copies_held = pending
+                size = sum(len(data) for data, _ in pending.values())
+                dropped = 0
+                while size > COPIES_HELD_MAX and self.copies_held:
+                    sha = next(iter(self.copies_held))
+                    size -= len(self.copies_held.pop(sha)[0])
+                    dropped += 1
+                if dropped:
+                    self.copies_dropped += dropped
+                    log.warning(
+                        "mirror: %d payload copies dropped while the blob store is out "
+                        "(%d in all); `runrecord mirror rebuild` writes them again",
+                        dropped,
+                        self.copies_dropped,
+                    )
+                return
+            if self.blob_store_error is not None:
+                log.warning(
+                    "mirror: blob store back; kept %d payload copies held meanwhile",
+                    len(self.copies_held),
+                )
+            self.copies_held = {}
+            self.blob_store_error = None
 
     def _changed(self, workflow_id: str) -> None:
         self._unsaved.add(workflow_id)
@@ -376,70 +426,11 @@ class Mirror:
     # --- the journal
 
     def drain_journal(self) -> int:
-        """Apply new journal lines; each file's cursor moves in the same transaction.
-
-        A line that cannot be applied (not a journal entry, or a row the database refuses)
-        is set aside: logged, copied to ``set-aside/<file>`` beside the journal, counted in
-        the file's cursor, and passed over, so the lines after it are drained."""
+        """Ship the journal folder this mirror was given (tests and one-process tools; a
+        worker's own ``Shipper`` does this in production)."""
         if self.journal_dir is None:
             return 0
-        return sum(self._drain(path) for path in journal_files(self.journal_dir))
-
-    def _drain(self, path: Path) -> int:
-        with self.engine.begin() as conn:
-            offset, set_aside = journal_cursor(conn, path.name)
-            if path.stat().st_size <= offset:
-                return 0
-            lines = list(read_from(path, offset))
-            if not lines:
-                return 0
-            readable = [(line, line.entry) for line in lines if line.entry is not None]
-            problems = {line.start: line.problem for line in lines if line.problem is not None}
-            try:
-                with conn.begin_nested():
-                    applied = apply_journal(conn, [entry for _, entry in readable])
-            except Exception as err:
-                if is_outage(err):
-                    raise
-                # Some line's row is refused: apply them one by one to find which.
-                applied = 0
-                for line, entry in readable:
-                    try:
-                        with conn.begin_nested():
-                            applied += apply_journal(conn, [entry])
-                    except Exception as line_err:
-                        if is_outage(line_err):
-                            raise
-                        problems[line.start] = f"the records refuse it: {refusal(line_err)}"
-            last = None
-            if problems:
-                aside = [line for line in lines if line.start in problems]
-                self._set_aside(path, aside, problems)
-                set_aside += len(aside)
-                last = f"byte {aside[-1].start}: {problems[aside[-1].start]}"
-            set_journal_cursor(
-                conn, path.name, lines[-1].end, lines_set_aside=set_aside, last_set_aside=last
-            )
-        return applied
-
-    def _set_aside(self, path: Path, lines: list[JournalLine], problems: dict[int, str]) -> None:
-        """Keep set-aside lines byte for byte where an operator finds them (the journal file
-        keeps them too)."""
-        folder = path.parent / "set-aside"
-        for line in lines:
-            log.warning(
-                "journal %s: line at byte %d set aside (%s); copied to %s",
-                path.name,
-                line.start,
-                problems[line.start],
-                folder / path.name,
-            )
-        try:
-            folder.mkdir(exist_ok=True)
-            with open(folder / path.name, "ab") as f:
-                f.write(b"".join(line.raw for line in lines))
-        except OSError as err:
-            log.warning("journal %s: cannot copy set-aside lines: %s", path.name, err)
+        return ship_journal(self.engine, self.journal_dir)
 
     # --- following
 
@@ -453,6 +444,7 @@ class Mirror:
         unsubscribe = listen(nudged)
         writer_stop = asyncio.Event()
         writer = asyncio.create_task(self._writer(writer_stop))
+        listener = asyncio.create_task(self._listen())
         since = datetime.now(UTC) - timedelta(hours=1)
         backoff = self.poll_interval
         try:
@@ -471,6 +463,8 @@ class Mirror:
                     pass
         finally:
             unsubscribe()
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
             for task in self._tasks.values():
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -485,9 +479,53 @@ class Mirror:
                 await asyncio.to_thread(self._leave)
             except Exception as err:
                 self._error(err)
+            if self.copies_held:
+                log.warning(
+                    "mirror: stopped with %d payload copies the blob store did not take (%s); "
+                    "`runrecord mirror rebuild` writes them again",
+                    len(self.copies_held),
+                    self.blob_store_error,
+                )
+
+    async def _listen(self) -> None:
+        """Hear from workers anywhere (their shippers' ``NOTIFY``) that a run started or
+        moved on, and follow it at once; PostgreSQL only. The visibility poll stays: a
+        notification sent while this connection was down is not heard again."""
+        conninfo = listen_url(self.engine)
+        if conninfo is None:
+            return
+        import psycopg
+
+        backoff = self.poll_interval
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True, connect_timeout=5
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    backoff = self.poll_interval
+                    async for note in conn.notifies():
+                        self._heard(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # the database may be down: listen again later
+                self._error(err)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _heard(self, payload: str) -> None:
+        try:
+            note = json.loads(payload)
+            namespace, workflow_id, run_id = note["namespace"], note["workflowId"], note["runId"]
+        except (ValueError, KeyError, TypeError):
+            return  # not ours: someone else's NOTIFY on the channel
+        if namespace == self.namespace and isinstance(workflow_id, str) and isinstance(run_id, str):
+            self._nudged_by_worker(workflow_id, run_id)
 
     def _nudged_by_worker(self, workflow_id: str, temporal_run_id: str) -> None:
-        """A run this process's worker started or moved on: follow it now, not at the next poll."""
+        """A worker (in this process, or anywhere through ``NOTIFY``) started a run or moved
+        it on: follow it now, not at the next poll."""
         key = (workflow_id, temporal_run_id)
         if not temporal_run_id or key in self._tasks or key in self._done:
             return
@@ -506,6 +544,8 @@ class Mirror:
         Returns how many Temporal runs it started following."""
         await asyncio.to_thread(self.drain_journal)
         await asyncio.to_thread(self._heartbeat)
+        if self.copies_held:
+            await asyncio.to_thread(self.keep_copies, {})
         wanted: list[tuple[str, str, int]] = []
         query = f"{OPEN_QUERY} OR CloseTime > '{_visibility_time(since)}'"
         async for info in self._agent_runs(query):

@@ -64,6 +64,7 @@ from runrecord.records import (
     Timeouts,
     ToolCall,
     ToolCallStatus,
+    ToolRegistryEntry,
 )
 
 _MEDIA_TYPES = {
@@ -658,6 +659,17 @@ class RunProjection:
                 latency_ms=result.latency_ms,
             )
 
+    def _registry(self, memo: RunMemo) -> list[ToolRegistryEntry]:
+        """The memo's registry, then the in-workflow tools framework model requests offered."""
+        registry = list(memo.tool_registry)
+        known = {t.name for t in registry}
+        for requested in self.requested.values():
+            for entry in requested.in_workflow:
+                if entry.name not in known:
+                    known.add(entry.name)
+                    registry.append(entry.model_copy(update={"in_workflow": True}))
+        return registry
+
     def _framework_model_call(self, call: ToolCall, requested: RequestedModel, result: Any) -> None:
         """A framework's model request: what was asked from the header, the rest from the
         result, the cost from the price table."""
@@ -808,7 +820,7 @@ class RunProjection:
             model=_redacted_model(memo.model),
             prompt_version=memo.prompt_version
             or next((m.prompt_version for m in model_calls if m.prompt_version), None),
-            tool_registry=list(memo.tool_registry),
+            tool_registry=self._registry(memo),
             mcp_servers=list(memo.mcp_servers),
             tool_calls=list(self.calls.values()),
             model_calls=model_calls,

@@ -46,7 +46,7 @@ from runrecord._contract import (
 )
 from runrecord.activities._artifacts import CurrentCall, current_call
 from runrecord.activities._mcp import MCPServerSpec, parse_activity
-from runrecord.activities._tool import ToolSpec, tool_spec, undeclared
+from runrecord.activities._tool import ToolSpec, activity_name, tool_spec, undeclared
 from runrecord.integrations import Recognised, recognise
 from runrecord.records import (
     Artifact,
@@ -95,6 +95,9 @@ def decode_header(
     if payload is None:
         return None
     try:
+        if payload.metadata.get("encoding") == b"json/plain":
+            # What encode_header writes: parsed by pydantic at once (on every activity's path).
+            return model.model_validate_json(payload.data)
         return model.model_validate(_converter.from_payload(payload))
     except Exception:
         return None
@@ -163,6 +166,8 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
         self.mcp_servers: dict[str, MCPServerSpec] = {s.name: s for s in mcp_servers}
         self.policy = policy or Policy()
         self._arity: dict[str, int] = {}
+        # Every activity this worker runs, declared or not.
+        self.activity_names: set[str] = set()
         outer = self
 
         class _BoundWorkflowInbound(_WorkflowInbound):
@@ -172,6 +177,7 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
 
     def add_tools(self, activities: Iterable[Callable[..., Any]]) -> None:
         for fn in activities:
+            self.activity_names.add(activity_name(fn))
             spec = tool_spec(fn)
             if spec is not None:
                 self.tools[spec.name] = spec
@@ -267,6 +273,8 @@ class RunRecordInterceptor(temporalio.client.Interceptor, temporalio.worker.Inte
     def workflow_interceptor_class(
         self, input: temporalio.worker.WorkflowInterceptorClassInput
     ) -> type[temporalio.worker.WorkflowInboundInterceptor]:
+        # The workflow's way out of the sandbox to tell mirrors a run started (no I/O here).
+        input.unsafe_extern_functions[_RUN_STARTED] = nudge
         return self._workflow_class
 
 
@@ -339,6 +347,9 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         # Notes for the record only (the mirror reads them from history): nothing to do here.
         temporalio.workflow.set_signal_handler(OPERATION_SIGNAL, _ignore)
         self.status.set("running", first=True)
+        started = temporalio.workflow.extern_functions().get(_RUN_STARTED)
+        if started is not None and not temporalio.workflow.unsafe.is_replaying():
+            started(info.workflow_id, info.run_id)
         return await self.rollback.run(self._run_agent(input))
 
     async def handle_signal(self, input: temporalio.worker.HandleSignalInput) -> None:
@@ -369,6 +380,7 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
         elif framework_call is not None:
             spec = self.interceptor.framework_spec(framework_call)
             self._identify(framework_call)
+
         else:
             spec = self.interceptor.spec_for(activity)
         header = CallHeader(
@@ -389,6 +401,14 @@ class _WorkflowInbound(temporalio.worker.WorkflowInboundInterceptor):
             header.activity_type = activity
             header.toolset = framework_call.toolset
             header.model = framework_call.model
+            if header.model is not None and framework_call.in_workflow_tools:
+                # In the header, not the memo: a replayer knows no activities, and a header
+                # never makes replay nondeterministic.
+                header.model.in_workflow = [
+                    self.interceptor.spec_for(name).registry_entry()
+                    for name in dict.fromkeys(framework_call.in_workflow_tools)
+                    if name not in self.interceptor.activity_names
+                ]
         return header, spec
 
     def _identify(self, call: Recognised) -> None:
@@ -588,6 +608,9 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
                 attempt=attempt,
             )
         )
+
+
+_RUN_STARTED = "__runrecord_run_started"
 
 
 def _discard(entry: JournalEntry) -> None:

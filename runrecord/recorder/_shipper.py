@@ -1,0 +1,295 @@
+"""The shipper: the worker's journal (its local spool) to the records database.
+
+The one writer of the attempt and artifact tables. It runs in the worker's process, in
+a thread of its own, off every activity's path: the interceptor appends a line to the
+journal and goes on; the shipper wakes, reads the new complete lines from the file's
+stored cursor, and writes their rows and the new cursor in one transaction. While the
+database is down the journal grows and the shipper retries with a doubling wait; when a
+worker dies, the next one started on the same folder (or ``runrecord journal drain``)
+ships what it left, because the cursor lives in the records database, not in memory.
+
+Through the same connection it tells mirrors anywhere that a run started or moved on
+(PostgreSQL ``NOTIFY`` on ``NOTIFY_CHANNEL``), so a mirror follows a new run at once
+instead of at its next visibility poll.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, select, text
+
+from runrecord.recorder._database import is_outage, refusal
+from runrecord.recorder._store import apply_journal, journal_cursor, set_journal_cursor
+from runrecord.recorder._tables import JournalCursorRow
+from runrecord.worker._journal import Journal, JournalLine, journal_files, read_from
+from runrecord.worker._nudge import listen
+
+log = logging.getLogger("runrecord.shipper")
+
+NOTIFY_CHANNEL = "runrecord_runs"
+"""PostgreSQL channel on which workers announce runs: payload ``{"namespace", "workflowId",
+"runId"}`` (JSON)."""
+GATHER = 0.005
+"""Seconds the shipper waits after a wake-up for more lines, so a burst is one transaction."""
+RESCAN_INTERVAL = 30.0
+"""Seconds between looks at the folder's other files (a dead worker's spool)."""
+MAX_WAIT = 10.0
+MAX_PAYLOAD = 7900  # bytes; PostgreSQL refuses a NOTIFY payload of 8000 or more
+
+
+class Shipper:
+    """Ships a journal folder to the records database; ``start`` runs it in a thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        directory: Path,
+        *,
+        journal: Journal | None = None,
+        namespace: str = "default",
+    ) -> None:
+        self.engine = engine
+        self.directory = directory
+        self.journal = journal
+        self.namespace = namespace
+        self.errors: list[str] = []
+        self.lines_shipped = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._runs: dict[tuple[str, str], None] = {}
+        self._runs_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._unsubscribe = lambda: None
+        self._sizes: dict[str, int] = {}
+        """Bytes of each file known to be shipped (skips a file that has not grown)."""
+        self._notify = engine.dialect.name == "postgresql"
+
+    # --- shipping once (worker start, `runrecord journal drain`, tests)
+
+    def drain(self, files: Iterable[Path] | None = None) -> int:
+        """Ship every new complete line of the folder's files (or of ``files``); returns how
+        many were applied. Raises if the database is unreachable."""
+        if files is None:
+            files = journal_files(self.directory)
+            self._known_cursors(files)
+        return sum(self._ship_file(path) for path in files)
+
+    def _known_cursors(self, files: list[Path]) -> None:
+        """Read the cursors of files not seen yet in one query: a folder of old, shipped
+        spools costs one round trip, not one transaction each."""
+        unseen = [p.name for p in files if p.name not in self._sizes]
+        if not unseen:
+            return
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(JournalCursorRow.file, JournalCursorRow.offset).where(
+                    JournalCursorRow.file.in_(unseen)
+                )
+            )
+            self._sizes.update({name: int(offset) for name, offset in found})
+
+    def _ship_file(self, path: Path) -> int:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        if self._sizes.get(path.name, -1) >= size:
+            return 0
+        with self.engine.begin() as conn:
+            if not _lock_file(conn, path.name):
+                return 0  # another shipper has it now; it moves the cursor
+            applied, offset = _ship(conn, path)
+            self._send_notifications(conn)
+        self._sizes[path.name] = offset
+        self.lines_shipped += applied
+        return applied
+
+    # --- shipping continuously (the worker)
+
+    def start(self) -> None:
+        """Ship in a background thread: what earlier workers left first, then this worker's
+        new lines as they are written. Mirrors are told of runs as they start and move."""
+        if self.journal is not None:
+            self.journal.listen(self._woken)
+        self._unsubscribe = listen(self._nudged)
+        self._thread = threading.Thread(target=self._loop, name="runrecord-shipper", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread after one last shipment (if the database answers)."""
+        self._unsubscribe()
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _woken(self) -> None:
+        if not self._wake.is_set():  # set() takes a lock: skip it when already set
+            self._wake.set()
+
+    def _nudged(self, workflow_id: str, temporal_run_id: str) -> None:
+        if not self._notify or not temporal_run_id:
+            return
+        with self._runs_lock:
+            self._runs[(workflow_id, temporal_run_id)] = None
+        self._wake.set()
+
+    def _loop(self) -> None:
+        wait = 0.0
+        rescan_at = 0.0  # the first round ships every file of the folder
+        while True:
+            stopping = self._stop.is_set()
+            try:
+                if time.monotonic() >= rescan_at or stopping:
+                    self.drain()
+                    rescan_at = time.monotonic() + RESCAN_INTERVAL
+                elif self.journal is not None:
+                    self.drain([self.journal.path])
+                if self._pending_runs():
+                    with self.engine.begin() as conn:
+                        self._send_notifications(conn)
+                if wait:
+                    log.info("shipper: the records database answers again; spool shipped")
+                wait = 0.0
+            except Exception as err:
+                self._error(err)
+                wait = min(max(wait * 2, 0.1), MAX_WAIT)
+            if stopping:
+                return
+            if wait:
+                self._stop.wait(wait)
+                continue
+            self._wake.wait(RESCAN_INTERVAL)
+            self._wake.clear()
+            time.sleep(GATHER)
+
+    def _pending_runs(self) -> bool:
+        with self._runs_lock:
+            return bool(self._runs)
+
+    def _send_notifications(self, conn: Connection) -> None:
+        """NOTIFY the runs nudged since the last transaction; sent when ``conn`` commits."""
+        if not self._notify:
+            return
+        with self._runs_lock:
+            runs, self._runs = list(self._runs), {}
+        if not runs:
+            return
+        payloads = [
+            {"p": payload}
+            for w, r in runs
+            # ASCII JSON (a NUL or lone surrogate escaped); a payload past PostgreSQL's limit
+            # is not sent, and visibility finds that run.
+            if len(
+                payload := json.dumps(
+                    {"namespace": self.namespace, "workflowId": w, "runId": r},
+                    separators=(",", ":"),
+                )
+            )
+            < MAX_PAYLOAD
+        ]
+        if not payloads:
+            return
+        try:
+            # In a savepoint: a refused notification never holds back the rows.
+            with conn.begin_nested():
+                conn.execute(text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', :p)"), payloads)
+        except Exception as err:
+            if not is_outage(err):
+                log.warning("shipper: notifications not sent: %s", refusal(err))
+                return
+            with self._runs_lock:  # the transaction fails: tell them next time
+                for key in runs:
+                    self._runs[key] = None
+            raise
+
+    def _error(self, err: BaseException) -> None:
+        message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        if not self.errors or self.errors[-1] != message:
+            log.warning("shipper: %s; the journal keeps the lines until it answers", message)
+        self.errors = [*self.errors[-99:], message]
+
+
+def _lock_file(conn: Connection, name: str) -> bool:
+    """One shipper per file at a time (PostgreSQL; SQLite lets one writer in anyway)."""
+    if conn.dialect.name != "postgresql":
+        return True
+    got = conn.execute(
+        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"runrecord:journal:{name}"},
+    ).scalar_one()
+    return bool(got)
+
+
+def _ship(conn: Connection, path: Path) -> tuple[int, int]:
+    """Apply a file's lines past its stored cursor and move the cursor, in ``conn``'s
+    transaction; returns the lines applied and the new offset.
+
+    A line that cannot be applied (not a journal entry, or a row the database refuses)
+    is set aside: logged, copied to ``set-aside/<file>`` beside the journal, counted in
+    the file's cursor, and passed over, so the lines after it are shipped."""
+    offset, set_aside = journal_cursor(conn, path.name)
+    if path.stat().st_size <= offset:
+        return 0, offset
+    lines = list(read_from(path, offset))
+    if not lines:
+        return 0, offset
+    readable = [(line, line.entry) for line in lines if line.entry is not None]
+    problems = {line.start: line.problem for line in lines if line.problem is not None}
+    try:
+        with conn.begin_nested():
+            applied = apply_journal(conn, [entry for _, entry in readable])
+    except Exception as err:
+        if is_outage(err):
+            raise
+        # Some line's row is refused: apply them one by one to find which.
+        applied = 0
+        for line, entry in readable:
+            try:
+                with conn.begin_nested():
+                    applied += apply_journal(conn, [entry])
+            except Exception as line_err:
+                if is_outage(line_err):
+                    raise
+                problems[line.start] = f"the records refuse it: {refusal(line_err)}"
+    last = None
+    if problems:
+        aside = [line for line in lines if line.start in problems]
+        _set_aside(path, aside, problems)
+        set_aside += len(aside)
+        last = f"byte {aside[-1].start}: {problems[aside[-1].start]}"
+    set_journal_cursor(
+        conn, path.name, lines[-1].end, lines_set_aside=set_aside, last_set_aside=last
+    )
+    return applied, lines[-1].end
+
+
+def _set_aside(path: Path, lines: list[JournalLine], problems: dict[int, str]) -> None:
+    """Keep set-aside lines byte for byte where an operator finds them (the journal file
+    keeps them too)."""
+    folder = path.parent / "set-aside"
+    for line in lines:
+        log.warning(
+            "journal %s: line at byte %d set aside (%s); copied to %s",
+            path.name,
+            line.start,
+            problems[line.start],
+            folder / path.name,
+        )
+    try:
+        folder.mkdir(exist_ok=True)
+        with open(folder / path.name, "ab") as f:
+            f.write(b"".join(line.raw for line in lines))
+    except OSError as err:
+        log.warning("journal %s: cannot copy set-aside lines: %s", path.name, err)
+
+
+def ship_journal(engine: Engine, directory: Path) -> int:
+    """Ship a journal folder once (what a dead worker left, say); returns the lines applied."""
+    return Shipper(engine, directory).drain()
