@@ -74,11 +74,26 @@ class AttemptOutcome(StrEnum):
     LOST = "lost"
 
 
+class CostDimension(StrEnum):
+    """What ``runrecord cost`` groups spend by."""
+
+    AGENT = "agent"
+    MODEL = "model"
+    TURN = "turn"
+    TOOL = "tool"
+
+
 class Record(BaseModel):
     """Base for every record model: camelCase JSON, snake_case Python."""
 
+    # defer_build: a model's validator is built when first used, not at import, so a command
+    # that reads three record types does not pay for all of them.
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, use_enum_values=True, extra="forbid"
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_enum_values=True,
+        extra="forbid",
+        defer_build=True,
     )
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -145,7 +160,9 @@ class ToolTraits(Record):
         return {name: getattr(self, name) for name in ToolTraits.model_fields}
 
 
-UNDECLARED = ToolTraits(side_effect=SideEffect.UNKNOWN)
+# Constructed, not validated (the values are plain defaults): validating at import would
+# build ToolTraits' validator in every process that imports the records, the CLI's included.
+UNDECLARED = ToolTraits.model_construct(side_effect=SideEffect.UNKNOWN.value)
 """The traits of a tool nothing declares: ``unknown``, the most dangerous class."""
 
 

@@ -16,10 +16,8 @@ except ImportError:  # pragma: no cover
     import click  # type: ignore[no-redef]
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
-from runrecord._redaction import Redactor
 from runrecord._settings import RunRecordError
 from runrecord.cli._approvals import approvals, approve, deny, keygen
-from runrecord.cli._control import pause, replay, rerun, reset, resume, rollback
 from runrecord.cli._cost import cost
 from runrecord.cli._db import db_app, schema
 from runrecord.cli._diff import diff
@@ -27,6 +25,7 @@ from runrecord.cli._gc import blob, gc
 from runrecord.cli._journal import journal_app
 from runrecord.cli._lineage import artifacts, lineage
 from runrecord.cli._mirror import mirror_app
+from runrecord.cli._repair import pause, replay, rerun, reset, resume, rollback
 from runrecord.cli._run import demo, dev, worker
 from runrecord.cli._runs import runs
 from runrecord.cli._show import show
@@ -112,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         # A bug, not bad input: still one line, with the traceback on request.
         if os.environ.get(DEBUG_ENV):
             traceback.print_exc()
+        from runrecord._redaction import Redactor
+
         detail = Redactor().text(str(exc)).strip().splitlines()
         click.echo(
             f"runrecord: error: unexpected {type(exc).__name__}"

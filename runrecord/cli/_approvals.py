@@ -16,26 +16,11 @@ import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from temporalio.client import Client, WorkflowQueryFailedError
-from temporalio.service import RPCError
 
-from runrecord._contract import (
-    APPROVE_SIGNAL,
-    AWAITING_ATTR,
-    DECISION_QUERY,
-    DENY_SIGNAL,
-    PENDING_MEMO_KEY,
-    ApprovalDecision,
-    ApprovalRequest,
-    DecisionOutcome,
-)
-from runrecord._redaction import default_redactor
 from runrecord._settings import RunRecordError, Settings
-from runrecord.cli._stack import load_policy
 from runrecord.cli._temporal import (
     REASON_FILE_OPTION,
     RUN_ARGUMENT,
@@ -45,15 +30,21 @@ from runrecord.cli._temporal import (
     list_runs,
     typed_reason,
 )
-from runrecord.recorder._decoding import decode_memo
-from runrecord.workflows import Policy, PolicyError, sign
-from runrecord.workflows._policy import signing_message
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from runrecord._contract import ApprovalRequest, DecisionOutcome
+    from runrecord.workflows import Policy
 
 CONFIRM_TIMEOUT = 20.0
 
 
 async def pending_approvals(client: Client, run_id: str | None = None) -> list[ApprovalRequest]:
     """Calls waiting for a decision, oldest first: all runs, or one run (read from its memo)."""
+    from runrecord._contract import AWAITING_ATTR, PENDING_MEMO_KEY, ApprovalRequest
+    from runrecord.recorder._decoding import decode_memo
+
     if run_id is not None:
         state = await describe_run(client, run_id)
         raw = (state.memo_json(PENDING_MEMO_KEY) or []) if state.open else []
@@ -99,6 +90,19 @@ async def send_decision(
 ) -> DecisionOutcome:
     """Send an approve/deny signal, signed when the policy has the approver's key, and wait for
     the run to say what it did with it."""
+    from temporalio.service import RPCError
+
+    from runrecord._contract import (
+        APPROVE_SIGNAL,
+        DENY_SIGNAL,
+        PENDING_MEMO_KEY,
+        ApprovalDecision,
+        ApprovalRequest,
+    )
+    from runrecord._redaction import default_redactor
+    from runrecord.workflows import Policy, PolicyError, sign
+    from runrecord.workflows._policy import signing_message
+
     if decision not in ("approve", "deny"):
         raise ValueError(f"decision must be approve or deny, not {decision!r}")
     if not reason.strip():
@@ -155,6 +159,11 @@ async def send_decision(
 
 
 async def _outcome(client: Client, run_id: str, nonce: str, timeout: float) -> DecisionOutcome:
+    from temporalio.client import WorkflowQueryFailedError
+    from temporalio.service import RPCError
+
+    from runrecord._contract import DECISION_QUERY, DecisionOutcome
+
     handle = client.get_workflow_handle(run_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -194,6 +203,9 @@ def _decide(
     name: str | None,
     key: Path | None,
 ) -> None:
+    from runrecord._redaction import default_redactor
+    from runrecord.cli._stack import load_policy
+
     approver = acting_as(name)
     reason = typed_reason(reason, reason_file) or ""
 
@@ -263,6 +275,8 @@ def approvals(
     as_json: bool = typer.Option(False, "--json", help="Print as a JSON array."),
 ) -> None:
     """List the calls waiting for a decision, oldest first, across all runs."""
+    from rich.console import Console
+    from rich.table import Table
 
     async def main() -> list[ApprovalRequest]:
         async with control_client() as (_, client):

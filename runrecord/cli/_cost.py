@@ -15,7 +15,7 @@ from runrecord.cli._query import (
     table,
     when,
 )
-from runrecord.recorder import CostDimension, cost_by
+from runrecord.records import CostDimension
 
 
 def cost(
@@ -34,6 +34,8 @@ def cost(
     own spend and its total with the sub-agents it delegated to; the filters pick runs and
     always bring their sub-agent runs along.
     """
+    from runrecord.recorder import cost_by
+
     with records() as conn:
         lines = cost_by(
             conn,

@@ -7,8 +7,6 @@ import json
 import typer
 
 from runrecord._settings import Settings
-from runrecord.recorder import current_revision, head_revision, open_engine, upgrade
-from runrecord.records import run_record_json_schema
 
 db_app = typer.Typer(help="Manage the records database schema.", no_args_is_help=True)
 
@@ -16,6 +14,8 @@ db_app = typer.Typer(help="Manage the records database schema.", no_args_is_help
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending schema migrations to RUNRECORD_DATABASE_URL."""
+    from runrecord.recorder import open_engine, upgrade
+
     engine = open_engine(Settings.from_env().database_url)
     before, after = upgrade(engine)
     if before == after:
@@ -29,6 +29,8 @@ def db_current(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Show the records database's schema revision and this code's."""
+    from runrecord.recorder import current_revision, head_revision, open_engine
+
     engine = open_engine(Settings.from_env().database_url)
     current, head = current_revision(engine), head_revision()
     if as_json:
@@ -39,4 +41,6 @@ def db_current(
 
 def schema() -> None:
     """Print the JSON Schema of a RunRecord."""
+    from runrecord.records import run_record_json_schema
+
     typer.echo(json.dumps(run_record_json_schema(), indent=2))

@@ -14,7 +14,6 @@ from runrecord.cli._query import (
     show_table,
     table,
 )
-from runrecord.recorder import diff_runs
 
 
 def diff(
@@ -32,6 +31,8 @@ def diff(
     schema hashes, MCP servers), the aligned sequence of tool calls (added, removed, or
     changed: arguments, outcome, approval, attempts), artifacts, workers, cost and durations.
     """
+    from runrecord.recorder import diff_runs
+
     with records() as conn:
         result = diff_runs(conn, bad, good)
     if as_json:

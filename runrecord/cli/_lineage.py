@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.tree import Tree
 
 from runrecord._settings import RunRecordError
 from runrecord.cli._query import JSON_HELP, add_row, echo_json, records, show_table, stamp, table
-from runrecord.recorder import CallRef, turn_artifacts
-from runrecord.recorder import lineage as find_lineage
+
+if TYPE_CHECKING:
+    from runrecord.recorder import CallRef
 
 
 def _decided(call: CallRef) -> str:
@@ -25,6 +25,8 @@ def artifacts(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Every artifact created by a user turn, across all the agents it triggered."""
+    from runrecord.recorder import turn_artifacts
+
     with records() as conn:
         found = turn_artifacts(conn, turn)
     if as_json:
@@ -59,6 +61,8 @@ def lineage(
     The chain turn → agent → sub-agent → tool call (with its approval) → artifact, then
     every later tool call or sub-agent run that consumed it, and what they produced.
     """
+    from runrecord.recorder import lineage as find_lineage
+
     with records() as conn:
         found = find_lineage(conn, artifact)
     if not found:
@@ -66,6 +70,10 @@ def lineage(
     if as_json:
         echo_json(found)
         return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.tree import Tree
+
     console = Console()
     for item in found:
         a = item.artifact

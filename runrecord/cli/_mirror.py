@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
@@ -20,15 +20,9 @@ from runrecord.cli._query import (
     table,
 )
 from runrecord.cli._run import _until_signalled
-from runrecord.cli._stack import (
-    blob_store,
-    check_redaction,
-    connect,
-    records_engine,
-    temporal_cluster,
-)
-from runrecord.recorder import Mirror, parse_when, upgrade
-from runrecord.recorder._membership import mirror_status
+
+if TYPE_CHECKING:
+    from runrecord.recorder import Mirror
 
 mirror_app = typer.Typer(
     help="Mirror Temporal history into the records, rebuild them from it, and check them.",
@@ -39,15 +33,17 @@ T = TypeVar("T")
 
 def _with_mirror(job: Callable[[Mirror], Awaitable[T]], *, write: bool) -> T:
     """Run ``job`` with a mirror on the configured Temporal and records database."""
+    from runrecord.cli._cluster import connect, temporal_cluster
+    from runrecord.cli._stack import blob_store, check_redaction, records_engine
+    from runrecord.recorder import Mirror, upgrade
+
     settings = Settings.from_env()
     check_redaction()
 
     async def main() -> T:
         engine = records_engine(settings)
         async with temporal_cluster(settings, start_if_missing=False) as temporal:
-            client = await connect(
-                temporal.address, settings.namespace, payload_codec=settings.payload_codec
-            )
+            client = await connect(temporal, payload_codec=settings.payload_codec)
             if write:
                 await asyncio.to_thread(upgrade, engine)
             # No journal: the workers' shippers write attempts and artifacts.
@@ -199,6 +195,8 @@ def mirror_verify(
     keep them on purpose.
     """
 
+    from runrecord.recorder import parse_when
+
     _check_targets(run_ids or [], every, "verify")
     if since is not None and not every:
         raise RunRecordError("mirror verify: --since goes with --all")
@@ -248,9 +246,12 @@ def mirror_status_command(
     is one whose rows the records database refuses; it is retried with backoff and
     leaves the quarantine once written.
     """
-    settings = Settings.from_env()
+    from runrecord.cli._cluster import TemporalProfile
+    from runrecord.recorder._membership import mirror_status
+
+    namespace = TemporalProfile.load().namespace
     with records() as conn:
-        status = mirror_status(conn, settings.namespace)
+        status = mirror_status(conn, namespace)
     if as_json:
         typer.echo(json.dumps(status, indent=2))
         return

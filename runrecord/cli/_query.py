@@ -6,17 +6,16 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from runrecord._settings import RunRecordError, Settings
-from runrecord.recorder import open_engine, parse_when, require_current
 from runrecord.records import Record
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from sqlalchemy import Connection
 
 JSON_HELP = "Print JSON for scripts instead of a table."
 TIME_HELP = (
@@ -27,6 +26,10 @@ TIME_HELP = (
 @contextmanager
 def records() -> Iterator[Connection]:
     """A connection to the records database; database errors become one line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from runrecord.recorder import open_engine, require_current
+
     engine = open_engine(Settings.from_env().database_url)
     try:
         require_current(engine)
@@ -42,6 +45,8 @@ def records() -> Iterator[Connection]:
 
 
 def when(value: str | None, option: str) -> datetime | None:
+    from runrecord.recorder import parse_when
+
     return parse_when(value, what=option) if value is not None else None
 
 
@@ -53,6 +58,8 @@ def echo_json(items: Sequence[Record] | Record) -> None:
 
 
 def table(*columns: str) -> Table:
+    from rich.table import Table
+
     t = Table(show_edge=False, header_style="bold")
     for name in columns:
         t.add_column(name, overflow="fold")
@@ -61,10 +68,14 @@ def table(*columns: str) -> Table:
 
 def add_row(t: Table, *cells: str) -> None:
     """Cells as plain text: recorded values are never read as rich markup."""
+    from rich.text import Text
+
     t.add_row(*(Text(cell) for cell in cells))
 
 
 def show_table(t: Table) -> None:
+    from rich.console import Console
+
     Console().print(t)
 
 

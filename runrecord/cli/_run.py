@@ -6,25 +6,17 @@ import asyncio
 import os
 import signal
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from temporalio.client import Client
 
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._approvals import pending_approvals, send_decision
-from runrecord.cli._show import print_records
-from runrecord.cli._stack import (
-    load_agents,
-    recording_worker,
-    records_engine,
-    temporal_cluster,
-)
+from runrecord.cli._cluster import TemporalProfile, temporal_cluster
 from runrecord.cli._ui import DEFAULT_HOST, DEFAULT_PORT, serve_console
-from runrecord.recorder import load_tree, ship_journal
 
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 # Apart from $RUNRECORD_TASK_QUEUE: tasks of a user's agents there must never reach a worker
 # that does not have their workflows.
@@ -89,25 +81,30 @@ def dev(
     """Run the embedded stack in the foreground: Temporal dev server, worker, mirror.
 
     The dev server keeps its state in $RUNRECORD_HOME/temporal.sqlite3 (default
-    ~/.runrecord); a server already listening on the port is used instead. With
-    TEMPORAL_ADDRESS set, that cluster is used. The example agents run on their own
-    task queue, so a `runrecord worker` on $RUNRECORD_TASK_QUEUE gets its runs alone.
+    ~/.runrecord); a server already listening on the port is used instead. With a
+    cluster configured (TEMPORAL_ADDRESS, or a temporal.toml profile), that cluster is
+    used. The example agents run on their own task queue, so a `runrecord worker` on
+    $RUNRECORD_TASK_QUEUE gets its runs alone.
     Ctrl-C stops everything.
     """
+    from runrecord.cli._stack import load_agents, recording_worker, records_engine
+
     settings = Settings.from_env()
-    if settings.temporal_address and (port or ui_port):
+    profile = TemporalProfile.load()
+    if profile.address and (port or ui_port):
         raise RunRecordError(
-            "--port and --ui-port are for the embedded dev server: unset TEMPORAL_ADDRESS"
+            "--port and --ui-port are for the embedded dev server: a cluster is configured "
+            f"({profile.source})"
         )
 
     async def main() -> None:
         engine = records_engine(settings)
         agents = load_agents(None)
         async with temporal_cluster(
-            settings, start_if_missing=True, port=port, ui_port=ui_port
+            settings, start_if_missing=True, port=port, ui_port=ui_port, profile=profile
         ) as temporal:
             async with recording_worker(
-                settings, temporal.address, agents, task_queue=EXAMPLES_TASK_QUEUE, engine=engine
+                settings, temporal, agents, task_queue=EXAMPLES_TASK_QUEUE, engine=engine
             ) as (_, follower):
                 typer.echo(f"Temporal gRPC:    {temporal.address}")
                 typer.echo(f"Temporal UI:      {temporal.ui_url or '(see your cluster)'}")
@@ -145,7 +142,14 @@ def demo(
     gated calls are decided as `demo-operator` through approval signals: the
     staging deploy is approved, the release fee charge is denied.
     """
+    from rich.console import Console
+
+    from runrecord.cli._show import print_records
+    from runrecord.cli._stack import load_agents, recording_worker, records_engine
+    from runrecord.recorder import load_tree, ship_journal
+
     settings = Settings.from_env()
+    err = Console(stderr=True)
 
     async def main() -> None:
         engine = records_engine(settings)
@@ -155,7 +159,7 @@ def demo(
                 queue = f"runrecord-demo-{uuid.uuid4().hex[:8]}"
                 async with recording_worker(
                     settings,
-                    temporal.address,
+                    temporal,
                     agents,
                     task_queue=queue,
                     mirror=False,
@@ -208,7 +212,14 @@ def worker(
     ),
     mirror: bool = typer.Option(True, "--mirror/--no-mirror", help="Also run the mirror."),
 ) -> None:
-    """Run a recording worker (and the mirror) against TEMPORAL_ADDRESS until Ctrl-C."""
+    """Run a recording worker (and the mirror) on the configured cluster until Ctrl-C.
+
+    The cluster is Temporal's client configuration: a temporal.toml profile
+    (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE) and the TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+    TEMPORAL_API_KEY and TEMPORAL_TLS_* variables, as Temporal's own CLI reads them.
+    """
+    from runrecord.cli._stack import load_agents, recording_worker, records_engine
+
     settings = Settings.from_env()
 
     async def main() -> None:
@@ -217,7 +228,7 @@ def worker(
         async with temporal_cluster(settings, start_if_missing=False) as temporal:
             async with recording_worker(
                 settings,
-                temporal.address,
+                temporal,
                 agents,
                 task_queue=task_queue,
                 mirror=mirror,

@@ -17,7 +17,6 @@ from runrecord.cli._query import (
     table,
     when,
 )
-from runrecord.recorder import RunFilter, find_runs
 from runrecord.records import ApprovalState, FinalStatus, SideEffect
 
 
@@ -71,6 +70,8 @@ def runs(
       runrecord runs --approval denied --agent release-deployer
       runrecord runs --mcp-server git --json
     """
+    from runrecord.recorder import RunFilter, find_runs
+
     run_filter = RunFilter(
         side_effect=side_effect,
         approval=approval,

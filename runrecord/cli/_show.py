@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.tree import Tree
 
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._query import millis, records
 from runrecord.cli._stack import DEFAULT_UI
-from runrecord.recorder import execution_order, load_tree
 from runrecord.records import ModelCall, RunRecord, ToolCall
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -49,6 +49,8 @@ def _styled(status: str) -> str:
 
 
 def _run_label(record: RunRecord, ui_url: str | None) -> str:
+    from rich.markup import escape
+
     agent = escape(record.agent_id or record.workflow_type)
     version = f" {escape(record.agent_version)}" if record.agent_version else ""
     duration = ""
@@ -102,6 +104,8 @@ def _tokens(model: ModelCall) -> str:
 
 def _model_line(model: ModelCall) -> str:
     """What a model call asked and got: model, prompt version, tokens, why it stopped, cost."""
+    from rich.markup import escape
+
     parts = [f"model {model.provider}/{model.model}"]
     if model.prompt_version:
         parts.append(f"prompt {model.prompt_version}")
@@ -117,6 +121,8 @@ def _model_line(model: ModelCall) -> str:
 
 def _call_details(call: ToolCall, record: RunRecord, model: ModelCall | None) -> str:
     """The lines under a call's headline: its agent when not the run's, its model, its trace."""
+    from rich.markup import escape
+
     lines = []
     if call.agent_id and call.agent_id != record.agent_id:
         lines.append(f"agent {escape(call.agent_id)}")
@@ -129,6 +135,8 @@ def _call_details(call: ToolCall, record: RunRecord, model: ModelCall | None) ->
 
 
 def _call_label(call: ToolCall) -> str:
+    from rich.markup import escape
+
     attempts = call.retry_state.attempts
     tool = f"{call.mcp_server}/{call.tool}" if call.mcp_server else call.tool
     flags = "+network" if call.network else ""
@@ -160,6 +168,11 @@ def _call_label(call: ToolCall) -> str:
 
 
 def render_tree(records: list[RunRecord], ui_url: str | None) -> Tree:
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    from runrecord.recorder import execution_order
+
     by_id = {r.run_id: r for r in records}
 
     def add_run(parent: Tree | None, record: RunRecord) -> Tree:
@@ -223,6 +236,8 @@ def print_records(records: list[RunRecord], *, as_json: bool, ui_url: str | None
             r.temporal_ui_url = ui_link(r, ui_url)
         typer.echo(json.dumps([r.to_json_dict() for r in records], indent=2))
     else:
+        from rich.console import Console
+
         Console().print(render_tree(records, ui_url))
 
 
@@ -242,6 +257,8 @@ def show(
     """
     if "\x00" in run_id:
         raise RunRecordError("RUN must not contain NUL characters")
+    from runrecord.recorder import load_tree
+
     settings = Settings.from_env()
     with records() as conn:
         found = load_tree(conn, run_id)

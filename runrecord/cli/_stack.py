@@ -6,48 +6,30 @@ import asyncio
 import importlib
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import temporalio.client
-import temporalio.worker
-from sqlalchemy import Engine
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client
-from temporalio.common import HeaderCodecBehavior
-from temporalio.converter import DataConverter, PayloadCodec
-from temporalio.plugin import SimplePlugin
-from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
-
-from runrecord._redaction import PATTERNS_ENV, default_redactor
 from runrecord._settings import RunRecordError, Settings
-from runrecord.activities import MCPServerSpec
-from runrecord.recorder import (
-    BlobStore,
-    Mirror,
-    Shipper,
-    check_not_newer,
-    open_blob_store,
-    open_engine,
-    upgrade,
-)
-from runrecord.worker import SEARCH_ATTRIBUTES, DevServer, Journal, RunRecordPlugin, port_open
-from runrecord.workflows import Policy, PolicyError
+from runrecord.cli._cluster import Temporal, connect
+from runrecord.cli._cluster import temporal_cluster as temporal_cluster  # its former home
 
-# What a module's PLUGINS may hold: Temporal plugins for both client and worker.
-_PLUGIN_TYPES = (SimplePlugin, temporalio.client.Plugin, temporalio.worker.Plugin)
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from temporalio.client import Client
+
+    from runrecord.recorder import BlobStore, Mirror
+    from runrecord.workflows import Policy
 
 DEFAULT_UI = "http://127.0.0.1:8233"
 
 
 def records_engine(settings: Settings) -> Engine:
     """The records database, checked (reachable, not newer than this code) without writing."""
+    from runrecord.recorder import check_not_newer, open_engine
+
     engine = open_engine(settings.database_url)
     check_not_newer(engine)
     return engine
@@ -56,6 +38,8 @@ def records_engine(settings: Settings) -> Engine:
 def blob_store(settings: Settings, engine: Engine | None = None) -> BlobStore:
     """The blob store ``RUNRECORD_BLOBS`` names, checked (bucket there, credentials taken,
     folder writable): a problem is one line, before anything runs."""
+    from runrecord.recorder import open_blob_store
+
     store = open_blob_store(
         settings.blobs, engine=engine if engine is not None else (lambda: records_engine(settings))
     )
@@ -65,6 +49,8 @@ def blob_store(settings: Settings, engine: Engine | None = None) -> BlobStore:
 
 def check_redaction() -> None:
     """Compile the configured redaction patterns now, before anything is written."""
+    from runrecord._redaction import PATTERNS_ENV, default_redactor
+
     try:
         default_redactor()
     except ValueError as err:
@@ -73,6 +59,8 @@ def check_redaction() -> None:
 
 def load_policy(settings: Settings) -> Policy:
     """The approval policy: ``RUNRECORD_POLICY``, else ``$RUNRECORD_HOME/runrecord.toml``."""
+    from runrecord.workflows import Policy, PolicyError
+
     path = settings.policy_file
     try:
         return Policy.load(path) if path is not None else Policy()
@@ -80,61 +68,14 @@ def load_policy(settings: Settings) -> Policy:
         raise RunRecordError(str(err)) from None
 
 
-# A Temporal port that accepts and never answers must still get its one line within 10 s of
-# the command starting, although imports alone take 2-4 s on a busy machine; a reachable
-# cluster answers in well under a second.
-ANSWER_WITHIN = 8.0
-MIN_CONNECT_TIMEOUT = 3.0
-
-
-def process_age() -> float:
-    """Seconds since this process started (0 where ``/proc`` cannot tell)."""
-    try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-async def connect(
-    address: str,
-    namespace: str,
-    plugins: Sequence[RunRecordPlugin] = (),
-    timeout: float | None = None,
-    identity: str | None = None,
-    payload_codec: PayloadCodec | None = None,
-) -> Client:
-    """A client of ``address``; ``payload_codec`` is the codec the agents' clients use, and
-    with one, headers (runrecord's included) are encoded too."""
-    if timeout is None:
-        timeout = max(MIN_CONNECT_TIMEOUT, ANSWER_WITHIN - process_age())
-    try:
-        return await asyncio.wait_for(
-            Client.connect(
-                address,
-                namespace=namespace,
-                plugins=list(plugins),
-                identity=identity,
-                data_converter=DataConverter(payload_codec=payload_codec),
-                header_codec_behavior=(
-                    HeaderCodecBehavior.CODEC
-                    if payload_codec is not None
-                    else HeaderCodecBehavior.NO_CODEC
-                ),
-            ),
-            timeout,
-        )
-    except (TimeoutError, RuntimeError, RPCError, OSError, ValueError) as err:
-        lines = str(err).strip().splitlines()
-        detail = lines[0] if lines else type(err).__name__
-        if isinstance(err, TimeoutError):
-            detail = f"no answer within {timeout:.0f} s"
-        raise RunRecordError(f"cannot reach Temporal at {address}: {detail}") from None
-
-
 async def ensure_search_attributes(client: Client) -> None:
     """Register runrecord's search attributes on a cluster that lacks them."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from runrecord.worker import SEARCH_ATTRIBUTES
+
     request = AddSearchAttributesRequest(
         namespace=client.namespace,
         search_attributes={
@@ -154,6 +95,8 @@ async def ensure_search_attributes(client: Client) -> None:
 def load_agents(module: str | None) -> ModuleType:
     """The module with WORKFLOWS and ACTIVITIES lists (and MCP_SERVERS, if its agents use MCP);
     the bundled examples by default."""
+    from runrecord.activities import MCPServerSpec
+
     if module is None:
         examples = Path(os.environ.get("RUNRECORD_EXAMPLES") or _default_examples())
         if not (examples / "demo_agents.py").is_file():
@@ -172,7 +115,7 @@ def load_agents(module: str | None) -> ModuleType:
         if not isinstance(getattr(loaded, name, None), list):
             raise RunRecordError(f"agent module {module!r} has no {name} list")
     plugins = getattr(loaded, "PLUGINS", [])
-    if not isinstance(plugins, list) or not all(isinstance(p, _PLUGIN_TYPES) for p in plugins):
+    if not isinstance(plugins, list) or not all(isinstance(p, _plugin_types()) for p in plugins):
         raise RunRecordError(
             f"agent module {module!r}: PLUGINS must be a list of Temporal plugins "
             "(e.g. the OpenAI Agents or pydantic-ai plugin its agents run with)"
@@ -185,6 +128,15 @@ def load_agents(module: str | None) -> ModuleType:
     return loaded
 
 
+def _plugin_types() -> tuple[type, ...]:
+    """What a module's PLUGINS may hold: Temporal plugins for both client and worker."""
+    import temporalio.client
+    import temporalio.worker
+    from temporalio.plugin import SimplePlugin
+
+    return (SimplePlugin, temporalio.client.Plugin, temporalio.worker.Plugin)
+
+
 def agent_plugins(agents: ModuleType) -> list[Any]:
     """The Temporal plugins an agent module's agents run with (its ``PLUGINS`` list), which
     workers and replays install next to runrecord's own."""
@@ -195,68 +147,10 @@ def _default_examples() -> Path:
     return Path(__file__).resolve().parents[2] / "examples"
 
 
-def checked_address(address: str) -> str:
-    """``address`` if it has the ``host:port`` form a Temporal client needs."""
-    host, _, port = address.strip().rpartition(":")
-    if not (host and host.isprintable() and port.isdigit() and 0 < int(port) < 65536) or any(
-        c.isspace() or c in "/@?#" for c in host
-    ):
-        raise RunRecordError(
-            f"TEMPORAL_ADDRESS {address[:200]!r} is not host:port, e.g. 127.0.0.1:7233"
-        )
-    return address.strip()
-
-
-@dataclass
-class Temporal:
-    address: str
-    ui_url: str | None
-    server: DevServer | None
-
-
-@asynccontextmanager
-async def temporal_cluster(
-    settings: Settings,
-    *,
-    start_if_missing: bool,
-    db_file: Path | None = None,
-    port: int | None = None,
-    ui_port: int | None = None,
-) -> AsyncIterator[Temporal]:
-    """TEMPORAL_ADDRESS if set; else a dev server already on ``port`` (7233); else start one
-    there, its UI on ``ui_port`` (8233, or a free port if that one is taken)."""
-    if settings.temporal_address:
-        yield Temporal(checked_address(settings.temporal_address), settings.ui_url, None)
-        return
-    server = DevServer(
-        db_file=db_file or settings.home / "temporal.sqlite3",
-        port=port or DevServer.port,
-        ui_port=ui_port or DevServer.ui_port,
-    )
-    if port_open(server.host, server.port):
-        yield Temporal(server.address, settings.ui_url or server.ui_url, None)
-        return
-    if not start_if_missing:
-        raise RunRecordError(
-            f"no Temporal server at {server.address}: run `runrecord dev` or set TEMPORAL_ADDRESS"
-        )
-    if port_open(server.host, server.ui_port):
-        if ui_port is not None:
-            raise RunRecordError(f"UI port {ui_port} is taken: choose another with --ui-port")
-        from runrecord.worker import free_port
-
-        server.ui_port = free_port()
-    await asyncio.to_thread(server.start)
-    try:
-        yield Temporal(server.address, server.ui_url, server)
-    finally:
-        await asyncio.to_thread(server.stop)
-
-
 @asynccontextmanager
 async def recording_worker(
     settings: Settings,
-    address: str,
+    cluster: Temporal | str,
     agents: ModuleType,
     *,
     task_queue: str | None = None,
@@ -270,16 +164,19 @@ async def recording_worker(
 
     ``copies``: the mirror keeps payload copies in the blob store (default: if it follows
     runs; a worker without a mirror needs no blob store)."""
+    from temporalio.worker import Worker
+
+    from runrecord.recorder import Mirror, Shipper, upgrade
+    from runrecord.worker import Journal, RunRecordPlugin
+
     check_redaction()
     engine = engine or records_engine(settings)
     plugin = RunRecordPlugin(
         mcp_servers=getattr(agents, "MCP_SERVERS", []), policy=load_policy(settings)
     )
+    namespace = settings.namespace if isinstance(cluster, str) else None
     client = await connect(
-        address,
-        settings.namespace,
-        [*agent_plugins(agents), plugin],
-        payload_codec=settings.payload_codec,
+        cluster, namespace, [*agent_plugins(agents), plugin], payload_codec=settings.payload_codec
     )
     await ensure_search_attributes(client)
     # Temporal answered: only now write anything (schema, journal).

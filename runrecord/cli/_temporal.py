@@ -14,22 +14,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from temporalio.api.common.v1 import Payload, WorkflowExecution
-from temporalio.api.workflow.v1 import WorkflowExecutionInfo
-from temporalio.api.workflowservice.v1 import (
-    DescribeWorkflowExecutionRequest,
-)
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from runrecord._settings import RunRecordError, Settings
-from runrecord.cli._stack import connect, load_policy, temporal_cluster
-from runrecord.recorder._decoding import decode_memo
-from runrecord.recorder._visibility import list_executions
-from runrecord.worker import RunRecordPlugin
+
+if TYPE_CHECKING:
+    from temporalio.api.common.v1 import Payload
+    from temporalio.api.workflow.v1 import WorkflowExecutionInfo
+    from temporalio.client import Client
 
 _STATUS = {
     1: "running",
@@ -111,6 +105,12 @@ class RunState:
 
 
 async def describe_run(client: Client, run_id: str) -> RunState:
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from runrecord.recorder._decoding import decode_memo
+
     request = DescribeWorkflowExecutionRequest(
         namespace=client.namespace, execution=WorkflowExecution(workflow_id=run_id)
     )
@@ -131,6 +131,10 @@ async def describe_run(client: Client, run_id: str) -> RunState:
 
 async def list_runs(client: Client, query: str) -> AsyncIterator[WorkflowExecutionInfo]:
     """Every execution visibility finds for ``query``, paused ones included."""
+    from temporalio.service import RPCError
+
+    from runrecord.recorder._visibility import list_executions
+
     try:
         async for info in list_executions(client, query):
             yield info
@@ -146,13 +150,19 @@ def require_open(state: RunState, action: str) -> None:
 @asynccontextmanager
 async def control_client(*, recording: bool = False) -> AsyncIterator[tuple[Settings, Client]]:
     """A client of the configured cluster (never starts a dev server)."""
+    from runrecord.cli._cluster import connect, temporal_cluster
+
     settings = Settings.from_env()
     async with temporal_cluster(settings, start_if_missing=False) as temporal:
-        plugins = [RunRecordPlugin(policy=load_policy(settings))] if recording else []
+        plugins = []
+        if recording:
+            from runrecord.cli._stack import load_policy
+            from runrecord.worker import RunRecordPlugin
+
+            plugins.append(RunRecordPlugin(policy=load_policy(settings)))
         client = await connect(
-            temporal.address,
-            settings.namespace,
-            plugins,
+            temporal,
+            plugins=plugins,
             identity=client_identity(),
             payload_codec=settings.payload_codec,
         )

@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
@@ -41,7 +40,7 @@ from sqlalchemy.orm import Session
 from runrecord._settings import RunRecordError
 from runrecord.recorder._rows import artifact_of, from_row
 from runrecord.recorder._tables import ArtifactRow, ModelCallRow, RunRow, ToolCallRow
-from runrecord.records import Approval, ApprovalState, Artifact, Cost, Record
+from runrecord.records import Approval, ApprovalState, Artifact, Cost, CostDimension, Record
 
 NOT_LET_RUN = (ApprovalState.REQUESTED, ApprovalState.DENIED, ApprovalState.EXPIRED)
 """A call with one of these approval states never ran: it does not count as a write, a tool
@@ -71,13 +70,6 @@ def parse_when(text: str, *, what: str = "time", now: datetime | None = None) ->
 def check_text(value: str | None, what: str) -> None:
     if value is not None and "\x00" in value:
         raise RunRecordError(f"{what} must not contain NUL characters")
-
-
-class CostDimension(StrEnum):
-    AGENT = "agent"
-    MODEL = "model"
-    TURN = "turn"
-    TOOL = "tool"
 
 
 @dataclass(frozen=True)

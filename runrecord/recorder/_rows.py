@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from runrecord.recorder._projection import RunChain, RunProjection
 from runrecord.recorder._tables import (
     ArtifactRow,
     AttemptRow,
@@ -35,6 +34,9 @@ from runrecord.records import (
     ToolCall,
     ToolCallStatus,
 )
+
+if TYPE_CHECKING:  # the projection needs temporalio; reading rows back must not
+    from runrecord.recorder._projection import RunChain, RunProjection
 
 _R = TypeVar("_R", bound=Record)
 
