@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Row, Table, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from runrecord._contract import JournalEntry
+from runrecord.recorder._attest import attest_late
 from runrecord.recorder._projection import RunChain, kept_id
 from runrecord.recorder._rows import (
     activity_operation_of,
@@ -275,6 +276,7 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
     upsert(conn, AttemptRow, list(started.values()), keys, update=False)
     upsert(conn, AttemptRow, list(finished.values()), keys, update=True)
     upsert(conn, ArtifactRow, list(artifacts.values()), ["artifact_id"], update=False)
+    attest_late(conn, {e.run_id for e in entries})
     return count
 
 
