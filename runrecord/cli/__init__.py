@@ -23,6 +23,7 @@ from runrecord.cli._control import pause, replay, rerun, reset, resume, rollback
 from runrecord.cli._cost import cost
 from runrecord.cli._db import db_app, schema
 from runrecord.cli._diff import diff
+from runrecord.cli._evidence import export, keys, verify
 from runrecord.cli._gc import gc
 from runrecord.cli._lineage import artifacts, lineage
 from runrecord.cli._mirror import mirror_app
@@ -57,6 +58,9 @@ app.command()(lineage)
 app.command()(cost)
 app.command()(schema)
 app.command()(gc)
+app.command()(verify)
+app.command()(export)
+app.command()(keys)
 app.command()(approvals)
 app.command()(approve)
 app.command()(deny)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
 
 import typer
 
@@ -34,15 +36,25 @@ def gc(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; delete nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+    archive: Path | None = typer.Option(
+        None,
+        "--archive",
+        help="Also archive closed runs that ended longer ago than --older-than to one bundle "
+        "per run tree in this folder, then delete their rows (attestations are kept).",
+    ),
 ) -> None:
-    """Delete redacted payload copies from the blob store ($RUNRECORD_HOME/blobs).
+    """Delete redacted payload copies from the blob store ($RUNRECORD_HOME/blobs); with
+    --archive DIR, move old run records out of the database into bundles.
 
     Run records keep every ref's sha256, size and media type, so a record stays
-    verifiable against the original payload after its copy is gone. Only the blob
-    store is touched; the records database is not read or written.
+    verifiable against the original payload after its copy is gone. Without --archive
+    the records database is not read or written: records are kept until archived.
+    Attestations are never removed; an archived run's bundle is checked with
+    `runrecord verify --bundle FILE`.
     """
     age = parse_age(older_than)
     settings = Settings.from_env()
+    archived = _archive(archive, age, dry_run) if archive is not None else None
     store = BlobStore(settings.blobs_dir)
     try:
         result = store.collect(age, dry_run=dry_run)
@@ -58,12 +70,40 @@ def gc(
                     "removed": result.removed,
                     "removedBytes": result.removed_bytes,
                     "kept": result.kept,
+                    **({"archivedRuns": archived} if archived is not None else {}),
                 }
             )
         )
         return
     verb = "would remove" if dry_run else "removed"
+    if archived is not None:
+        typer.echo(
+            f"{'would archive' if dry_run else 'archived'} {len(archived)} run tree(s) to {archive}"
+        )
     typer.echo(
         f"{verb} {result.removed} blob copies ({result.removed_bytes} bytes) older than "
         f"{older_than} from {settings.blobs_dir}; {result.kept} kept"
     )
+
+
+def _archive(folder: Path, age: timedelta, dry_run: bool) -> list[str]:
+    """Each old closed run tree to ``folder/<run id>.json``, then its rows deleted, one tree
+    per transaction (a bundle is on disk before its rows go)."""
+    from runrecord.cli._evidence import write_bundle
+    from runrecord.cli._query import records
+    from runrecord.recorder._bundle import archivable, archive_tree, export_bundle
+
+    done: list[str] = []
+    with records() as conn:
+        roots = archivable(conn, datetime.now(UTC) - age)
+        if dry_run:
+            return roots
+        for i, run_id in enumerate(roots, 1):
+            with conn.begin():
+                bundle = export_bundle(conn, run_id, tree=True)
+                write_bundle(folder / f"{quote(run_id, safe='')}.json", bundle)
+                archive_tree(conn, run_id, bundle)
+            done.append(run_id)
+            if i % 100 == 0:
+                typer.echo(f"archived {i}/{len(roots)} run trees", err=True)
+    return done

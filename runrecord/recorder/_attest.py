@@ -23,14 +23,14 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import rfc8785
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, func, insert, select, text
 
 from runrecord._settings import RunRecordError, Settings
 from runrecord.recorder._tables import (
@@ -58,10 +58,10 @@ KEY_ENV = "RUNRECORD_MIRROR_KEY"
 
 OPEN_STATUSES = frozenset({"running", "awaiting_approval", "paused"})
 
-# Bookkeeping: how far the mirror read and when it wrote, not what happened.
+# Bookkeeping: when the mirror last wrote the row, not what happened.
 BOOKKEEPING: dict[str, frozenset[str]] = {
-    "runs": frozenset({"updated_at", "last_event_id"}),
-    "temporal_runs": frozenset({"updated_at", "last_event_id", "last_event_time"}),
+    "runs": frozenset({"updated_at"}),
+    "temporal_runs": frozenset({"updated_at"}),
 }
 
 # How a table's rows may legitimately change between two attestations of a run:
@@ -268,9 +268,7 @@ def violations(
 
 
 def _was_open(attested: Sequence[Leaf], problem: Problem) -> bool:
-    return any(
-        leaf[0] == problem.table and leaf[1] == problem.row and leaf[3] for leaf in attested
-    )
+    return any(leaf[0] == problem.table and leaf[1] == problem.row and leaf[3] for leaf in attested)
 
 
 # --- the mirror's key
@@ -463,7 +461,7 @@ def append(
     row["entry_hash"] = hashlib.sha256(signed).hexdigest()
     row["signature"] = key.sign(signed)
     row["leaves"] = [list(leaf) for leaf in leaves]
-    conn.execute(AttestationRow.__table__.insert(), [row])
+    conn.execute(insert(AttestationRow), [row])
 
 
 def _lock(conn: Connection, key: MirrorKey) -> None:
@@ -488,6 +486,9 @@ def reason_to_attest(rows: dict[str, list[dict[str, Any]]]) -> str | None:
     events = rows.get("run_events", [])
     if any(e["kind"] == "reset" for e in events):
         return "reset"
+    runs = rows.get("runs", [])
+    if runs and runs[0]["final_status"] not in OPEN_STATUSES:
+        return "close"
     signals = {e.get("detail", {}).get("signal") for e in events if e["kind"] == "signaled"}
     if "runrecord.rollback" in signals:
         return "rollback"
@@ -498,9 +499,6 @@ def reason_to_attest(rows: dict[str, list[dict[str, Any]]]) -> str | None:
             return "approval"
     if signals & {"runrecord.approve", "runrecord.deny"}:
         return "approval"
-    runs = rows.get("runs", [])
-    if runs and runs[0]["final_status"] not in OPEN_STATUSES:
-        return "close"
     return None
 
 

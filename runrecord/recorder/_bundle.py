@@ -121,9 +121,7 @@ def verify_bundle(bundle: Any) -> Verified:
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise ValueError(f"not a runrecord bundle (format {FORMAT} expected)")
     rows: dict[str, PlainRows] = bundle["rows"]
-    keys = public_keys(
-        {"key_id": k["keyId"], "public_key": k["publicKey"]} for k in bundle["keys"]
-    )
+    keys = public_keys({"key_id": k["keyId"], "public_key": k["publicKey"]} for k in bundle["keys"])
     report = Verified(problems=[])
     problems = report.problems
     assert problems is not None
@@ -173,25 +171,56 @@ def _check_records(bundle: dict[str, Any], rows: dict[str, PlainRows]) -> list[P
                 if table_rows:
                     conn.execute(table.insert(), [_stored(table, name, r) for r in table_rows])
         root = bundle["root"]
-        again = load_tree(conn, root) if bundle["tree"] else [r for r in [load_run(conn, root)] if r]
-    derived = {r.run_id: r.to_json_dict() for r in again}
+        again = (
+            load_tree(conn, root) if bundle["tree"] else [r for r in [load_run(conn, root)] if r]
+        )
+    # SQLite hands times back without their zone (UTC): compare times as UTC moments.
+    derived = {r.run_id: _utc_times(r.to_json_dict()) for r in again}
     found = []
     for record in bundle["records"]:
         run_id = str(record.get("runId"))
-        if derived.get(run_id) != record:
-            found.append(Problem(run_id, "its RunRecord in the bundle does not match its rows"))
+        again_json = derived.get(run_id)
+        record = _utc_times(record)
+        if again_json != record:
+            field = _first_difference(record, again_json)
+            found.append(
+                Problem(run_id, f"its RunRecord in the bundle does not match its rows (at {field})")
+            )
     if len(bundle["records"]) != len(derived):
         found.append(Problem(str(root), "the bundle's RunRecords and rows name different runs"))
     engine.dispose()
     return found
 
 
+def _utc_times(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _utc_times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utc_times(v) for v in value]
+    if isinstance(value, str) and 19 <= len(value) <= 32 and value[4:5] == "-":
+        try:
+            return plain(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    return value
+
+
+def _first_difference(a: Any, b: Any, at: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(a.keys() | b.keys()):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{at}.{k}" if at else k)
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return _first_difference(x, y, f"{at}[{i}]")
+    return at or "the record"
+
+
 def _stored(table: Table, name: str, row: dict[str, Any]) -> dict[str, Any]:
     values = dict(row)
-    for column in BOOKKEEPING.get(name, ()):
-        values[column] = datetime(1970, 1, 1, tzinfo=UTC) if column.endswith("_at") else None
-    if "last_event_id" in BOOKKEEPING.get(name, ()):
-        values["last_event_id"] = 0
+    for skipped in BOOKKEEPING.get(name, ()):
+        values[skipped] = datetime(1970, 1, 1, tzinfo=UTC) if skipped.endswith("_at") else None
     for column in table.c:
         value = values.get(column.key)
         if isinstance(column.type, DateTime) and isinstance(value, str):
@@ -201,3 +230,49 @@ def _stored(table: Table, name: str, row: dict[str, Any]) -> dict[str, Any]:
 
 def run_ids_of(bundle: dict[str, Any]) -> Sequence[str]:
     return list(bundle.get("rows", {}))
+
+
+def archivable(conn: Connection, ended_before: datetime) -> list[str]:
+    """Closed runs that ended before ``ended_before``, top-level runs only (a sub-agent run
+    goes with its root's tree)."""
+    from runrecord.recorder._attest import OPEN_STATUSES
+    from runrecord.recorder._tables import RunRow
+
+    return list(
+        conn.execute(
+            select(RunRow.run_id)
+            .where(
+                RunRow.final_status.not_in(OPEN_STATUSES),
+                RunRow.ended_at < ended_before,
+                RunRow.parent_run_id.is_(None),
+            )
+            .order_by(RunRow.run_id)
+        ).scalars()
+    )
+
+
+def archive_tree(conn: Connection, run_id: str, bundle: dict[str, Any]) -> int:
+    """Delete a tree's rows, once its bundle is written: each run gets a last attestation
+    (reason ``archived``) of the rows that went into the bundle; attestations stay."""
+    from sqlalchemy import delete
+
+    from runrecord.recorder._attest import _lock, append, leaves_of, mirror_key
+
+    key = mirror_key()
+    _lock(conn, key)
+    deleted = 0
+    for archived_id, run_rows in bundle["rows"].items():
+        namespace = run_rows["runs"][0]["namespace"] if run_rows["runs"] else ""
+        append(
+            conn,
+            key,
+            run_id=archived_id,
+            namespace=namespace,
+            reason="archived",
+            leaves=leaves_of(run_rows),
+        )
+        for spec in TABLES:
+            owner = getattr(spec.model, spec.run_column)
+            result = conn.execute(delete(spec.model).where(owner == archived_id))
+            deleted += result.rowcount or 0
+    return deleted

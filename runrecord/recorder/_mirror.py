@@ -847,5 +847,7 @@ def write_changes(conn: Connection, namespace: str, changes: list[_Change]) -> s
         for name, table_rows in change.rows.items():
             rows.setdefault(name, []).extend(table_rows)
     write_rows(conn, rows)
-    attest_written(conn, {c.workflow_id: c.attest for c in changes if c.attest and c.workflow_id in wrote})
+    attest_written(
+        conn, {c.workflow_id: c.attest for c in changes if c.attest and c.workflow_id in wrote}
+    )
     return wrote

@@ -1,0 +1,169 @@
+"""Records as evidence: after the demo every run verifies against its signed attestation;
+each kind of tampering with the records database or a bundle is found and named."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from runrecord.recorder import open_engine
+from tests.test_cli import runrecord
+
+
+def _sql(database_url: str, statement: str, **params: object) -> list[tuple[object, ...]]:
+    engine = open_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return list(result.all()) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def _verify(env: dict[str, str], *args: str) -> tuple[int, dict[str, object]]:
+    proc = runrecord("verify", *args, "--json", env=env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def _messages(report: dict[str, object]) -> list[str]:
+    problems = report["problems"]
+    assert isinstance(problems, list)
+    return [f"{p['table']} {p['row']} {p['message']}" for p in problems]
+
+
+@pytest.fixture
+def demo(cli_env: dict[str, str]) -> list[dict[str, object]]:
+    proc = runrecord("demo", "--json", env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads(proc.stdout)
+    assert isinstance(records, list)
+    return records
+
+
+def test_demo_records_verify_and_each_tampering_is_named(
+    demo: list[dict[str, object]], cli_env: dict[str, str], database_url: str
+) -> None:
+    code, report = _verify(cli_env, "--all")
+    assert code == 0 and report["ok"], report
+    assert report["runs"] == len(demo) and report["attestations"] >= len(demo)
+
+    # A rebuild from the same history writes the same rows: every attestation still holds,
+    # and none is added.
+    before = _sql(database_url, "SELECT count(*) FROM attestations")
+    rebuilt = runrecord("mirror", "rebuild", "--all", env=cli_env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert _sql(database_url, "SELECT count(*) FROM attestations") == before
+    assert _verify(cli_env, "--all")[0] == 0
+
+    tamperings = {
+        "an approver": (
+            "UPDATE tool_calls SET approval = jsonb_set(approval, '{decidedBy}', '\"mallory\"') "
+            "WHERE approval->>'decidedBy' = 'demo-operator' AND status = 'succeeded'"
+        ),
+        "a side effect": "UPDATE tool_calls SET side_effect = 'read' WHERE side_effect = 'deploy'",
+        "a call status": "UPDATE tool_calls SET status = 'succeeded' WHERE status = 'denied'",
+        "a deleted call": (
+            "DELETE FROM tool_calls WHERE (run_id, tool_call_id) IN "
+            "(SELECT run_id, tool_call_id FROM tool_calls WHERE side_effect = 'write' LIMIT 1)"
+        ),
+    }
+    for what, statement in tamperings.items():
+        _sql(database_url, "CREATE TEMP TABLE IF NOT EXISTS x (y int)")  # a fresh transaction
+        changed = _sql(database_url, statement + " RETURNING run_id, tool_call_id")
+        assert len(changed) >= 1, what
+        run_id, call_id = changed[0]
+        code, report = _verify(cli_env, "--all")
+        assert code == 1, what
+        found = _messages(report)
+        expected = "deleted since attested" if "deleted" in what else "changed since attested"
+        assert f"tool_calls {[run_id, call_id]} {expected}" in found, (what, found)
+        # The plain output says it in one line per problem, and exits 1.
+        plain = runrecord("verify", str(run_id), env=cli_env)
+        assert plain.returncode == 1 and f"run {run_id}: tool_calls row" in plain.stdout
+        # History still has the truth: a rebuild puts it back, and the attestation holds.
+        assert runrecord("mirror", "rebuild", str(run_id), env=cli_env).returncode == 0
+        assert _verify(cli_env, "--all")[0] == 0, what
+
+    # Attestations are append-only: PostgreSQL refuses to delete one ...
+    with pytest.raises(Exception, match="append-only"):
+        _sql(database_url, "DELETE FROM attestations WHERE seq = (SELECT min(seq) FROM attestations)")
+    # ... unless a database administrator drops the guard: the chain shows the gap.
+    _sql(database_url, "ALTER TABLE attestations DISABLE TRIGGER attestations_append_only")
+    gone = _sql(
+        database_url,
+        "DELETE FROM attestations WHERE seq = (SELECT min(seq) FROM attestations) RETURNING seq",
+    )
+    code, report = _verify(cli_env, "--all")
+    assert code == 1
+    assert any("chain of key" in m and "broken" in m for m in _messages(report)), report
+    assert gone
+
+
+def test_a_bundle_verifies_with_no_database_and_an_edit_to_it_is_found(
+    demo: list[dict[str, object]], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    root = str(demo[0]["runId"])
+    out = tmp_path / "bundle" / "run.json"
+    proc = runrecord("export", root, "--tree", "--out", str(out), env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    bundle = json.loads(out.read_text())
+    assert {r["runId"] for r in bundle["records"]} == {r["runId"] for r in demo}
+
+    # Nothing but the file: no database, no Temporal, an empty home, another folder.
+    bare = {k: v for k, v in os.environ.items() if not k.startswith(("RUNRECORD_", "TEMPORAL_"))}
+    bare.update(
+        RUNRECORD_HOME=str(tmp_path / "empty-home"),
+        RUNRECORD_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none",
+        TEMPORAL_ADDRESS="127.0.0.1:1",
+    )
+    code, report = _verify(bare, "--bundle", str(out))
+    assert code == 0 and report["ok"], report
+    assert not (tmp_path / "empty-home").exists()
+
+    # An edited row: the run, the table and the row are named.
+    calls = bundle["rows"][root]["tool_calls"]
+    denied = next(c for c in calls if c["status"] == "denied")
+    denied["status"] = "succeeded"
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(bundle))
+    code, report = _verify(bare, "--bundle", str(edited))
+    assert code == 1
+    found = _messages(report)
+    assert f"tool_calls {[root, denied['tool_call_id']]} changed since attested" in found, found
+
+    # An edited RunRecord (the rows untouched) no longer matches its rows.
+    bundle = json.loads(out.read_text())
+    bundle["records"][0]["toolCalls"][0]["sideEffect"] = "read"
+    edited.write_text(json.dumps(bundle))
+    code, report = _verify(bare, "--bundle", str(edited))
+    assert code == 1
+    assert any("RunRecord in the bundle does not match its rows" in m for m in _messages(report))
+
+    # Not a bundle: one clear line.
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    proc = runrecord("verify", "--bundle", str(junk), env=bare)
+    assert proc.returncode == 1 and proc.stderr.startswith("runrecord: error: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_gc_archive_moves_old_runs_to_bundles_and_keeps_attestations(
+    demo: list[dict[str, object]], cli_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    attested = _sql(database_url, "SELECT count(*) FROM attestations")[0][0]
+    archive = tmp_path / "archive"
+    proc = runrecord("gc", "--older-than", "0s", "--archive", str(archive), "--json", env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["archivedRuns"] == [demo[0]["runId"]]
+    assert _sql(database_url, "SELECT count(*) FROM runs")[0][0] == 0
+    assert _sql(database_url, "SELECT count(*) FROM attestations")[0][0] == attested + len(demo)
+    assert _verify(cli_env, "--all")[0] == 0
+    (bundle,) = archive.iterdir()
+    assert _verify(cli_env, "--bundle", str(bundle))[0] == 0
+    keys = json.loads(runrecord("keys", "--json", env=cli_env).stdout)
+    assert len(keys) == 1 and keys[0]["thisProcess"] and keys[0]["attestations"] == attested + len(demo)
