@@ -90,14 +90,12 @@ def test_demo_records_verify_and_each_tampering_is_named(
         assert _verify(cli_env, "--all")[0] == 0, what
 
     # Attestations are append-only: PostgreSQL refuses to delete one ...
+    first = "DELETE FROM attestations WHERE seq = (SELECT min(seq) FROM attestations)"
     with pytest.raises(Exception, match="append-only"):
-        _sql(database_url, "DELETE FROM attestations WHERE seq = (SELECT min(seq) FROM attestations)")
+        _sql(database_url, first)
     # ... unless a database administrator drops the guard: the chain shows the gap.
     _sql(database_url, "ALTER TABLE attestations DISABLE TRIGGER attestations_append_only")
-    gone = _sql(
-        database_url,
-        "DELETE FROM attestations WHERE seq = (SELECT min(seq) FROM attestations) RETURNING seq",
-    )
+    gone = _sql(database_url, first + " RETURNING seq")
     code, report = _verify(cli_env, "--all")
     assert code == 1
     assert any("chain of key" in m and "broken" in m for m in _messages(report)), report
@@ -126,7 +124,7 @@ def test_a_bundle_verifies_with_no_database_and_an_edit_to_it_is_found(
     assert not (tmp_path / "empty-home").exists()
 
     # An edited row: the run, the table and the row are named.
-    calls = bundle["rows"][root]["tool_calls"]
+    calls = [c for rows in bundle["rows"].values() for c in rows["tool_calls"]]
     denied = next(c for c in calls if c["status"] == "denied")
     denied["status"] = "succeeded"
     edited = tmp_path / "edited.json"
@@ -134,7 +132,8 @@ def test_a_bundle_verifies_with_no_database_and_an_edit_to_it_is_found(
     code, report = _verify(bare, "--bundle", str(edited))
     assert code == 1
     found = _messages(report)
-    assert f"tool_calls {[root, denied['tool_call_id']]} changed since attested" in found, found
+    row = [denied["run_id"], denied["tool_call_id"]]
+    assert f"tool_calls {row} changed since attested" in found, found
 
     # An edited RunRecord (the rows untouched) no longer matches its rows.
     bundle = json.loads(out.read_text())
@@ -166,4 +165,8 @@ def test_gc_archive_moves_old_runs_to_bundles_and_keeps_attestations(
     (bundle,) = archive.iterdir()
     assert _verify(cli_env, "--bundle", str(bundle))[0] == 0
     keys = json.loads(runrecord("keys", "--json", env=cli_env).stdout)
-    assert len(keys) == 1 and keys[0]["thisProcess"] and keys[0]["attestations"] == attested + len(demo)
+    assert (
+        len(keys) == 1
+        and keys[0]["thisProcess"]
+        and keys[0]["attestations"] == attested + len(demo)
+    )
