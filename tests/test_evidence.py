@@ -170,3 +170,64 @@ def test_gc_archive_moves_old_runs_to_bundles_and_keeps_attestations(
         and keys[0]["thisProcess"]
         and keys[0]["attestations"] == attested + len(demo)
     )
+
+
+def test_late_attempts_are_attested_but_never_launder_a_tampered_row(
+    demo: list[dict[str, object]], cli_env: dict[str, str], database_url: str, home: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from runrecord._contract import JournalEntry
+    from runrecord.recorder import apply_journal
+    from runrecord.records import Attempt, AttemptOutcome
+
+    root = str(demo[0]["runId"])
+    ((call_id,),) = _sql(
+        database_url, "SELECT tool_call_id FROM tool_calls WHERE run_id = :r LIMIT 1", r=root
+    )
+
+    def late(attempt: int) -> None:
+        entry = JournalEntry(
+            kind="attempt",
+            run_id=root,
+            tool_call_id=str(call_id),
+            attempt=Attempt(
+                attempt=attempt,
+                started_at=datetime.now(UTC),
+                ended_at=datetime.now(UTC),
+                outcome=AttemptOutcome.FAILED,
+                error="late line from a worker's journal",
+            ),
+        )
+        engine = open_engine(database_url)
+        try:
+            with engine.begin() as conn:
+                apply_journal(conn, [entry])
+        finally:
+            engine.dispose()
+
+    os.environ["RUNRECORD_HOME"] = str(home)  # the journal writer signs with the same key
+    try:
+        count = "SELECT count(*) FROM attestations WHERE run_id = :r"
+        (before,) = _sql(database_url, count, r=root)
+        late(90)  # an attempt row that lands after the run closed: attested again
+        assert _sql(database_url, count, r=root)[0][0] == before[0] + 1
+        assert _verify(cli_env, "--all")[0] == 0
+
+        # A tampered row, then a late row: the late row is not attested over the tampering.
+        _sql(database_url, "UPDATE runs SET failure = 'covered up' WHERE run_id = :r", r=root)
+        _sql(
+            database_url,
+            "UPDATE run_events SET identity = 'mallory' "
+            "WHERE workflow_id = :r AND kind = 'started'",
+            r=root,
+        )
+        late(91)
+        assert _sql(database_url, count, r=root)[0][0] == before[0] + 1
+        code, report = _verify(cli_env, root)
+        assert code == 1
+        found = _messages(report)
+        assert f"runs {[root]} changed since attested" in found, found
+        assert any(m.startswith("run_events") and "changed since attested" in m for m in found)
+    finally:
+        os.environ.pop("RUNRECORD_HOME", None)

@@ -246,12 +246,18 @@ def differences(run_id: str, attested: Sequence[Leaf], current: Sequence[Leaf]) 
 
 
 def violations(
-    run_id: str, attested: Sequence[Leaf], current: Sequence[Leaf], *, reset: bool = False
+    run_id: str,
+    attested: Sequence[Leaf],
+    current: Sequence[Leaf],
+    *,
+    rewritten: bool = True,
+    reset: bool = False,
 ) -> list[Problem]:
     """Changes since an attestation that no writer of the records makes: an attested row
-    deleted, an insert-only row changed, a finished attempt changed. Rewritten rows (the
-    mirror writes them again from history) and added rows are not violations. A reset
-    moves earlier calls' attempts and artifacts, so it may change those."""
+    deleted, an insert-only row changed, a finished attempt changed. Added rows are not
+    violations, nor are changed rewritten rows when the mirror has just written them again
+    from history (``rewritten``). A reset moves earlier calls' attempts and artifacts, so
+    it may change those."""
     found = []
     for problem in differences(run_id, attested, current):
         kind = KINDS.get(problem.table or "", REWRITTEN)
@@ -260,7 +266,7 @@ def violations(
         if problem.message.startswith("deleted"):
             found.append(problem)
         elif problem.message.startswith("changed"):
-            if kind == INSERT_ONLY:
+            if kind == INSERT_ONLY or (kind == REWRITTEN and not rewritten):
                 found.append(problem)
             elif kind == ATTEMPTS and not _was_open(attested, problem):
                 found.append(problem)
@@ -416,7 +422,13 @@ def attest(
     if latest is not None:
         if latest.digest == digest:
             return None
-        refused = violations(run_id, _leaves(latest.leaves), leaves, reset=reason == "reset")
+        refused = violations(
+            run_id,
+            _leaves(latest.leaves),
+            leaves,
+            rewritten=reason != "late_rows",  # the journal writer writes no history rows
+            reset=reason == "reset",
+        )
         if refused:
             log.warning(
                 "attest: run %s not attested (%s): %s%s",
