@@ -8,9 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from runrecord.recorder import open_engine
+from runrecord.recorder._attest import canonical, plain
 from tests.test_cli import runrecord
 
 
@@ -231,3 +235,25 @@ def test_late_attempts_are_attested_but_never_launder_a_tampered_row(
         assert any(m.startswith("run_events") and "changed since attested" in m for m in found)
     finally:
         os.environ.pop("RUNRECORD_HOME", None)
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=("Cs",))),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(st.characters(exclude_categories=("Cs",))), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_JSON)
+def test_a_row_hashes_as_its_rfc8785_form_whichever_way_it_is_written(value: object) -> None:
+    # Digests are defined by RFC 8785 (the rfc8785 package); the fast way must agree byte for byte.
+    assert canonical(value) == rfc8785.dumps(value)
+    assert canonical(plain(value)) == rfc8785.dumps(value)

@@ -96,6 +96,7 @@ def _archive(folder: Path, age: timedelta, dry_run: bool) -> list[str]:
     done: list[str] = []
     with records() as conn:
         roots = archivable(conn, datetime.now(UTC) - age)
+        conn.rollback()  # ends the read: each tree is archived in a transaction of its own
         if dry_run:
             return roots
         for i, run_id in enumerate(roots, 1):

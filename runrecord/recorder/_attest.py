@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import math
 import os
@@ -142,7 +143,10 @@ def plain(value: Any) -> Any:
     if isinstance(value, int):
         return value if -(2**53) < value < 2**53 else str(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
+        if not math.isfinite(value):
+            return repr(value)
+        # RFC 8785 writes 30.0 as 30: the same bytes, and the faster way in ``canonical``.
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -151,8 +155,34 @@ def plain(value: Any) -> Any:
 
 
 def canonical(value: Any) -> bytes:
-    """RFC 8785 canonical JSON."""
+    """RFC 8785 canonical JSON (the ``rfc8785`` package). Values whose canonical form the
+    standard library writes byte for byte the same (``_same_in_json``) take that faster way."""
+    if _same_in_json(value):
+        return json.dumps(
+            value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+        ).encode()
     return rfc8785.dumps(value)
+
+
+def _same_in_json(value: Any) -> bool:
+    """True when ``json.dumps`` (sorted keys, no spaces, UTF-8) gives RFC 8785's bytes: both
+    escape strings alike; floats agree only in fixed notation and when not integral (1e-4 <=
+    |x| < 1e16; 1.0 is "1" in RFC 8785); keys sort alike unless one is beyond U+FFFF (RFC
+    8785 sorts UTF-16 code units)."""
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -(2**53) < value < 2**53
+    if isinstance(value, float):
+        return not value.is_integer() and 1e-4 <= abs(value) < 1e16
+    if isinstance(value, dict):
+        return all(
+            isinstance(k, str) and (k.isascii() or max(k) <= "\uffff") and _same_in_json(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return all(_same_in_json(v) for v in value)
+    return False
 
 
 def row_leaf(table: str, row: dict[str, Any]) -> Leaf:
@@ -165,7 +195,7 @@ def row_leaf(table: str, row: dict[str, Any]) -> Leaf:
 def leaves_of(rows: PlainRows) -> list[Leaf]:
     """Every row's leaf, sorted by (table, primary key)."""
     leaves = [row_leaf(table, row) for table, table_rows in rows.items() for row in table_rows]
-    leaves.sort(key=lambda leaf: (leaf[0], canonical(leaf[1])))
+    leaves.sort(key=lambda leaf: (leaf[0], canonical(leaf[1])))  # keys: strings and integers
     return leaves
 
 
