@@ -33,6 +33,7 @@ from runrecord.recorder._store import load_run, load_tree
 from runrecord.recorder._tables import AttestationRow, MirrorKeyRow
 
 FORMAT = "runrecord-bundle/1"
+_PARTS = ("root", "tree", "records", "rows", "attestations", "chainLinks", "keys")
 
 
 def export_bundle(
@@ -120,6 +121,9 @@ def verify_bundle(bundle: Any) -> Verified:
     against its latest attestation, and the records against the rows."""
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise ValueError(f"not a runrecord bundle (format {FORMAT} expected)")
+    missing = [k for k in _PARTS if k not in bundle]
+    if missing:
+        raise ValueError(f"it lacks {', '.join(missing)}")
     rows: dict[str, PlainRows] = bundle["rows"]
     keys = public_keys({"key_id": k["keyId"], "public_key": k["publicKey"]} for k in bundle["keys"])
     report = Verified(problems=[])
