@@ -135,23 +135,35 @@ PlainRows = dict[str, list[dict[str, Any]]]
 
 def plain(value: Any) -> Any:
     """A column value as JSON: times in UTC ISO 8601, numbers JSON can carry exactly."""
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat()
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
         return value
-    if isinstance(value, int):
+    if kind is dict:
+        return {k if type(k) is str else str(k): plain(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [plain(v) for v in value]
+    if kind is int:
         return value if -(2**53) < value < 2**53 else str(value)
-    if isinstance(value, float):
+    if kind is float:
         if not math.isfinite(value):
             return repr(value)
         # RFC 8785 writes 30.0 as 30: the same bytes, and the faster way in ``canonical``.
         return int(value) if value.is_integer() and abs(value) < 2**53 else value
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat()
+    if isinstance(value, bool | int | float | str | dict | list | tuple):
+        return plain(_builtin(value))
     return str(value)
+
+
+def _builtin(value: Any) -> Any:
+    """A subclass of a JSON type (an enum, say) as its plain built-in value."""
+    kinds: tuple[Any, ...] = (bool, int, float, str, dict, list)
+    for kind in kinds:
+        if isinstance(value, kind):
+            return kind(value)
+    return list(value)
 
 
 def canonical(value: Any) -> bytes:
@@ -169,20 +181,28 @@ def _same_in_json(value: Any) -> bool:
     escape strings alike; floats agree only in fixed notation and when not integral (1e-4 <=
     |x| < 1e16; 1.0 is "1" in RFC 8785); keys sort alike unless one is beyond U+FFFF (RFC
     8785 sorts UTF-16 code units)."""
-    if isinstance(value, str) or value is None or isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return -(2**53) < value < 2**53
-    if isinstance(value, float):
-        return not value.is_integer() and 1e-4 <= abs(value) < 1e16
-    if isinstance(value, dict):
-        return all(
-            isinstance(k, str) and (k.isascii() or max(k) <= "\uffff") and _same_in_json(v)
-            for k, v in value.items()
-        )
-    if isinstance(value, list):
-        return all(_same_in_json(v) for v in value)
-    return False
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        kind = type(v)
+        if kind is str or v is None or kind is bool:
+            continue
+        if kind is dict:
+            for k in v:
+                if type(k) is not str or (not k.isascii() and max(k) > "\uffff"):
+                    return False
+            stack.extend(v.values())
+        elif kind is list:
+            stack.extend(v)
+        elif kind is int:
+            if not -(2**53) < v < 2**53:
+                return False
+        elif kind is float:
+            if v.is_integer() or not 1e-4 <= abs(v) < 1e16:
+                return False
+        else:
+            return False
+    return True
 
 
 def row_leaf(table: str, row: dict[str, Any]) -> Leaf:
