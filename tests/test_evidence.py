@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from sqlalchemy import text
 
 from runrecord.recorder import open_engine
 from runrecord.recorder._attest import canonical, plain
-from tests.test_cli import runrecord
+from tests.test_cli import RUNRECORD, runrecord
 
 
 def _sql(database_url: str, statement: str, **params: object) -> list[tuple[object, ...]]:
@@ -123,9 +124,19 @@ def test_a_bundle_verifies_with_no_database_and_an_edit_to_it_is_found(
         RUNRECORD_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none",
         TEMPORAL_ADDRESS="127.0.0.1:1",
     )
-    code, report = _verify(bare, "--bundle", str(out))
-    assert code == 0 and report["ok"], report
-    assert not (tmp_path / "empty-home").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.run(
+        [*RUNRECORD, "verify", "--bundle", str(out), "--json"],
+        env=bare,
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"], (report, proc.stderr)
+    assert not (tmp_path / "empty-home").exists() and list(elsewhere.iterdir()) == []
 
     # An edited row: the run, the table and the row are named.
     calls = [c for rows in bundle["rows"].values() for c in rows["tool_calls"]]

@@ -566,6 +566,9 @@ def reason_to_attest(rows: dict[str, list[dict[str, Any]]]) -> str | None:
 
 def attest_written(conn: Connection, reasons: dict[str, str]) -> None:
     """The mirror's hook: attest the runs it just wrote, in the same transaction."""
+    from runrecord.recorder._store import storable
+
+    reasons = {storable(run_id): why for run_id, why in reasons.items()}  # ids as stored
     if not reasons:
         return
     key = _usable_key()
@@ -578,7 +581,9 @@ def attest_written(conn: Connection, reasons: dict[str, str]) -> None:
 
 def attest_late(conn: Connection, run_ids: Iterable[str]) -> None:
     """The journal writer's hook: re-attest closed, attested runs it wrote rows for."""
-    wanted = sorted(set(run_ids))
+    from runrecord.recorder._store import storable
+
+    wanted = sorted({storable(run_id) for run_id in run_ids})  # ids as stored
     if not wanted:
         return
     closed = conn.execute(
