@@ -21,6 +21,7 @@ from runrecord.cli._approvals import approvals, approve, deny, keygen
 from runrecord.cli._cost import cost
 from runrecord.cli._db import db_app, schema
 from runrecord.cli._diff import diff
+from runrecord.cli._evidence import export, keys, verify
 from runrecord.cli._gc import blob, gc
 from runrecord.cli._journal import journal_app
 from runrecord.cli._lineage import artifacts, lineage
@@ -59,6 +60,9 @@ app.command()(cost)
 app.command()(schema)
 app.command()(gc)
 app.command()(blob)
+app.command()(verify)
+app.command()(export)
+app.command()(keys)
 app.command()(approvals)
 app.command()(approve)
 app.command()(deny)

@@ -7,8 +7,10 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import quote
 
 import typer
 
@@ -92,8 +94,15 @@ def gc(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; delete nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+    archive: Path | None = typer.Option(
+        None,
+        "--archive",
+        help="Also archive closed runs that ended longer ago than --older-than to one bundle "
+        "per run tree in this folder, then delete their rows (attestations are kept).",
+    ),
 ) -> None:
-    """Delete redacted payload copies from the blob store.
+    """Delete redacted payload copies from the blob store; with --archive DIR, move old run
+    records out of the records database into bundles.
 
     The store is RUNRECORD_BLOBS: 'postgres' (the records database, the
     default on PostgreSQL), a folder ($RUNRECORD_HOME/blobs, the default on
@@ -103,16 +112,22 @@ def gc(
     verifiable after its copy is gone. A copy's age counts from its last use
     (renewed at most hourly while mirrors write the payload again).
     --unreferenced reads the records' refs; otherwise records are not read.
+    Without --archive, records are kept until archived. Attestations are never
+    removed; an archived run's bundle is checked with `runrecord verify --bundle FILE`.
 
     \b
     Examples:
       runrecord gc --older-than 30d
       runrecord gc --older-than 90d --unreferenced --dry-run --json
+      runrecord gc --older-than 180d --archive /archive/runrecord
     """
     if older_than is None and not unreferenced:
         raise RunRecordError("gc: give --older-than (e.g. 30d), --unreferenced, or both")
     age = parse_age(older_than) if older_than is not None else None
+    if archive is not None and age is None:
+        raise RunRecordError("gc --archive needs --older-than: archive runs that ended before it")
     settings = Settings.from_env()
+    archived = _archive(archive, age, dry_run) if archive is not None and age else None
     store = _store(settings)
     referenced: set[str] | None = None
     if unreferenced:
@@ -141,11 +156,16 @@ def gc(
                     "removed": result.removed,
                     "removedBytes": result.removed_bytes,
                     "kept": result.kept,
+                    **({"archivedRuns": archived} if archived is not None else {}),
                 }
             )
         )
         return
     verb = "would remove" if dry_run else "removed"
+    if archived is not None:
+        typer.echo(
+            f"{'would archive' if dry_run else 'archived'} {len(archived)} run tree(s) to {archive}"
+        )
     why = " or ".join(
         reason
         for reason, wanted in (
@@ -204,3 +224,27 @@ def blob(
     if not copy.endswith(b"\n"):
         sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
+
+
+def _archive(folder: Path, age: timedelta, dry_run: bool) -> list[str]:
+    """Each old closed run tree to ``folder/<run id>.json``, then its rows deleted, one tree
+    per transaction (a bundle is on disk before its rows go)."""
+    from runrecord.cli._evidence import write_bundle
+    from runrecord.cli._query import records
+    from runrecord.recorder._bundle import archivable, archive_tree, export_bundle
+
+    done: list[str] = []
+    with records() as conn:
+        roots = archivable(conn, datetime.now(UTC) - age)
+        conn.rollback()  # ends the read: each tree is archived in a transaction of its own
+        if dry_run:
+            return roots
+        for i, run_id in enumerate(roots, 1):
+            with conn.begin():
+                bundle = export_bundle(conn, run_id, tree=True)
+                write_bundle(folder / f"{quote(run_id, safe='')}.json", bundle)
+                archive_tree(conn, run_id, bundle)
+            done.append(run_id)
+            if i % 100 == 0:
+                typer.echo(f"archived {i}/{len(roots)} run trees", err=True)
+    return done

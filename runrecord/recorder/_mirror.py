@@ -37,6 +37,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from runrecord._settings import RunRecordError
+from runrecord.recorder._attest import attest_written, reason_to_attest
 from runrecord.recorder._blobs import BlobStore, BlobStoreError
 from runrecord.recorder._database import is_outage, listen_url, refusal
 from runrecord.recorder._decoding import decode_events
@@ -82,6 +83,8 @@ class _Change:
     bodies: dict[str, Body]
     everything: bool
     last_event_time: dict[str, datetime | None]
+    attest: str | None = None
+    """Why the run is attested once written (``_attest.reason_to_attest``), or None."""
 
 
 class Mirror:
@@ -265,6 +268,10 @@ class Mirror:
             bodies.update(fold.bodies)
         folds = chain.ordered()
         rows = run_rows(chain, everything=everything)
+        reason = reason_to_attest(rows)
+        if reason is not None and not everything:
+            # Attested rows are written whole from history first.
+            everything, rows = True, run_rows(chain, everything=True)
         change = _Change(
             workflow_id=chain.run_id,
             chain=chain,
@@ -274,6 +281,7 @@ class Mirror:
             bodies=bodies,
             everything=everything,
             last_event_time={f.temporal_run_id or "": f.last_event_time for f in folds},
+            attest=reason,
         )
         return change
 
@@ -933,4 +941,7 @@ def write_changes(conn: Connection, namespace: str, changes: list[_Change]) -> s
         for name, table_rows in change.rows.items():
             rows.setdefault(name, []).extend(table_rows)
     write_rows(conn, rows)
+    attest_written(
+        conn, {c.workflow_id: c.attest for c in changes if c.attest and c.workflow_id in wrote}
+    )
     return wrote

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from runrecord._contract import JournalEntry
+from runrecord.recorder._attest import attest_late
 from runrecord.recorder._projection import RunChain, kept_id
 from runrecord.recorder._rows import (
     activity_operation_of,
@@ -439,6 +440,7 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
     upsert(conn, AttemptRow, list(started.values()), keys, update=False)
     upsert(conn, AttemptRow, list(finished.values()), keys, update=True)
     upsert(conn, ArtifactRow, list(artifacts.values()), ["artifact_id"], update=False)
+    attest_late(conn, {e.run_id for e in entries})
     return count
 
 

@@ -337,3 +337,40 @@ class BlobRow(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class MirrorKeyRow(Base):
+    """A public key that signs attestations (migration 0014); append-only."""
+
+    __tablename__ = "mirror_keys"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AttestationRow(Base):
+    """A signed digest of one run's rows, chained to its key's previous attestation
+    (migration 0014); append-only."""
+
+    __tablename__ = "attestations"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    key_id: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(255))
+    namespace: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64))
+    row_count: Mapped[int] = mapped_column(Integer)
+    leaves: Mapped[list[Any]] = mapped_column(Json)
+    previous: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+Index("ix_attestations_run_seq", AttestationRow.run_id, AttestationRow.seq)
+Index("ix_attestations_key_seq", AttestationRow.key_id, AttestationRow.seq)
