@@ -781,15 +781,20 @@ def _check_links(conn: Connection, entries: Sequence[Any]) -> list[Problem]:
     """Each of these attestations against the one before it on its key."""
     found = []
     for row in entries:
-        before = (
-            conn.execute(
-                select(*_ENTRY_COLUMNS)
-                .where(AttestationRow.key_id == row["key_id"], AttestationRow.seq < row["seq"])
-                .order_by(AttestationRow.seq.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
+        before = previous_entry(conn, row)
         found.extend(check_chain([before, row] if before is not None else [row]))
     return found
+
+
+def previous_entry(conn: Connection, row: Any) -> Any:
+    """The attestation before ``row`` on its key (without its leaves), or None."""
+    return (
+        conn.execute(
+            select(*_ENTRY_COLUMNS)
+            .where(AttestationRow.key_id == row["key_id"], AttestationRow.seq < row["seq"])
+            .order_by(AttestationRow.seq.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )

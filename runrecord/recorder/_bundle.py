@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import Connection, DateTime, MetaData, Table, create_engine, select
 
 from runrecord.recorder._attest import (
-    _ENTRY_COLUMNS,
     BOOKKEEPING,
     TABLES,
     PlainRows,
@@ -25,6 +24,7 @@ from runrecord.recorder._attest import (
     check_entry,
     check_run,
     plain,
+    previous_entry,
     public_keys,
     runs_rows,
 )
@@ -55,16 +55,7 @@ def export_bundle(
     )
     links = []
     for row in entries:
-        before = (
-            conn.execute(
-                select(*_ENTRY_COLUMNS)
-                .where(AttestationRow.key_id == row["key_id"], AttestationRow.seq < row["seq"])
-                .order_by(AttestationRow.seq.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
+        before = previous_entry(conn, row)
         if before is not None:
             links.append(_entry_json(before))
     used = {row["key_id"] for row in entries}
