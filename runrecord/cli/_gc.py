@@ -127,7 +127,7 @@ def gc(
     if archive is not None and age is None:
         raise RunRecordError("gc --archive needs --older-than: archive runs that ended before it")
     settings = Settings.from_env()
-    archived = _archive(archive, age, dry_run) if archive is not None and age else None
+    archived = _archive(archive, age, dry_run) if archive is not None and age is not None else None
     store = _store(settings)
     referenced: set[str] | None = None
     if unreferenced:
