@@ -28,9 +28,11 @@ def verify(
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Check that run records are as attested: each run's rows against its latest signed
-    attestation, and the attestations' chain and signatures. Prints every mismatch (run,
-    table, row) and exits 1 if there is any. Works after Temporal's history is gone.
+    """Check run records against their signed attestations, with or without a database.
+
+    Each run's rows against its latest signed attestation, and the attestations' chain and
+    signatures. Prints every mismatch (run, table, row) and exits 1 if there is any. Works
+    after Temporal's history is gone.
 
     Examples: `runrecord verify RUN`, `runrecord verify --all`,
     `runrecord verify --bundle run.json`.
@@ -135,9 +137,11 @@ def export(
         False, "--payloads", help="Include the redacted payload copies the blob store holds."
     ),
 ) -> None:
-    """Write a run's evidence to one self-contained bundle file: its RunRecords (JSON), rows,
-    attestations and the public keys that signed them. `runrecord verify --bundle FILE`
-    checks it anywhere, with no database and no Temporal."""
+    """Write a run's evidence to one self-contained bundle file.
+
+    The bundle holds its RunRecords (JSON), rows, attestations and the public keys that
+    signed them. `runrecord verify --bundle FILE` checks it anywhere, with no database and
+    no Temporal."""
     from runrecord.cli._stack import blob_store
     from runrecord.recorder._bundle import export_bundle
 
@@ -164,8 +168,10 @@ def write_bundle(out: Path, data: dict[str, Any]) -> None:
 
 
 def keys(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
-    """The public keys that sign attestations (published in the records database), and this
-    process's own key (from RUNRECORD_MIRROR_KEY or $RUNRECORD_HOME/mirror-key.pem)."""
+    """List the public keys that sign attestations, and this process's own key.
+
+    Keys are published in the records database; this process's own key comes from
+    RUNRECORD_MIRROR_KEY or $RUNRECORD_HOME/mirror-key.pem."""
     from sqlalchemy import func, select
 
     from runrecord.recorder._attest import KEY_ENV, key_path, mirror_key

@@ -101,8 +101,10 @@ def gc(
         "per run tree in this folder, then delete their rows (attestations are kept).",
     ),
 ) -> None:
-    """Delete redacted payload copies from the blob store; with --archive DIR, move old run
-    records out of the records database into bundles.
+    """Delete old payload copies; with --archive DIR, move old runs into bundles.
+
+    Copies are deleted from the blob store; --archive DIR moves old run records out of the
+    records database into bundle files.
 
     The store is RUNRECORD_BLOBS: 'postgres' (the records database, the
     default on PostgreSQL), a folder ($RUNRECORD_HOME/blobs, the default on

@@ -86,10 +86,10 @@ def ui(
         ),
     ),
 ) -> None:
-    """Serve the operator console: approvals inbox, runs, run inspector, diff, lineage.
+    r"""Serve the operator console: approvals inbox, runs, run inspector, diff, lineage.
 
     Reading needs no identity. Deciding needs one: the --trusted-user-header a proxy sets,
-    or an approver token from the policy file's [console.tokens]. Decisions go through the
+    or an approver token from the policy file's \[console.tokens]. Decisions go through the
     same signal and checks as `runrecord approve`.
     """
     if trusted_user_header is not None and (
@@ -109,8 +109,10 @@ def ui(
 def token(
     name: str = typer.Argument(..., help="The approver the token is for."),
 ) -> None:
-    """Make a console approver token for NAME: give NAME the token, put the digest line in
-    the policy file's [console.tokens]. Only the digest is stored."""
+    r"""Make a console approver token for NAME.
+
+    Give NAME the token; put the digest line it prints in the policy file's
+    \[console.tokens] table. Only the digest is stored."""
     import hashlib
     import secrets
 
