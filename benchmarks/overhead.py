@@ -1,6 +1,7 @@
 """What recording costs: the same agent runs with and without runrecord, on one dev server.
 
     python benchmarks/overhead.py [--runs 200] [--calls 10] [--concurrency 20] [--in-process]
+        [--case plain|openai-agents|all]
 
 Bare: a plain temporalio client and worker. Recorded: the worker as ``runrecord worker
 --no-mirror`` runs it (RunRecordPlugin with its interceptor, the journal as a spool and
@@ -15,14 +16,19 @@ sides alike. In the production layout a third kind of batch runs recorded with t
 process stopped (SIGSTOP, then let catch up untimed): the worker's own share, which is
 what a worker pays when its mirror runs on other cores or another machine.
 
+Cases: ``plain`` (the default) is a workflow that calls its tools itself; ``openai-agents``
+is an OpenAI Agents SDK agent (Temporal's OpenAI Agents plugin on both sides, its offline
+test model asking for the tool ``--calls`` times, so each run makes ``calls + 1`` model
+calls too); ``all`` runs both, one after the other.
+
 It also times the activity interceptor alone: one attempt through ``RunRecordInterceptor``'s
 activity side (header decoded, policy checked, start and end lines written to the journal,
 the shipper woken) against the same call without it, in µs per attempt.
 
-The last lines are ``interceptor: <n> µs per attempt`` and ``ratio recorded/bare:
-<number>``. The records database is RUNRECORD_DATABASE_URL if set (PostgreSQL in
-production: the mirror hears of new runs through NOTIFY), else an SQLite file in a
-temporary folder.
+Each case ends with ``ratio recorded/bare: <number>``; the interceptor's line is
+``interceptor: <n> µs per attempt``. The records database is RUNRECORD_DATABASE_URL if
+set (PostgreSQL in production: the mirror hears of new runs through NOTIFY), else an
+SQLite file in a temporary folder.
 """
 
 from __future__ import annotations
@@ -37,8 +43,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
@@ -48,7 +58,11 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 # Workflow code runs in Temporal's sandbox, which re-imports the workflow's module for every
 # run: everything but temporalio itself is passed through, or each run re-imports it.
 with workflow.unsafe.imports_passed_through():
+    from agents import Agent, ModelResponse, Runner, Usage
     from sqlalchemy import func, select
+    from temporalio.openai_agents import ModelActivityParameters, OpenAIAgentsPlugin
+    from temporalio.openai_agents.testing import ResponseBuilders, TestModel, TestModelProvider
+    from temporalio.openai_agents.workflow import activity_as_tool
 
     import runrecord
     from runrecord._contract import CallHeader
@@ -88,14 +102,83 @@ WORKFLOWS = [BenchAgent]
 ACTIVITIES = [lookup]
 
 
-async def _run_all(client: Client, queue: str, runs: int, calls: int, concurrency: int) -> float:
+class ToolLoopModel(TestModel):
+    """The OpenAI Agents plugin's test model: asks for ``lookup`` until it has the number of
+    results the user asked for, then answers with that number."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda: ResponseBuilders.output_message(""))
+
+    async def get_response(self, system_instructions: Any, input: Any, *a: Any, **kw: Any) -> Any:
+        wanted = int(str(input[0]["content"]))
+        done = sum(
+            1 for i in input if isinstance(i, dict) and i.get("type") == "function_call_output"
+        )
+        if done < wanted:
+            step = ResponseBuilders.tool_call(f'{{"step": {done}}}', "lookup", call_id=f"c{done}")
+        else:
+            step = ResponseBuilders.output_message(str(wanted))
+        usage = Usage(requests=1, input_tokens=50, output_tokens=10, total_tokens=60)
+        return ModelResponse(output=step.output, usage=usage, response_id=None)
+
+
+@workflow.defn
+class BenchOpenAIAgent:
+    @workflow.run
+    async def run(self, calls: int) -> int:
+        agent = Agent(
+            name="bench-agent",
+            instructions="Look up each step.",
+            model="gpt-4o-mini",
+            tools=[activity_as_tool(lookup, start_to_close_timeout=timedelta(seconds=30))],
+        )
+        result = await Runner.run(agent, str(calls))
+        return int(str(result.final_output))
+
+
+def _openai_plugin() -> OpenAIAgentsPlugin:
+    return OpenAIAgentsPlugin(
+        model_params=ModelActivityParameters(start_to_close_timeout=timedelta(seconds=30)),
+        model_provider=TestModelProvider(ToolLoopModel()),
+    )
+
+
+@dataclass
+class Case:
+    """What one comparison runs: a workflow, and the plugins both sides run it with."""
+
+    name: str
+    workflow: Callable[..., Any]
+    workflows: list[type]
+    plugins: Callable[[], list[Any]] = field(default=list)
+
+    def module(self) -> ModuleType:
+        """The case as an agent module, the way ``runrecord worker -m`` loads one."""
+        module = ModuleType(f"bench_{self.name}")
+        module.WORKFLOWS = self.workflows  # type: ignore[attr-defined]
+        module.ACTIVITIES = ACTIVITIES  # type: ignore[attr-defined]
+        module.PLUGINS = self.plugins()  # type: ignore[attr-defined]
+        return module
+
+
+CASES = {
+    "plain": Case("plain", BenchAgent.run, [BenchAgent]),
+    "openai-agents": Case(
+        "openai-agents", BenchOpenAIAgent.run, [BenchOpenAIAgent], lambda: [_openai_plugin()]
+    ),
+}
+
+
+async def _run_all(
+    client: Client, queue: str, runs: int, calls: int, concurrency: int, case: Case
+) -> float:
     gate = asyncio.Semaphore(concurrency)
     prefix = uuid.uuid4().hex[:8]
 
     async def one(i: int) -> None:
         async with gate:
             result = await client.execute_workflow(
-                BenchAgent.run, calls, id=f"bench-{prefix}-{i}", task_queue=queue
+                case.workflow, calls, id=f"bench-{prefix}-{i}", task_queue=queue
             )
             assert result == calls
 
@@ -105,17 +188,17 @@ async def _run_all(client: Client, queue: str, runs: int, calls: int, concurrenc
 
 
 async def _recorded_batch(
-    client: Client, queue: str, mirror: Mirror, runs: int, args: argparse.Namespace
+    client: Client, queue: str, mirror: Mirror, runs: int, args: argparse.Namespace, case: Case
 ) -> float:
     """One batch; with ``--in-process``, the mirror follows in this process as in
     ``runrecord worker``, and its last drain counts."""
     stop = asyncio.Event()
     started = time.perf_counter()
     if args.no_mirror or not args.in_process:
-        await _run_all(client, queue, runs, args.calls, args.concurrency)
+        await _run_all(client, queue, runs, args.calls, args.concurrency, case)
         return time.perf_counter() - started
     following = asyncio.create_task(mirror.run(stop))
-    await _run_all(client, queue, runs, args.calls, args.concurrency)
+    await _run_all(client, queue, runs, args.calls, args.concurrency, case)
     stop.set()
     await following
     return time.perf_counter() - started
@@ -220,7 +303,7 @@ async def interceptor_cost(attempts: int, folder: Path) -> tuple[float, float]:
 
 
 async def compare(
-    address: str, args: argparse.Namespace, home: Path
+    address: str, args: argparse.Namespace, home: Path, case: Case
 ) -> tuple[float, float, float, float]:
     """Bare and recorded batches, alternating, so load from elsewhere hits both sides alike."""
     settings = Settings(
@@ -232,21 +315,24 @@ async def compare(
         task_queue=f"bench-rec-{uuid.uuid4().hex[:6]}",
         ui_url=None,
     )
-    bare_client = await Client.connect(address)
+    bare_client = await Client.connect(address, plugins=case.plugins())
     bare_queue = f"bench-bare-{uuid.uuid4().hex[:6]}"
-    module = sys.modules[__name__]
+    module = case.module()
     bare = recorded = worker_only = 0.0
     separate = None
     async with (
-        Worker(bare_client, task_queue=bare_queue, workflows=WORKFLOWS, activities=ACTIVITIES),
+        Worker(bare_client, task_queue=bare_queue, workflows=case.workflows, activities=ACTIVITIES),
         recording_worker(settings, address, module, mirror=False) as (client, mirror),
     ):
         queue = settings.task_queue
         if not args.in_process and not args.no_mirror:
             separate = start_mirror_process(settings.database_url, address, home / "mirror-home")
-        await _run_all(bare_client, bare_queue, args.warmup, args.calls, args.concurrency)
-        await _recorded_batch(client, queue, mirror, args.warmup, args)
-        left, batch, recorded_runs = args.runs, 0, args.warmup
+        # Runs and attempts of an earlier case share the records database.
+        recorded_before = await _mirrored_runs(mirror)
+        shipped_before = await _shipped_attempts(mirror)
+        await _run_all(bare_client, bare_queue, args.warmup, args.calls, args.concurrency, case)
+        await _recorded_batch(client, queue, mirror, args.warmup, args, case)
+        left, batch, recorded_runs = args.runs, 0, recorded_before + args.warmup
         while left > 0:
             size = min(args.batch, left)
             sides = ["bare", "recorded"] if batch % 2 == 0 else ["recorded", "bare"]
@@ -255,10 +341,10 @@ async def compare(
             for side in sides:
                 if side == "bare":
                     bare += await _run_all(
-                        bare_client, bare_queue, size, args.calls, args.concurrency
+                        bare_client, bare_queue, size, args.calls, args.concurrency, case
                     )
                 elif side == "recorded":
-                    recorded += await _recorded_batch(client, queue, mirror, size, args)
+                    recorded += await _recorded_batch(client, queue, mirror, size, args, case)
                     recorded_runs += size
                 else:
                     # The worker's own share: the mirror process stopped while the batch
@@ -267,7 +353,7 @@ async def compare(
                     separate.send_signal(signal.SIGSTOP)
                     try:
                         worker_only += await _run_all(
-                            client, queue, size, args.calls, args.concurrency
+                            client, queue, size, args.calls, args.concurrency, case
                         )
                     finally:
                         separate.send_signal(signal.SIGCONT)
@@ -282,10 +368,8 @@ async def compare(
         stop = asyncio.Event()
         following = asyncio.create_task(mirror.run(stop)) if separate is None else None
         total = recorded_runs
-        while (
-            await _mirrored_runs(mirror) < total
-            or await _shipped_attempts(mirror) < total * args.calls
-        ):
+        attempts = shipped_before + (total - recorded_before) * args.calls
+        while await _mirrored_runs(mirror) < total or await _shipped_attempts(mirror) < attempts:
             if time.perf_counter() - done > 120:
                 print("not everything was recorded within 120 s", file=sys.stderr)
                 break
@@ -320,6 +404,9 @@ async def main() -> None:
     parser.add_argument(
         "--attempts", type=int, default=5000, help="attempts timed for the interceptor alone"
     )
+    parser.add_argument(
+        "--case", choices=[*CASES, "all"], default="plain", help="which agents to compare"
+    )
     args = parser.parse_args()
 
     env = await WorkflowEnvironment.start_local(
@@ -342,22 +429,27 @@ async def main() -> None:
                 f"{args.runs} runs x {args.calls} tool calls, {args.concurrency} runs in flight, "
                 f"dev server {address}; {layout}"
             )
+            print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
             without, with_it = await interceptor_cost(args.attempts, Path(home))
-            bare, recorded, worker_only, lag = await compare(address, args, Path(home))
-            print(f"bare temporalio: {bare:.2f} s")
-            print(f"recorded ({layout}): {recorded:.2f} s")
-            if worker_only:
-                print(
-                    f"recorded, the mirror process stopped during the batch (the worker's own "
-                    f"share): {worker_only:.2f} s, ratio {worker_only / bare:.3f}"
-                )
-            print(f"every run and attempt in the records {lag:.2f} s after the last batch")
             print(
                 f"activity call alone: {without:.1f} µs bare, {with_it:.1f} µs through the "
                 "recording interceptor"
             )
             print(f"interceptor: {with_it - without:.1f} µs per attempt")
-            print(f"ratio recorded/bare: {recorded / bare:.3f}")
+            cases = list(CASES.values()) if args.case == "all" else [CASES[args.case]]
+            for case in cases:
+                bare, recorded, worker_only, lag = await compare(address, args, Path(home), case)
+                print(f"[{case.name}]")
+                print(f"bare temporalio: {bare:.2f} s")
+                print(f"recorded ({layout}): {recorded:.2f} s")
+                if worker_only:
+                    print(
+                        f"recorded, the mirror process stopped during the batch (the worker's "
+                        f"own share): {worker_only:.2f} s, ratio {worker_only / bare:.3f}"
+                    )
+                print(f"every run and attempt in the records {lag:.2f} s after the last batch")
+                print(f"ratio recorded/bare: {recorded / bare:.3f}")
+            print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
         await env.shutdown()
 
