@@ -32,13 +32,12 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
-from temporalio import activity, workflow
+from temporalio import workflow
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -49,33 +48,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from queries import DEFAULT_ADMIN, Generator, Loader, libpq  # noqa: E402
 
 with workflow.unsafe.imports_passed_through():
-    import runrecord
     from runrecord.cli._approvals import pending_approvals, send_decision
     from runrecord.recorder import open_engine, upgrade
     from runrecord.worker import SEARCH_ATTRIBUTES, RunRecordPlugin, temporal_binary
     from runrecord.worker._devserver import DEV_SERVER_FLAGS
 
+# The gated agent and the time each approved step started: the approvals benchmark's own.
+from approvals import STARTED, ApprovalBench, gated_step  # noqa: E402
+
 RUNRECORD = [sys.executable, "-m", "runrecord.cli"]
-STARTED: dict[int, float] = {}
-
-
-@runrecord.tool("deploy", approval=True)
-@activity.defn
-async def gated_step(n: int) -> int:
-    STARTED[n] = time.perf_counter()
-    return n
-
-
-@runrecord.agent("startup-bench", version="1")
-@workflow.defn(sandboxed=False)
-class StartupBench:
-    @workflow.run
-    async def run(self, calls: int) -> int:
-        for n in range(1, calls + 1):
-            await workflow.execute_activity(
-                gated_step, n, start_to_close_timeout=timedelta(seconds=60)
-            )
-        return calls
 
 
 def _run(argv: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
@@ -165,10 +146,10 @@ async def _approvals(
         in_process: list[float] = []
         total = 2 * repeat + 1
         async with Worker(
-            client, task_queue=queue, workflows=[StartupBench], activities=[gated_step]
+            client, task_queue=queue, workflows=[ApprovalBench], activities=[gated_step]
         ):
             handle = await client.start_workflow(
-                StartupBench.run, total, id=run_id, task_queue=queue
+                ApprovalBench.run, total, id=run_id, task_queue=queue
             )
             proc_env = {**base_env, "TEMPORAL_ADDRESS": address}
             for n in range(1, total + 1):
