@@ -56,17 +56,26 @@ def count(name: str, type_: sa.types.TypeEngine[Any]) -> sa.Column[Any]:
     return sa.Column(name, type_, nullable=False, server_default="0")
 
 
+CALL_KEY = ("run_id", "tool_call_id")
+"""A tool call: the run (workflow id) and the call's id in it."""
+
+TEMPORAL_RUN_KEY = ("namespace", "workflow_id", "temporal_run_id")
+"""One Temporal run of a workflow id, in its namespace."""
+
+
 def call_key() -> list[sa.Column[Any]]:
-    """The run (workflow id) and the tool call in it."""
-    return [not_null("run_id", NAME), not_null("tool_call_id", ID)]
+    """The columns of ``CALL_KEY``."""
+    run_id, tool_call_id = CALL_KEY
+    return [not_null(run_id, NAME), not_null(tool_call_id, ID)]
 
 
 def temporal_run_key() -> list[sa.Column[Any]]:
-    """One Temporal run of a workflow id, in its namespace."""
+    """The columns of ``TEMPORAL_RUN_KEY``."""
+    namespace, workflow_id, temporal_run_id = TEMPORAL_RUN_KEY
     return [
-        not_null("namespace", NAME),
-        not_null("workflow_id", NAME),
-        not_null("temporal_run_id", ID),
+        not_null(namespace, NAME),
+        not_null(workflow_id, NAME),
+        not_null(temporal_run_id, ID),
     ]
 
 

@@ -6,6 +6,7 @@ from alembic import op
 from runrecord.recorder.migrations._columns import (
     BIGINT,
     BOOL,
+    CALL_KEY,
     FLOAT,
     ID,
     INT,
@@ -37,6 +38,7 @@ def upgrade() -> None:
 
     op.create_table(
         "artifacts",
+        sa.PrimaryKeyConstraint("artifact_id"),
         not_null("artifact_id", ID),
         *call_key(),
         not_null("attempt", INT),
@@ -47,19 +49,19 @@ def upgrade() -> None:
         nullable("agent_id", NAME),
         nullable("turn_id", NAME),
         nullable("created_at", WHEN),
-        sa.PrimaryKeyConstraint("artifact_id"),
     )
     _indexed("artifacts", "run_id", "turn_id")
 
     op.create_table(
         "journal_cursors",
+        sa.PrimaryKeyConstraint("file"),
         not_null("file", sa.String(length=512)),
         not_null("offset", BIGINT),
         not_null("updated_at", WHEN),
-        sa.PrimaryKeyConstraint("file"),
     )
     op.create_table(
         "model_calls",
+        sa.PrimaryKeyConstraint(*CALL_KEY),
         *call_key(),
         not_null("provider", ID),
         not_null("model", NAME),
@@ -68,12 +70,12 @@ def upgrade() -> None:
         not_null("output_tokens", INT),
         not_null("cost", FLOAT),
         nullable("latency_ms", INT),
-        sa.PrimaryKeyConstraint("run_id", "tool_call_id"),
     )
     _indexed("model_calls", "model")
 
     op.create_table(
         "runs",
+        sa.PrimaryKeyConstraint("run_id"),
         not_null("run_id", NAME),
         not_null("namespace", NAME),
         not_null("workflow_type", NAME),
@@ -94,7 +96,6 @@ def upgrade() -> None:
         *span(),
         not_null("last_event_id", BIGINT),
         not_null("updated_at", WHEN),
-        sa.PrimaryKeyConstraint("run_id"),
     )
     _indexed(
         "runs", "agent_id", "final_status", "parent_run_id", "root_run_id", "started_at", "turn_id"
@@ -102,16 +103,17 @@ def upgrade() -> None:
 
     op.create_table(
         "tool_call_attempts",
+        sa.PrimaryKeyConstraint(*CALL_KEY, "attempt"),
         *call_key(),
         not_null("attempt", INT),
         *span(),
         not_null("outcome", WORD),
         nullable("error", TEXT),
         nullable("worker_identity", NAME),
-        sa.PrimaryKeyConstraint("run_id", "tool_call_id", "attempt"),
     )
     op.create_table(
         "tool_calls",
+        sa.PrimaryKeyConstraint(*CALL_KEY),
         *call_key(),
         nullable("temporal_run_id", ID),
         nullable("activity_id", NAME),
@@ -137,7 +139,6 @@ def upgrade() -> None:
         nullable("duration_ms", BIGINT),
         nullable("worker_identity", NAME),
         not_null("cost", FLOAT),
-        sa.PrimaryKeyConstraint("run_id", "tool_call_id"),
     )
     _indexed("tool_calls", "approval_state", "side_effect", "tool")
     op.create_index("ix_tool_calls_run_event", "tool_calls", ["run_id", "scheduled_event_id"])

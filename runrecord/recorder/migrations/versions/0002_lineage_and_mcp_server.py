@@ -13,10 +13,10 @@ def upgrade() -> None:
 
     op.create_table(
         "lineage_edges",
+        sa.PrimaryKeyConstraint("artifact_id", "consumer_run_id", "consumer_tool_call_id"),
         not_null("artifact_id", ID),
         not_null("consumer_run_id", NAME),
         not_null("consumer_tool_call_id", ID),
-        sa.PrimaryKeyConstraint("artifact_id", "consumer_run_id", "consumer_tool_call_id"),
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.add_column(json_list("consumes"))

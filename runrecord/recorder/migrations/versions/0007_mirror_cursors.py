@@ -9,6 +9,7 @@ from runrecord.recorder.migrations._columns import (
     INT,
     LABEL,
     NAME,
+    TEMPORAL_RUN_KEY,
     TEXT,
     not_null,
     nullable,
@@ -23,6 +24,7 @@ down_revision = "0006"
 def upgrade() -> None:
     op.create_table(
         "temporal_runs",
+        sa.PrimaryKeyConstraint(*TEMPORAL_RUN_KEY),
         *temporal_run_key(),
         nullable("began_at", WHEN),
         not_null("status", LABEL),
@@ -32,23 +34,23 @@ def upgrade() -> None:
         not_null("last_event_id", BIGINT),
         nullable("last_event_time", WHEN),
         not_null("updated_at", WHEN),
-        sa.PrimaryKeyConstraint("namespace", "workflow_id", "temporal_run_id"),
     )
     op.create_index("ix_temporal_runs_workflow_id", "temporal_runs", ["workflow_id"])
     op.create_table(
         "run_events",
+        sa.PrimaryKeyConstraint(*TEMPORAL_RUN_KEY, "event_id"),
         *temporal_run_key(),
         not_null("event_id", BIGINT),
         not_null("kind", LABEL),
         nullable("event_time", WHEN),
         nullable("identity", NAME),
         not_null("detail", JSON),
-        sa.PrimaryKeyConstraint("namespace", "workflow_id", "temporal_run_id", "event_id"),
     )
     op.create_index("ix_run_events_workflow_id", "run_events", ["workflow_id"])
     op.create_index("ix_run_events_kind", "run_events", ["kind"])
     op.create_table(
         "mirrors",
+        sa.PrimaryKeyConstraint("mirror_id"),
         not_null("mirror_id", ID),
         not_null("namespace", NAME),
         not_null("host", NAME),
@@ -56,7 +58,6 @@ def upgrade() -> None:
         not_null("started_at", WHEN),
         not_null("heartbeat_at", WHEN),
         not_null("state", JSON),
-        sa.PrimaryKeyConstraint("mirror_id"),
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.add_column(nullable("pause", JSON))

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from runrecord.recorder.migrations._columns import (
+    CALL_KEY,
     INT,
     LABEL,
     NAME,
@@ -23,6 +24,7 @@ down_revision = "0009"
 def upgrade() -> None:
     op.create_table(
         "activity_operations",
+        sa.PrimaryKeyConstraint(*CALL_KEY, "operation", "at"),
         *call_key(),
         not_null("operation", LABEL),
         not_null("at", WHEN),
@@ -30,7 +32,6 @@ def upgrade() -> None:
         nullable("reason", TEXT),
         nullable("attempt", INT),
         not_null("detail", JSON),
-        sa.PrimaryKeyConstraint("run_id", "tool_call_id", "operation", "at"),
     )
     _compensates_length(64, 1024)
 

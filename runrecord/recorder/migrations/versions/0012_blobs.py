@@ -15,12 +15,12 @@ down_revision = "0011"
 def upgrade() -> None:
     op.create_table(
         "blobs",
+        sa.PrimaryKeyConstraint("sha256"),
         not_null("sha256", ID),
         not_null("content", sa.LargeBinary()),
         not_null("size", BIGINT),
         not_null("created_at", WHEN),
         not_null("used_at", WHEN),
-        sa.PrimaryKeyConstraint("sha256"),
     )
     op.create_index("ix_blobs_used_at", "blobs", ["used_at"])
 
