@@ -285,15 +285,23 @@ class Console:
             if key in values:
                 values[key] = parse_when(values[key], what=f"--{key}")
         before = _text(params.get("before"), "before", limit=64)
-        if before:
-            values["until"] = datetime.fromisoformat(before) - timedelta(microseconds=1)
+        if before:  # the page after the run (start time, run id) that ended the last one
+            at = datetime.fromisoformat(before)
+            after = _text(params.get("before_run"), "before run", limit=255) or ""
+            values["before"] = (
+                (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC),
+                after,
+            )
         found = await self.records(find_runs, RunFilter(**values, limit=_PAGE + 1))
         more = len(found) > _PAGE
         found = found[:_PAGE]
         keep = {k: v for k, v in chosen.items() if v}
         next_page = None
-        if more and found[-1].started_at is not None:
-            next_page = urlencode({**keep, "before": found[-1].started_at.isoformat()})
+        last = found[-1] if found else None
+        if more and last is not None and last.started_at is not None:
+            at = last.started_at  # SQLite gives UTC back without its zone
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+            next_page = urlencode({**keep, "before": at.isoformat(), "before_run": last.run_id})
         return self.page(
             request,
             "runs.html",

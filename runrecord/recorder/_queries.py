@@ -91,12 +91,17 @@ class RunFilter:
     until: datetime | None = None
     parent: str | None = None
     limit: int = 50
+    before: tuple[datetime, str] | None = None
+    """Keyset pagination: only runs listed after this (start time, run id) — older, or as
+    old with a smaller run id, as the list orders them."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, str):
                 check_text(value, f"--{f.name.replace('_', '-')}")
+        if self.before is not None:
+            check_text(self.before[1], "the run a page starts after")
         if self.since and self.until and self.since > self.until:
             raise RunRecordError("--since is later than --until")
         if self.limit < 1:
@@ -268,6 +273,10 @@ def _own_conditions(f: RunFilter) -> list[ColumnElement[bool]]:
         where.append(RunRow.started_at < f.until)
     if f.parent:
         where.append(RunRow.parent_run_id == f.parent)
+    if f.before:
+        at, run_id = f.before
+        where.append(RunRow.started_at <= at)
+        where.append(or_(RunRow.started_at < at, RunRow.run_id < run_id))
     return where
 
 
