@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
 from sqlalchemy import Connection, Text, cast, func, select
@@ -26,7 +26,7 @@ from runrecord.recorder._queries import MAX_DEPTH, _among, check_text
 from runrecord.recorder._rows import artifact_of, from_row
 from runrecord.recorder._store import roll_up_costs
 from runrecord.recorder._tables import ArtifactRow, AttemptRow, RunRow, ToolCallRow
-from runrecord.records import Approval, Artifact, Cost, MCPCall, Record, RunRecord
+from runrecord.records import Approval, Artifact, Cost, MCPCall, Record, RunRecord, ToolCall
 
 # Lower tiers explain more: what the run was configured with comes before anything it did;
 # an approval, outcome or a call that appeared or vanished before a retry; a retry before
@@ -247,11 +247,18 @@ def _side(record: RunRecord, calls: int) -> RunSide:
     )
 
 
-def execution_order(
-    record: RunRecord, calls: list[_Call], runs: dict[str, RunRecord]
-) -> list[_Call | RunRecord]:
+def execution_order(record: RunRecord, runs: dict[str, RunRecord]) -> list[ToolCall | RunRecord]:
     """The run's tool calls with its sub-agent runs (those in ``runs``) where they started."""
-    steps: list[_Call | RunRecord] = list(calls)
+    return _in_order(record, list(record.tool_calls), runs)
+
+
+_Step = TypeVar("_Step", ToolCall, _Call)
+
+
+def _in_order(
+    record: RunRecord, calls: list[_Step], runs: dict[str, RunRecord]
+) -> list[_Step | RunRecord]:
+    steps: list[_Step | RunRecord] = list(calls)
     for child_id in record.child_run_ids:
         child = runs.get(child_id)
         if child is None:
@@ -259,7 +266,7 @@ def execution_order(
         at = len(steps)
         if child.started_at is not None:
             for i, step in enumerate(steps):
-                when = step.scheduled_at if isinstance(step, _Call) else step.started_at
+                when = step.started_at if isinstance(step, RunRecord) else step.scheduled_at
                 if when is not None and when > child.started_at:
                     at = i
                     break
@@ -339,8 +346,8 @@ class _Differ:
     def pair(self, bad: RunRecord, good: RunRecord) -> None:
         self.runs.append(RunPair(agent_id=bad.agent_id, bad=self.side(bad), good=self.side(good)))
         self.config(bad, good)
-        bad_steps = execution_order(bad, self.calls.get(bad.run_id, []), self.bad)
-        good_steps = execution_order(good, self.calls.get(good.run_id, []), self.good)
+        bad_steps = _in_order(bad, self.calls.get(bad.run_id, []), self.bad)
+        good_steps = _in_order(good, self.calls.get(good.run_id, []), self.good)
         for op, g1, g2, b1, b2 in _align(
             [_key(s) for s in good_steps], [_key(s) for s in bad_steps]
         ):

@@ -620,7 +620,6 @@ def cost_by(
                 _spend(dimension, picks, conn.dialect.name)
             ).all()
         )
-    answer.sort(key=lambda line: (-line.total, line.key or ""))
     return answer
 
 
@@ -628,11 +627,13 @@ _COST_LINES: Any = None
 
 
 def _lines(values: Iterable[dict[str, Any]]) -> list[CostLine]:
-    """CostLines validated in one call (a report by turn may have thousands of lines)."""
+    """CostLines, most expensive first, validated in one call (a report by turn may have
+    thousands of lines)."""
     global _COST_LINES
     if _COST_LINES is None:
         _COST_LINES = TypeAdapter(list[CostLine])
-    return _COST_LINES.validate_python(list(values))  # type: ignore[no-any-return]
+    ordered = sorted(values, key=lambda line: (-line["total"], line["key"] or ""))
+    return _COST_LINES.validate_python(ordered)  # type: ignore[no-any-return]
 
 
 def _spend(dimension: CostDimension, picks: ColumnElement[bool] | None, dialect: str) -> Any:
