@@ -88,6 +88,10 @@ def main() -> None:
             counts = ", ".join(f"{n:,} {t}" for t, n in load.counts.items())
             print(f"loaded {counts} in {time.perf_counter() - started:.0f} s")
 
+        else:
+            with engine.connect() as conn:
+                gen.sample.read(conn)
+
         async def no_temporal() -> Any:
             raise RuntimeError("the timed pages read only the records database")
 

@@ -378,6 +378,29 @@ class _Differ:
             ),
         )
 
+    def one_side(
+        self,
+        tier: str,
+        kind: str,
+        b_run: RunRecord,
+        g_run: RunRecord,
+        /,
+        added: bool,
+        value: Any,
+        **fields: Any,
+    ) -> None:
+        """Something only one run has: the bad one (``added``) or the good one."""
+        self.change(
+            tier,
+            kind,
+            b_run,
+            g_run,
+            change="added" if added else "removed",
+            bad=value if added else None,
+            good=None if added else value,
+            **fields,
+        )
+
     def config(self, bad: RunRecord, good: RunRecord) -> None:
         who = self.label(bad)
 
@@ -394,6 +417,19 @@ class _Differ:
                     good=g,
                     summary=text or f"{who}{subject} changed {short(g)} → {short(b)}",
                 )
+
+        def entry(subject: str, what: str, b: Record, g: Record) -> None:
+            """Each field of a registry entry or server description, but its name."""
+            b_entry, g_entry = b.to_json_dict(), g.to_json_dict()
+            for key in b_entry:
+                if key != "name":
+                    field(
+                        f"{subject}.{key}",
+                        b_entry[key],
+                        g_entry.get(key),
+                        f"{who}{what} {key} changed "
+                        f"{short(g_entry.get(key))} → {short(b_entry[key])}",
+                    )
 
         field("agentVersion", bad.agent_version, good.agent_version)
         bm, gm = bad.model, good.model
@@ -414,29 +450,21 @@ class _Differ:
             b_tool, g_tool = b_tools.get(name), g_tools.get(name)
             if b_tool is None or g_tool is None:
                 present = b_tool is not None
-                self.change(
+                tool = b_tool or g_tool
+                assert tool is not None
+                self.one_side(
                     "config",
                     "config",
                     bad,
                     good,
-                    change="added" if present else "removed",
+                    added=present,
+                    value=tool.to_json_dict(),
                     subject=f"toolRegistry.{name}",
-                    bad=b_tool.to_json_dict() if b_tool else None,
-                    good=g_tool.to_json_dict() if g_tool else None,
                     summary=f"{who}tool {name} "
                     + ("added to the registry" if present else "no longer in the registry"),
                 )
                 continue
-            b_entry, g_entry = b_tool.to_json_dict(), g_tool.to_json_dict()
-            for key in b_entry:
-                if key != "name":
-                    field(
-                        f"toolRegistry.{name}.{key}",
-                        b_entry[key],
-                        g_entry.get(key),
-                        f"{who}tool {name} {key} changed "
-                        f"{short(g_entry.get(key))} → {short(b_entry[key])}",
-                    )
+            entry(f"toolRegistry.{name}", f"tool {name}", b_tool, g_tool)
         # MCP servers: those the registry offers tools of, and those the run listed.
         b_info = {m.name: m for m in bad.mcp_servers}
         g_info = {m.name: m for m in good.mcp_servers}
@@ -444,100 +472,85 @@ class _Differ:
         g_servers = {t.server for t in good.tool_registry if t.server} | set(g_info)
         for server in sorted(b_servers ^ g_servers):
             now = server in b_servers
-            self.change(
+            self.one_side(
                 "config",
                 "config",
                 bad,
                 good,
-                change="added" if now else "removed",
+                added=now,
+                value=server,
                 subject=f"mcpServer.{server}",
-                bad=server if now else None,
-                good=None if now else server,
                 summary=f"{who}MCP server {server} "
                 + ("now available" if now else "no longer available"),
             )
         for server in sorted(set(b_info) & set(g_info)):
-            b_server, g_server = b_info[server].to_json_dict(), g_info[server].to_json_dict()
-            for key in b_server:
-                if key != "name":
-                    field(
-                        f"mcpServer.{server}.{key}",
-                        b_server[key],
-                        g_server.get(key),
-                        f"{who}MCP server {server} {key} changed "
-                        f"{short(g_server.get(key))} → {short(b_server[key])}",
-                    )
+            entry(f"mcpServer.{server}", f"MCP server {server}", b_info[server], g_info[server])
 
     def call(self, bad: RunRecord, good: RunRecord, b: _Call, g: _Call) -> None:
         name = f"{self.label(bad)}call {b.tool_call_id} {b.tool}"
-        common = {
-            "change": "changed",
-            "subject": f"call {b.tool_call_id} {b.tool}",
-            "tool_call_id": b.tool_call_id,
-            "good_tool_call_id": g.tool_call_id,
-        }
-        if (b.approval_state, _approval_text(b)) != (g.approval_state, _approval_text(g)):
+
+        def differs(tier: str, key: str, b_value: Any, g_value: Any, summary: str) -> None:
             self.change(
-                "approval",
+                tier,
                 "call",
                 bad,
                 good,
-                bad={"approval": b.approval.to_json_dict() if b.approval else None},
-                good={"approval": g.approval.to_json_dict() if g.approval else None},
-                summary=f"{name} {_approval_text(b)} (was {_approval_text(g)})",
-                **common,
+                change="changed",
+                subject=f"call {b.tool_call_id} {b.tool}",
+                tool_call_id=b.tool_call_id,
+                good_tool_call_id=g.tool_call_id,
+                bad={key: b_value},
+                good={key: g_value},
+                summary=summary,
+            )
+
+        if (b.approval_state, _approval_text(b)) != (g.approval_state, _approval_text(g)):
+            differs(
+                "approval",
+                "approval",
+                b.approval.to_json_dict() if b.approval else None,
+                g.approval.to_json_dict() if g.approval else None,
+                f"{name} {_approval_text(b)} (was {_approval_text(g)})",
             )
         if b.status != g.status:
             failure = b.last_failure
-            self.change(
+            differs(
                 "outcome",
-                "call",
-                bad,
-                good,
-                bad={"status": b.status},
-                good={"status": g.status},
-                summary=f"{name} {b.status} (was {g.status})" + (f": {failure}" if failure else ""),
-                **common,
+                "status",
+                b.status,
+                g.status,
+                f"{name} {b.status} (was {g.status})" + (f": {failure}" if failure else ""),
             )
         b_mcp, g_mcp = b.mcp, g.mcp
         b_error = b_mcp.is_error if b_mcp else None
         g_error = g_mcp.is_error if g_mcp else None
         if b.status == g.status and bool(b_error) != bool(g_error):
-            self.change(
+            differs(
                 "outcome",
-                "call",
-                bad,
-                good,
-                bad={"isError": b_error},
-                good={"isError": g_error},
-                summary=f"{name} "
+                "isError",
+                b_error,
+                g_error,
+                f"{name} "
                 + ("returned an MCP error (was fine)" if b_error else "no longer returns an error"),
-                **common,
             )
         b_drift = b_mcp.drift if b_mcp else None
         if b_drift is not None and (g_mcp is None or g_mcp.drift is None):
-            self.change(
+            differs(
                 "outcome",
-                "call",
-                bad,
-                good,
-                bad={"drift": b_drift.to_json_dict()},
-                good={"drift": None},
-                summary=f"{name} tool schema drifted since the run started"
+                "drift",
+                b_drift.to_json_dict(),
+                None,
+                f"{name} tool schema drifted since the run started"
                 + (f" ({', '.join(b_drift.changed)})" if b_drift.changed else "")
                 + (", call refused" if b_drift.refused else ""),
-                **common,
             )
         if b.attempts != g.attempts:
-            self.change(
+            differs(
                 "attempts",
-                "call",
-                bad,
-                good,
-                bad={"attempts": b.attempts},
-                good={"attempts": g.attempts},
-                summary=f"{name} took {_attempts(b.attempts)} (was {g.attempts})",
-                **common,
+                "attempts",
+                b.attempts,
+                g.attempts,
+                f"{name} took {_attempts(b.attempts)} (was {g.attempts})",
             )
         for what, b_refs, g_refs in (
             ("arguments", b.input_refs, g.input_refs),
@@ -548,26 +561,16 @@ class _Differ:
             b_hashes, g_hashes = _hash_list(b_refs), _hash_list(g_refs)
             if b_hashes != g_hashes:
                 noun = "argument" if what == "arguments" else "result"
-                self.change(
+                differs(
                     what,
-                    "call",
-                    bad,
-                    good,
-                    bad={f"{noun}Hashes": b_hashes},
-                    good={f"{noun}Hashes": g_hashes},
-                    summary=f"{name} {what} changed ({_hashes_text(g_hashes, b_hashes, noun)})",
-                    **common,
+                    f"{noun}Hashes",
+                    b_hashes,
+                    g_hashes,
+                    f"{name} {what} changed ({_hashes_text(g_hashes, b_hashes, noun)})",
                 )
         if round(b.cost, 8) != round(g.cost, 8):
-            self.change(
-                "cost",
-                "call",
-                bad,
-                good,
-                bad={"cost": b.cost},
-                good={"cost": g.cost},
-                summary=f"{name} cost ${b.cost:.6f} (was ${g.cost:.6f})",
-                **common,
+            differs(
+                "cost", "cost", b.cost, g.cost, f"{name} cost ${b.cost:.6f} (was ${g.cost:.6f})"
             )
         self.artifacts(bad, good, b.tool_call_id, g.tool_call_id)
 
@@ -601,17 +604,16 @@ class _Differ:
             if b_art is None or g_art is None:
                 art = b_art or g_art
                 assert art is not None
-                self.change(
+                self.one_side(
                     "artifact",
                     "artifact",
                     bad,
                     good,
-                    change="added" if b_art else "removed",
+                    added=b_art is not None,
+                    value=art.to_json_dict(),
                     subject=f"artifact {art.kind} {art.uri}",
                     tool_call_id=b_call if b_art else None,
                     good_tool_call_id=g_call if g_art else None,
-                    bad=b_art.to_json_dict() if b_art else None,
-                    good=g_art.to_json_dict() if g_art else None,
                     summary=f"{who}{call} "
                     + ("made" if b_art else "no longer made")
                     + f" {art.kind} {art.uri}",
@@ -643,7 +645,6 @@ class _Differ:
     ) -> None:
         """A step only one run took: new in the bad run (``added``) or missing from it."""
         who = self.label(bad)
-        change = "added" if added else "removed"
 
         def on_its_side(value: Any) -> dict[str, Any]:
             return {"bad": value, "good": None} if added else {"bad": None, "good": value}
@@ -658,16 +659,16 @@ class _Differ:
                 )
             else:
                 text = f"call {c.tool} is missing (the good run's call {c.tool_call_id})"
-            self.change(
+            self.one_side(
                 "sequence",
                 "call",
                 bad,
                 good,
-                change=change,
+                added=added,
+                value={"tool": c.tool, "status": c.status},
                 subject=f"call {c.tool_call_id} {c.tool}",
                 tool_call_id=ids["bad"],
                 good_tool_call_id=ids["good"],
-                **on_its_side({"tool": c.tool, "status": c.status}),
                 summary=who + text,
             )
             self.artifacts(bad, good, ids["bad"], ids["good"])
@@ -676,14 +677,14 @@ class _Differ:
             text = f"sub-agent {step.agent_id} is new (run {step.run_id}, {step.final_status})"
         else:
             text = f"sub-agent {step.agent_id} was not started (the good run started {step.run_id})"
-        self.change(
+        self.one_side(
             "sequence",
             "sub_agent",
             bad,
             good,
-            change=change,
+            added=added,
+            value={"runId": step.run_id},
             subject=f"sub-agent {step.agent_id}",
-            **on_its_side({"runId": step.run_id}),
             summary=who + text,
         )
         self.runs.append(RunPair(agent_id=step.agent_id, **on_its_side(self.side(step))))
