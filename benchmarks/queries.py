@@ -10,6 +10,8 @@ machine the wall clock includes waiting for a core) and drops the database.
 
     python benchmarks/queries.py [--runs 100000] [--calls 1000000] [--repeat 30]
         [--admin-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--keep]
+    python benchmarks/queries.py --url URL   # time again a database --keep kept (upgraded
+                                             # first; relative windows count from its build)
 
 Targets: every query p95 < 50 ms; the diff < 150 ms.
 """
