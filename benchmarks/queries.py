@@ -778,6 +778,14 @@ def queries(
         yield f"cost --by {by} --since 24h (*)", lambda r, by=by: cost_by(conn, by, since=day)
 
 
+def new_database(admin_url: str, prefix: str) -> tuple[str, str]:
+    """A new, empty database of a name starting with ``prefix``: its name and URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(libpq(admin_url), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
 def build(engine: Any, url: str, gen: Generator) -> dict[str, int]:
     """Migrate and load the database; the row counts per table."""
     upgrade(engine)
@@ -830,10 +838,7 @@ def main() -> None:
             }
         print(f"timing {counts['runs']:,} runs, {counts['tool_calls']:,} tool calls at {url}")
     else:
-        name = f"runrecord_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(libpq(args.admin_url), autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = make_url(args.admin_url).set(database=name).render_as_string(hide_password=False)
+        name, url = new_database(args.admin_url, "runrecord_bench")
         engine = open_engine(url)
     try:
         if name is not None:
