@@ -151,6 +151,8 @@ def _runs(conn: Connection, run_id: str) -> list[RunRecord]:
 
 def _tree(conn: Connection, run_id: str) -> _Tree:
     runs = _runs(conn, run_id)
+    if not runs:
+        return _Tree([], {}, {})
     ids = [r.run_id for r in runs]
     journaled = {
         (run, call): int(last)
@@ -158,7 +160,7 @@ def _tree(conn: Connection, run_id: str) -> _Tree:
             select(AttemptRow.run_id, AttemptRow.tool_call_id, func.max(AttemptRow.attempt))
             .where(_among(conn, AttemptRow.run_id, ids))
             .group_by(AttemptRow.run_id, AttemptRow.tool_call_id)
-        )
+        ).all()
     }
     c = ToolCallRow
     calls: dict[str, list[_Call]] = {run: [] for run in ids}
@@ -181,7 +183,7 @@ def _tree(conn: Connection, run_id: str) -> _Tree:
         )
         .where(_among(conn, c.run_id, ids))
         .order_by(c.run_id, c.scheduled_event_id)
-    ):
+    ).all():
         run, call_id, tool, status, state, approval, attempts, failure, mcp, *rest = row
         inputs, outputs, cost, scheduled_at, worker = rest
         calls[run].append(
@@ -206,7 +208,7 @@ def _tree(conn: Connection, run_id: str) -> _Tree:
         select(*ArtifactRow.__table__.c)
         .where(_among(conn, ArtifactRow.run_id, ids))
         .order_by(ArtifactRow.run_id, ArtifactRow.created_at, ArtifactRow.artifact_id)
-    ):
+    ).all():
         made[a.run_id].setdefault(a.tool_call_id, []).append(artifact_of(a))
     for record in runs:
         own = round(sum(call.cost for call in calls[record.run_id]), 8)
