@@ -68,6 +68,12 @@ GROUPS = {
     "journal": ("runrecord.cli._journal", "journal_app"),
 }
 
+# Commands that answer one question (or send one decision) and exit.
+ANSWER_AND_EXIT = frozenset(
+    {"runs", "show", "diff", "artifacts", "lineage", "cost", "schema"}
+    | {"approvals", "approve", "deny"}
+)
+
 
 def _root() -> None:
     # A callback keeps a one-command application a group: `runrecord runs ...`, not `runs`.
@@ -169,9 +175,13 @@ def exit_now(code: int) -> None:
 
 def run() -> None:
     """The process entry point (``runrecord``, ``python -m runrecord.cli``)."""
-    # Imports leave ~180k objects that every full garbage collection would scan again; a
-    # query reading thousands of calls would spend half its time there.
-    garbage_collector.freeze()
+    if _chosen(sys.argv[1:]) in ANSWER_AND_EXIT:
+        # Start-up alone would run dozens of collections (a tenth of its time), and a query
+        # reading thousands of calls would scan the ~200k objects its imports left again and
+        # again; these commands make little cyclic garbage before they exit.
+        garbage_collector.disable()
+    else:
+        garbage_collector.freeze()
     code = 70
     try:
         code = main()
