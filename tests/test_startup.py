@@ -114,7 +114,7 @@ def test_approvals_loads_no_database_or_mcp_library(tmp_path: Path) -> None:
     env = {**_clean_env(), "TEMPORAL_ADDRESS": "127.0.0.1:1", "RUNRECORD_HOME": str(tmp_path)}
     loaded = _loaded_by(_command("approvals", "--json"), env)
     assert "temporalio" in loaded
-    assert not loaded & {"mcp", "sqlalchemy", "alembic"}
+    assert not loaded & {"mcp", "sqlalchemy", "alembic", "rich"}
 
 
 def test_the_schema_head_is_alembics_head_and_each_migration_is_named_after_its_revision() -> None:
