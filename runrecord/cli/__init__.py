@@ -99,8 +99,11 @@ def application(only: str | None = None) -> typer.Typer:
     return cli
 
 
+# The whole application, built on first use (PEP 562 ``__getattr__`` below).
+app: typer.Typer
+
+
 def __getattr__(name: str) -> typer.Typer:
-    # `runrecord.cli.app`, the whole application, is built on first use (PEP 562).
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     global app
