@@ -78,13 +78,35 @@ def test_help_loads_neither_temporal_nor_the_database_libraries() -> None:
     assert not loaded & {"temporalio", "mcp", "sqlalchemy", "alembic", "detect_secrets"}
 
 
+@pytest.mark.parametrize(
+    "args", [("runs", "--json"), ("show", "run-1", "--json"), ("cost", "--json")], ids=" ".join
+)
 def test_a_query_command_loads_no_temporal_mcp_or_alembic(
-    database_url: str, engine: object, tmp_path: Path
+    database_url: str, engine: object, tmp_path: Path, args: tuple[str, ...]
 ) -> None:
     env = {**_clean_env(), "RUNRECORD_DATABASE_URL": database_url, "RUNRECORD_HOME": str(tmp_path)}
-    loaded = _loaded_by(_command("runs", "--json"), env)
+    loaded = _loaded_by(_command(*args), env)
     assert "sqlalchemy" in loaded
     assert not loaded & {"temporalio", "mcp", "alembic", "detect_secrets", "rich"}
+
+
+def test_a_command_loads_no_other_commands_module(tmp_path: Path) -> None:
+    from runrecord.cli import COMMANDS, GROUPS
+
+    env = {**_clean_env(), "RUNRECORD_DATABASE_URL": "sqlite:///" + str(tmp_path / "r.sqlite3")}
+    probe = (
+        "import sys, json, os\n"
+        + _command("runs", "--json")
+        + "print(json.dumps(sorted(m for m in sys.modules if m.startswith('runrecord.cli.'))))\n"
+        "sys.stdout.flush(); os._exit(0)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    others = {*COMMANDS.values(), *(module for module, _ in GROUPS.values())}
+    assert loaded & others == {COMMANDS["runs"]}
 
 
 def test_approvals_loads_no_database_or_mcp_library(tmp_path: Path) -> None:
@@ -92,7 +114,7 @@ def test_approvals_loads_no_database_or_mcp_library(tmp_path: Path) -> None:
     env = {**_clean_env(), "TEMPORAL_ADDRESS": "127.0.0.1:1", "RUNRECORD_HOME": str(tmp_path)}
     loaded = _loaded_by(_command("approvals", "--json"), env)
     assert "temporalio" in loaded
-    assert not loaded & {"mcp", "sqlalchemy", "alembic"}
+    assert not loaded & {"mcp", "sqlalchemy", "alembic", "rich"}
 
 
 def test_the_schema_head_is_alembics_head_and_each_migration_is_named_after_its_revision() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc as garbage_collector
+import importlib
 import os
 import sys
 import traceback
@@ -17,75 +18,111 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from runrecord._settings import RunRecordError
-from runrecord.cli._approvals import approvals, approve, deny, keygen
-from runrecord.cli._cost import cost
-from runrecord.cli._db import db_app, schema
-from runrecord.cli._diff import diff
-from runrecord.cli._evidence import export, keys, verify
-from runrecord.cli._gc import blob, gc
-from runrecord.cli._journal import journal_app
-from runrecord.cli._lineage import artifacts, lineage
-from runrecord.cli._mirror import mirror_app
-from runrecord.cli._repair import pause, replay, rerun, reset, resume, rollback
-from runrecord.cli._run import demo, dev, worker
-from runrecord.cli._runs import runs
-from runrecord.cli._show import show
-from runrecord.cli._ui import token, ui
 
 DEBUG_ENV = "RUNRECORD_DEBUG"
 # The reader of stdout went away (`runrecord runs | head`): end quietly with 1, as click does.
 STDOUT_GONE = 1
 
-app = typer.Typer(
-    name="runrecord",
-    help=(
-        "Run records for AI agents on Temporal: what each run did, with which tools, "
-        "who approved it, and what changed.\n\n"
-        "Start with `runrecord demo`; run `runrecord dev` for a local stack. Ask the records "
-        "with `runs`, `show`, `diff`, `artifacts`, `lineage` and `cost` (each takes --json)."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+HELP = (
+    "Run records for AI agents on Temporal: what each run did, with which tools, "
+    "who approved it, and what changed.\n\n"
+    "Start with `runrecord demo`; run `runrecord dev` for a local stack. Ask the records "
+    "with `runs`, `show`, `diff`, `artifacts`, `lineage` and `cost` (each takes --json)."
 )
-app.command()(demo)
-app.command()(dev)
-app.command()(worker)
-app.command()(show)
-app.command()(runs)
-app.command()(diff)
-app.command()(artifacts)
-app.command()(lineage)
-app.command()(cost)
-app.command()(schema)
-app.command()(gc)
-app.command()(blob)
-app.command()(verify)
-app.command()(export)
-app.command()(keys)
-app.command()(approvals)
-app.command()(approve)
-app.command()(deny)
-app.command()(keygen)
-app.command()(pause)
-app.command()(resume)
-app.command()(rollback)
-app.command()(reset)
-app.command()(rerun)
-app.command()(replay)
-app.command()(ui)
-app.command()(token)
-app.add_typer(db_app, name="db")
-app.add_typer(mirror_app, name="mirror")
-app.add_typer(journal_app, name="journal")
+
+# Every command (a function) and command group (a Typer), in help order, with the module that
+# defines it. A command's module is imported only when the command runs or help lists them
+# all: `runrecord runs` never loads what `approve` or `worker` need.
+COMMANDS = {
+    "demo": "runrecord.cli._run",
+    "dev": "runrecord.cli._run",
+    "worker": "runrecord.cli._run",
+    "show": "runrecord.cli._show",
+    "runs": "runrecord.cli._runs",
+    "diff": "runrecord.cli._diff",
+    "artifacts": "runrecord.cli._lineage",
+    "lineage": "runrecord.cli._lineage",
+    "cost": "runrecord.cli._cost",
+    "schema": "runrecord.cli._db",
+    "gc": "runrecord.cli._gc",
+    "blob": "runrecord.cli._gc",
+    "verify": "runrecord.cli._evidence",
+    "export": "runrecord.cli._evidence",
+    "keys": "runrecord.cli._evidence",
+    "approvals": "runrecord.cli._approvals",
+    "approve": "runrecord.cli._approvals",
+    "deny": "runrecord.cli._approvals",
+    "keygen": "runrecord.cli._approvals",
+    "pause": "runrecord.cli._repair",
+    "resume": "runrecord.cli._repair",
+    "rollback": "runrecord.cli._repair",
+    "reset": "runrecord.cli._repair",
+    "rerun": "runrecord.cli._repair",
+    "replay": "runrecord.cli._repair",
+    "ui": "runrecord.cli._ui",
+    "token": "runrecord.cli._ui",
+}
+GROUPS = {
+    "db": ("runrecord.cli._db", "db_app"),
+    "mirror": ("runrecord.cli._mirror", "mirror_app"),
+    "journal": ("runrecord.cli._journal", "journal_app"),
+}
+
+# Commands that answer one question (or send one decision) and exit.
+ANSWER_AND_EXIT = frozenset(
+    {"runs", "show", "diff", "artifacts", "lineage", "cost", "schema"}
+    | {"approvals", "approve", "deny"}
+)
+
+
+def _root() -> None:
+    # A callback keeps a one-command application a group: `runrecord runs ...`, not `runs`.
+    pass
+
+
+def application(only: str | None = None) -> typer.Typer:
+    """The `runrecord` application: every command, or only the command or group ``only``."""
+    cli = typer.Typer(
+        name="runrecord",
+        help=HELP,
+        callback=_root,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for name, module in COMMANDS.items():
+        if only in (None, name):
+            cli.command()(getattr(importlib.import_module(module), name))
+    for name, (module, attribute) in GROUPS.items():
+        if only in (None, name):
+            cli.add_typer(getattr(importlib.import_module(module), attribute), name=name)
+    return cli
+
+
+# The whole application, built on first use (PEP 562 ``__getattr__`` below).
+app: typer.Typer
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    global app
+    app = application()
+    return app
+
+
+def _chosen(argv: list[str]) -> str | None:
+    """The command or group ``argv`` names, if it names one; else None (help, a typo)."""
+    return argv[0] if argv and (argv[0] in COMMANDS or argv[0] in GROUPS) else None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: errors become one line on stderr and a non-zero exit, never a traceback."""
-    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    command = typer.main.get_command(application(_chosen(args)))
     try:
         # Without standalone mode click hands back typer.Exit's code instead of raising it.
-        code = command.main(args=argv, prog_name="runrecord", standalone_mode=False)
+        code = command.main(args=args, prog_name="runrecord", standalone_mode=False)
     except click_exceptions.NoArgsIsHelpError as exc:
         if exc.ctx is not None:
             click.echo(exc.ctx.get_help())
@@ -141,9 +178,13 @@ def exit_now(code: int) -> None:
 
 def run() -> None:
     """The process entry point (``runrecord``, ``python -m runrecord.cli``)."""
-    # Imports leave ~180k objects that every full garbage collection would scan again; a
-    # query reading thousands of calls would spend half its time there.
-    garbage_collector.freeze()
+    if _chosen(sys.argv[1:]) in ANSWER_AND_EXIT:
+        # Start-up alone would run dozens of collections (a tenth of its time), and a query
+        # reading thousands of calls would scan the ~200k objects its imports left again and
+        # again; these commands make little cyclic garbage before they exit.
+        garbage_collector.disable()
+    else:
+        garbage_collector.freeze()
     code = 70
     try:
         code = main()

@@ -279,8 +279,6 @@ def approvals(
     as_json: bool = typer.Option(False, "--json", help="Print as a JSON array."),
 ) -> None:
     """List the calls waiting for a decision, oldest first, across all runs."""
-    from rich.console import Console
-    from rich.table import Table
 
     async def main() -> list[ApprovalRequest]:
         async with control_client() as (_, client):
@@ -293,6 +291,9 @@ def approvals(
     if not found:
         typer.echo("No calls are waiting for approval.")
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(
         "RUN", "CALL", "TOOL", "EFFECT", "RULE", "APPROVERS", "WAITING", "EXPIRES IN", "ARGUMENTS"
     )

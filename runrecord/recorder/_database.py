@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -123,11 +123,21 @@ def head_revision() -> str:
     return known_revisions()[-1]
 
 
+# Whether alembic's table is where an unqualified name finds it: one catalog lookup, where
+# SQLAlchemy's reflection would build and compile a query of its own in every process.
+_HAS_VERSION_TABLE = {
+    "postgresql": text("select to_regclass('alembic_version') is not null"),
+    "sqlite": text(
+        "select count(*) from sqlite_master where type = 'table' and name = 'alembic_version'"
+    ),
+}
+
+
 def current_revision(engine: Engine) -> str | None:
     """The revision alembic stamped the database with; None if it has no schema yet."""
     try:
         with engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version"):
+            if not conn.execute(_HAS_VERSION_TABLE[conn.dialect.name]).scalar():
                 return None
             stamped = conn.execute(text("select version_num from alembic_version")).scalars()
             return max(stamped, default=None)

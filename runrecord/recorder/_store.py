@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -30,9 +30,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from runrecord._contract import JournalEntry
-from runrecord.recorder._attest import attest_late
-from runrecord.recorder._projection import RunChain, kept_id
 from runrecord.recorder._rows import (
     activity_operation_of,
     artifact_of,
@@ -60,6 +57,12 @@ from runrecord.recorder._tables import (
     ToolCallRow,
 )
 from runrecord.records import ActivityOperation, AttemptOutcome, Cost, RunRecord
+
+if TYPE_CHECKING:
+    # The writers' types: reading a run record (`runrecord show`) loads neither temporalio
+    # nor the projection.
+    from runrecord._contract import JournalEntry
+    from runrecord.recorder._projection import RunChain
 
 
 def _table(model: type) -> Table:
@@ -368,6 +371,8 @@ def update_run_totals(conn: Connection, run_ids: Sequence[str] | None) -> None:
 def _kept_as(conn: Connection, entries: list[JournalEntry]) -> dict[tuple[str, str, str], str]:
     """Journaled calls the records keep under ``<id>~<run>`` (their Temporal run was followed
     by another of the same workflow id): (run, call, Temporal run) -> the id kept."""
+    from runrecord.recorder._projection import kept_id
+
     wanted = {
         (e.run_id, e.tool_call_id, e.temporal_run_id): kept_id(e.tool_call_id, e.temporal_run_id)
         for e in entries
@@ -398,6 +403,8 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
     (DO NOTHING), then end lines (DO UPDATE, the last line per attempt wins), then
     artifacts (DO NOTHING, the first report wins).
     """
+    from runrecord.recorder._attest import attest_late
+
     count = 0
     keys = ("run_id", "tool_call_id", "temporal_run_id", "attempt")
     started: dict[tuple[str, str, str, int], dict[str, Any]] = {}
