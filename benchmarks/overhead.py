@@ -30,9 +30,9 @@ shipper, and the client that starts the runs) and the mirror process's, per tool
 round is one batch of each side back to back; a side's ratio to bare is the median over
 rounds of its batch's time over the bare batch's, so a burst of load from elsewhere moves
 one round, not the figure. Each case ends with ``ratio recorded/bare: <median>``; the
-interceptor's line is ``interceptor: <n> µs per attempt``. The records database is RUNRECORD_DATABASE_URL if
-set (PostgreSQL in production: the mirror hears of new runs through NOTIFY), else an
-SQLite file in a temporary folder.
+interceptor's line is ``interceptor: <n> µs per attempt``. The records database is
+RUNRECORD_DATABASE_URL if set (PostgreSQL in production: the mirror hears of new runs
+through NOTIFY), else an SQLite file in a temporary folder.
 """
 
 from __future__ import annotations
