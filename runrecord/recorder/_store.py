@@ -177,8 +177,20 @@ def _statement(
 ) -> Any:
     shape = (model, "document", tuple(keys), names, update)
     stmt = _upserts.get(shape)
-    if stmt is not None:
-        return stmt
+    if stmt is None:
+        stmt = _upserts[shape] = text(_document_sql(model, conn, keys, names, update, "rows"))
+    return stmt
+
+
+def _document_sql(
+    model: type,
+    conn: Connection,
+    keys: Sequence[str],
+    names: tuple[str, ...],
+    update: bool,
+    parameter: str,
+) -> str:
+    """The upsert of ``model`` rows read from the JSON document bound to ``parameter``."""
     table = _table(model)
     quote = conn.dialect.identifier_preparer.quote
     values = []
@@ -199,7 +211,7 @@ def _statement(
     columns = ", ".join(quote(n) for n in names)
     sql = (
         f"INSERT INTO {quote(table.name)} ({columns}) SELECT {', '.join(values)} "
-        "FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r(v) "
+        f"FROM jsonb_array_elements(CAST(:{parameter} AS jsonb)) AS r(v) "
         f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO "
     )
     updated = [n for n in names if n not in keys]
@@ -207,8 +219,43 @@ def _statement(
         sql += "UPDATE SET " + ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in updated)
     else:
         sql += "NOTHING"
-    stmt = _upserts[shape] = text(sql)
-    return stmt
+    return sql
+
+
+def _upsert_documents(
+    conn: Connection, tables: list[tuple[str, type, tuple[str, ...], list[dict[str, Any]]]]
+) -> list[tuple[str, type, tuple[str, ...], list[dict[str, Any]]]]:
+    """Upsert several tables' rows in one statement (PostgreSQL: one INSERT per table, each
+    in a WITH clause), so a change set costs one round trip, not one per table. Returns the
+    tables whose rows JSON cannot carry exactly, for ``upsert`` row by row."""
+    parts: list[tuple[type, tuple[str, ...], tuple[str, ...], bool]] = []
+    documents: dict[str, str] = {}
+    left = []
+    for name, model, keys, rows in tables:
+        update = name not in _INSERT_ONLY
+        document = _document(rows, keys, update)
+        if document is None:
+            left.append((name, model, keys, rows))
+            continue
+        documents[f"rows{len(parts)}"] = document
+        parts.append((model, keys, tuple(rows[0]), update))
+    if not parts:
+        return left
+    shape = ("documents", *parts)
+    stmt = _upserts.get(shape)
+    if stmt is None:
+        inserts = [
+            _document_sql(model, conn, keys, names, update, f"rows{i}")
+            for i, (model, keys, names, update) in enumerate(parts)
+        ]
+        sql = (
+            inserts[0]
+            if len(inserts) == 1
+            else "WITH " + ", ".join(f"w{i} AS ({q})" for i, q in enumerate(inserts)) + " SELECT 1"
+        )
+        stmt = _upserts[shape] = text(sql)
+    conn.execute(stmt, documents)
+    return left
 
 
 def _literal(name: str) -> str:
@@ -305,8 +352,14 @@ def lock_runs(conn: Connection, namespace: str, workflow_ids: Sequence[str]) -> 
 
 
 def write_rows(conn: Connection, rows: Rows) -> None:
-    for name, (model, keys) in KEYS.items():
-        ordered = sorted(rows.get(name, []), key=lambda r: tuple(str(r[k]) for k in keys))
+    tables = [
+        (name, model, keys, sorted(rows[name], key=lambda r: tuple(str(r[k]) for k in keys)))
+        for name, (model, keys) in KEYS.items()
+        if rows.get(name)
+    ]
+    if conn.dialect.name == "postgresql":
+        tables = _upsert_documents(conn, tables)
+    for name, model, keys, ordered in tables:
         upsert(conn, model, ordered, keys, update=name not in _INSERT_ONLY)
     # Model totals come from model_calls alone: runs whose write has none keep theirs.
     changed = {r["run_id"] for name in ("tool_calls", "model_calls") for r in rows.get(name, [])}
