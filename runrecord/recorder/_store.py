@@ -222,23 +222,35 @@ def _document_sql(
     return sql
 
 
-def _upsert_documents(
-    conn: Connection, tables: list[tuple[str, type, tuple[str, ...], list[dict[str, Any]]]]
-) -> list[tuple[str, type, tuple[str, ...], list[dict[str, Any]]]]:
-    """Upsert several tables' rows in one statement (PostgreSQL: one INSERT per table, each
-    in a WITH clause), so a change set costs one round trip, not one per table. Returns the
-    tables whose rows JSON cannot carry exactly, for ``upsert`` row by row."""
+Upsert = tuple[type, Sequence[str], list[dict[str, Any]], bool]
+"""A table's rows to upsert: model, key columns, rows, and whether a row updates one there
+(or leaves it alone)."""
+
+
+def upsert_many(conn: Connection, upserts: list[Upsert]) -> None:
+    """``upsert`` for several tables (each table's rows with keys none of the others have),
+    on PostgreSQL in one statement: one INSERT per table, each in a WITH clause, so a change
+    set costs one round trip, not one per table."""
+    upserts = [u for u in upserts if u[2]]
+    if conn.dialect.name == "postgresql":
+        upserts = _upsert_documents(conn, upserts)
+    for model, keys, rows, updates in upserts:
+        upsert(conn, model, rows, keys, update=updates)
+
+
+def _upsert_documents(conn: Connection, upserts: list[Upsert]) -> list[Upsert]:
+    """The upserts whose rows JSON carries exactly, done in one statement; returns the
+    others, for ``upsert`` row by row."""
     parts: list[tuple[type, tuple[str, ...], tuple[str, ...], bool]] = []
     documents: dict[str, str] = {}
     left = []
-    for name, model, keys, rows in tables:
-        update = name not in _INSERT_ONLY
-        document = _document(rows, keys, update)
+    for model, keys, rows, updates in upserts:
+        document = _document(rows, keys, updates)
         if document is None:
-            left.append((name, model, keys, rows))
+            left.append((model, keys, rows, updates))
             continue
         documents[f"rows{len(parts)}"] = document
-        parts.append((model, keys, tuple(rows[0]), update))
+        parts.append((model, tuple(keys), tuple(rows[0]), updates))
     if not parts:
         return left
     shape = ("documents", *parts)
@@ -352,15 +364,18 @@ def lock_runs(conn: Connection, namespace: str, workflow_ids: Sequence[str]) -> 
 
 
 def write_rows(conn: Connection, rows: Rows) -> None:
-    tables = [
-        (name, model, keys, sorted(rows[name], key=lambda r: tuple(str(r[k]) for k in keys)))
-        for name, (model, keys) in KEYS.items()
-        if rows.get(name)
-    ]
-    if conn.dialect.name == "postgresql":
-        tables = _upsert_documents(conn, tables)
-    for name, model, keys, ordered in tables:
-        upsert(conn, model, ordered, keys, update=name not in _INSERT_ONLY)
+    upsert_many(
+        conn,
+        [
+            (
+                model,
+                keys,
+                sorted(rows.get(name, []), key=lambda r: tuple(str(r[k]) for k in keys)),
+                name not in _INSERT_ONLY,
+            )
+            for name, (model, keys) in KEYS.items()
+        ],
+    )
     # Model totals come from model_calls alone: runs whose write has none keep theirs.
     changed = {r["run_id"] for name in ("tool_calls", "model_calls") for r in rows.get(name, [])}
     with_models = {r["run_id"] for r in rows.get("model_calls", [])}
@@ -471,9 +486,10 @@ def save_projection(conn: Connection, chain: RunChain) -> None:
 def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
     """Apply journal entries; a running-attempt line never overwrites a finished one.
 
-    Rows are written in three statements whatever the number of lines: start lines
-    (DO NOTHING), then end lines (DO UPDATE, the last line per attempt wins), then
-    artifacts (DO NOTHING, the first report wins).
+    Rows are written in three upserts whatever the number of lines (one statement on
+    PostgreSQL): start lines (DO NOTHING) of attempts whose end is not among them, end
+    lines (DO UPDATE, the last line per attempt wins), and artifacts (DO NOTHING, the
+    first report wins).
     """
     count = 0
     keys = ("run_id", "tool_call_id", "temporal_run_id", "attempt")
@@ -497,9 +513,16 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
         if entry.artifact is not None:
             made = artifact_row(entry.artifact, call_id)
             artifacts.setdefault(entry.artifact.artifact_id, made)
-    upsert(conn, AttemptRow, list(started.values()), keys, update=False)
-    upsert(conn, AttemptRow, list(finished.values()), keys, update=True)
-    upsert(conn, ArtifactRow, list(artifacts.values()), ["artifact_id"], update=False)
+    # A start line whose end is here too adds nothing: the end line's row is the whole row.
+    started = {key: row for key, row in started.items() if key not in finished}
+    upsert_many(
+        conn,
+        [
+            (AttemptRow, keys, list(started.values()), False),
+            (AttemptRow, keys, list(finished.values()), True),
+            (ArtifactRow, ("artifact_id",), list(artifacts.values()), False),
+        ],
+    )
     attest_late(conn, {e.run_id for e in entries})
     return count
 
