@@ -27,7 +27,6 @@ from detect_secrets.plugins.basic_auth import BasicAuthDetector
 from detect_secrets.plugins.discord import DiscordBotTokenDetector
 from detect_secrets.plugins.github_token import GitHubTokenDetector
 from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
-from detect_secrets.plugins.jwt import JwtTokenDetector
 from detect_secrets.plugins.keyword import DENYLIST as SECRET_KEYWORDS
 from detect_secrets.plugins.mailchimp import MailchimpDetector
 from detect_secrets.plugins.npm import NpmDetector
@@ -58,7 +57,6 @@ _PLUGINS: tuple[BasePlugin, ...] = (
     DiscordBotTokenDetector(),
     GitHubTokenDetector(),
     GitLabTokenDetector(),
-    JwtTokenDetector(),
     MailchimpDetector(),
     NpmDetector(),
     OpenAIDetector(),
@@ -76,18 +74,31 @@ _PLUGIN_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     for pattern in getattr(plugin, "denylist", ())
     if isinstance(pattern, re.Pattern)
 )
+# Two of detect-secrets' patterns scan to the end of the text from every place they could
+# start (``//.+/:_authToken=``, ``sk-[...]*...T3BlbkFJ``): quadratic time on a long hostile
+# value. Each needs a literal that is cheap to look for first; without it they cannot match.
+_PLUGIN_NEEDS: dict[re.Pattern[str], str] = {
+    pattern: literal
+    for pattern in _PLUGIN_PATTERNS
+    for literal in (":_authToken=", "T3BlbkFJ")
+    if literal in pattern.pattern
+}
 
 _KEYWORDS = "|".join(SECRET_KEYWORDS)
 # What detect-secrets has no plugin for. Each pattern redacts group 1, or the whole match.
 # Distinctive prefixes need no word boundary before them: in escaped text (``\\n`` in
-# JSON, a log line) a token follows a letter.
+# JSON, a log line) a token follows a letter. A run of letters that a match may start
+# anywhere in is bounded ({0,31}, {1,512}): unbounded, a long hostile value made of
+# repeated starts ("eyJ-eyJ-…", "api_key_api_key_…") cost quadratic time.
 _EXTRA = tuple(
     re.compile(p)
     for p in (
         # the whole PEM block (detect-secrets flags only its BEGIN line)
         r"-----BEGIN[A-Z ]*PRIVATE KEY[A-Z ]*-----[\s\S]*?"
         r"(?:-----END[A-Z ]*PRIVATE KEY[A-Z ]*-----|$)",
-        r"\beyJ[A-Za-z0-9_\-]+=*\.[A-Za-z0-9_\-]+=*\.[A-Za-z0-9_\-+/=]*",  # JWT with its signature
+        # a JWT, with its signature where it has one (in place of detect-secrets' pattern,
+        # which has no bound)
+        r"eyJ[A-Za-z0-9_\-=]{1,512}\.[A-Za-z0-9_\-=]+(?:\.[A-Za-z0-9_\-+/=]*)?",
         r"sk-ant-[A-Za-z0-9_\-]{20,}",  # Anthropic
         r"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,}",  # OpenAI project/service keys
         r"\bsk-[A-Za-z0-9]{32,}\b",  # OpenAI legacy keys without the T3BlbkFJ marker
@@ -126,11 +137,11 @@ _EXTRA = tuple(
         r"(?i)secret[_\- ]?access[_\- ]?key[\"'>]?[\s:=>\"']+"
         r"([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
         # the password of a URL, even with characters detect-secrets' pattern leaves out
-        r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@\[\]]+:([^\s@/?#]+)@",
+        r"\b[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s:/?#@\[\]]+:([^\s@/?#]+)@",
         r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{8,}=*)",
         r"(?i)(?:SharedAccessKey|AccountKey|client_secret)\s*=\s*([^;&\s\"']+)",  # Azure strings
         # password=..., api_key: ... in free text (detect-secrets' keyword list)
-        rf"(?i)(?:{_KEYWORDS})[A-Za-z0-9_\-]*[\"']?\s*(?:=|:=|=>|:)\s*[\"']?([^\s\"',;&}}]+)",
+        rf"(?i)(?:{_KEYWORDS})[A-Za-z0-9_\-]{{0,40}}[\"']?\s*(?:=|:=|=>|:)\s*[\"']?([^\s\"',;&}}]+)",
         # (no [a-z_]* before "token": only group 1 is replaced, and that prefix made a long
         # run of letters cost quadratic time)
         r"(?i)token[\"']?\s*[=:]\s*[\"']?([A-Za-z0-9\-._~+/]{12,}=*)",
@@ -189,7 +200,9 @@ class Redactor:
         if not text:
             return text
         for pattern in (*_EXTRA, *self.patterns, *_PLUGIN_PATTERNS):
-            text = pattern.sub(_replace, text)
+            needs = _PLUGIN_NEEDS.get(pattern)
+            if needs is None or needs in text:
+                text = pattern.sub(_replace, text)
         if limit is not None and len(text) > limit:
             text = text[: max(limit - 3, 0)] + "..."
         return text

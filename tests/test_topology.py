@@ -29,10 +29,11 @@ from sqlalchemy.engine import make_url
 from temporalio.client import Client
 
 from runrecord._contract import JournalEntry
-from runrecord.recorder import Mirror
+from runrecord.recorder import Mirror, Shipper
 from runrecord.recorder._tables import ArtifactRow, AttemptRow, RunRow, ToolCallRow
 from runrecord.records import Attempt
 from runrecord.worker import Journal
+from runrecord.worker import _journal as journal_module
 from tests import agents_for_topology as agents
 from tests._tcp_proxy import TcpProxy
 
@@ -281,6 +282,7 @@ def test_journal_drain_ships_a_dead_workers_folder_once(
     assert _attempts(engine, ["gone-1"]) == {
         ("gone-1", str(n + 1)): [(1, "succeeded")] for n in range(3)
     }
+    assert not journal.path.exists(), "a shipped file whose writer is gone is removed"
     again = drain(str(folder), "--json")
     assert again.returncode == 0 and '"linesShipped": 0' in again.stdout
     missing = drain(str(tmp_path / "nowhere"))
@@ -288,3 +290,70 @@ def test_journal_drain_ships_a_dead_workers_folder_once(
     assert missing.stderr.strip().splitlines() == [
         f"runrecord: error: no journal folder at {tmp_path / 'nowhere'}"
     ]
+
+
+def _attempt_entry(run_id: str, n: int) -> JournalEntry:
+    now = datetime.now(UTC)
+    attempt = Attempt(attempt=1, started_at=now, ended_at=now, outcome="succeeded")
+    return JournalEntry(kind="attempt", run_id=run_id, tool_call_id=str(n), attempt=attempt)
+
+
+def test_a_shipped_journal_file_is_removed_only_once_its_writer_is_gone(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "journal"
+    live = Journal(folder)
+    run_id = f"live-{uuid.uuid4().hex[:6]}"
+    for n in range(3):
+        live.record(_attempt_entry(run_id, n + 1))
+    # A dead writer's file with a torn last line (killed mid-write).
+    torn = folder / f"gone-1-deadbeef{journal_module.SUFFIX}"
+    torn_run = f"torn-{uuid.uuid4().hex[:6]}"
+    whole = _attempt_entry(torn_run, 1).model_dump_json(by_alias=True, exclude_none=True)
+    torn.write_bytes(whole.encode() + b"\n" + b'{"kind": "attem')
+    # An older writer's file (no lock taken, another name): never removed.
+    legacy = folder / "old-worker-1-cafe.jsonl"
+    legacy.write_bytes(b"")
+
+    shipper = Shipper(engine, folder)  # another process's shipper, say
+    assert shipper.drain() == 4
+    assert _attempts(engine, [run_id, torn_run]) == {
+        **{(run_id, str(n + 1)): [(1, "succeeded")] for n in range(3)},
+        (torn_run, "1"): [(1, "succeeded")],
+    }
+    assert live.path.exists(), "removed while its writer still holds it"
+    assert not torn.exists() and legacy.exists()
+    assert (folder / "set-aside" / torn.name).read_bytes() == b'{"kind": "attem'
+    assert any("torn last line" in r.getMessage() for r in caplog.records)
+
+    live.record(_attempt_entry(run_id, 4))
+    live.close()
+    assert shipper.drain() == 1
+    assert not live.path.exists()
+    assert len(_attempts(engine, [run_id])) == 4
+
+
+def test_a_long_lived_worker_rotates_its_journal_and_keeps_only_what_is_unshipped(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "ROTATE_BYTES", 2_000)
+    folder = tmp_path / "journal"
+    journal = Journal(folder)
+    shipper = Shipper(engine, folder, journal=journal)
+    shipper.start()
+    run_id = f"rotating-{uuid.uuid4().hex[:6]}"
+    try:
+        for n in range(60):  # about 250 bytes a line: a new file every 8 lines
+            journal.record(_attempt_entry(run_id, n + 1))
+        deadline = time.monotonic() + 30
+        while len(_attempts(engine, [run_id])) < 60 or len(list(folder.glob("*.jsonl"))) > 1:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"{len(_attempts(engine, [run_id]))} of 60 shipped, files left: "
+                    f"{sorted(p.name for p in folder.glob('*.jsonl'))}"
+                )
+            time.sleep(0.05)
+    finally:
+        shipper.stop()
+        journal.close()
+    assert [p.name for p in folder.glob("*.jsonl")] == [journal.path.name]

@@ -27,7 +27,13 @@ from sqlalchemy import Connection, Engine, select, text
 from runrecord.recorder._database import is_outage, refusal
 from runrecord.recorder._store import apply_journal, journal_cursor, set_journal_cursor
 from runrecord.recorder._tables import JournalCursorRow
-from runrecord.worker._journal import Journal, JournalLine, journal_files, read_from
+from runrecord.worker._journal import (
+    Journal,
+    collect,
+    journal_files,
+    read_from,
+    set_aside,
+)
 from runrecord.worker._nudge import listen
 
 log = logging.getLogger("runrecord.shipper")
@@ -82,7 +88,19 @@ class Shipper:
         if files is None:
             files = journal_files(self.directory)
             self._known_cursors(files)
-        return sum(self._ship_file(path) for path in files)
+        applied = sum(self._ship_file(path) for path in files)
+        for path in files:
+            if self.journal is None or path != self.journal.path:
+                self._collect(path)
+        return applied
+
+    def _collect(self, path: Path) -> None:
+        """Remove a file once it is shipped and its writer is gone."""
+        shipped = self._sizes.get(path.name)
+        if shipped is not None and collect(path, shipped):
+            self._sizes.pop(path.name, None)
+            if self.journal is not None:
+                self.journal.forget(path)
 
     def _known_cursors(self, files: list[Path]) -> None:
         """Read the cursors of files not seen yet in one query: a folder of old, shipped
@@ -155,7 +173,7 @@ class Shipper:
                     self.drain()
                     rescan_at = time.monotonic() + RESCAN_INTERVAL
                 elif self.journal is not None:
-                    self.drain([self.journal.path])
+                    self.drain(self.journal.files())
                 if self._pending_runs():
                     with self.engine.begin() as conn:
                         self._send_notifications(conn)
@@ -240,7 +258,7 @@ def _ship(conn: Connection, path: Path) -> tuple[int, int]:
     A line that cannot be applied (not a journal entry, or a row the database refuses)
     is set aside: logged, copied to ``set-aside/<file>`` beside the journal, counted in
     the file's cursor, and passed over, so the lines after it are shipped."""
-    offset, set_aside = journal_cursor(conn, path.name)
+    offset, aside_count = journal_cursor(conn, path.name)
     if path.stat().st_size <= offset:
         return 0, offset
     lines = list(read_from(path, offset))
@@ -267,33 +285,15 @@ def _ship(conn: Connection, path: Path) -> tuple[int, int]:
     last = None
     if problems:
         aside = [line for line in lines if line.start in problems]
-        _set_aside(path, aside, problems)
-        set_aside += len(aside)
+        for line in aside:
+            why = f"line at byte {line.start} set aside: {problems[line.start]}"
+            set_aside(path, line.raw, why)
+        aside_count += len(aside)
         last = f"byte {aside[-1].start}: {problems[aside[-1].start]}"
     set_journal_cursor(
-        conn, path.name, lines[-1].end, lines_set_aside=set_aside, last_set_aside=last
+        conn, path.name, lines[-1].end, lines_set_aside=aside_count, last_set_aside=last
     )
     return applied, lines[-1].end
-
-
-def _set_aside(path: Path, lines: list[JournalLine], problems: dict[int, str]) -> None:
-    """Keep set-aside lines byte for byte where an operator finds them (the journal file
-    keeps them too)."""
-    folder = path.parent / "set-aside"
-    for line in lines:
-        log.warning(
-            "journal %s: line at byte %d set aside (%s); copied to %s",
-            path.name,
-            line.start,
-            problems[line.start],
-            folder / path.name,
-        )
-    try:
-        folder.mkdir(exist_ok=True)
-        with open(folder / path.name, "ab") as f:
-            f.write(b"".join(line.raw for line in lines))
-    except OSError as err:
-        log.warning("journal %s: cannot copy set-aside lines: %s", path.name, err)
 
 
 def ship_journal(engine: Engine, directory: Path) -> int:
