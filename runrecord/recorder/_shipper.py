@@ -43,6 +43,11 @@ NOTIFY_CHANNEL = "runrecord_runs"
 "runId"}`` (JSON)."""
 GATHER = 0.005
 """Seconds the shipper waits after a wake-up for more lines, so a burst is one transaction."""
+SHIP_GAP = 0.05
+"""Seconds from one shipment's end to the next one's start while lines keep coming, at most:
+as long as the last shipment took, at least ``GATHER``. A line after a quiet spell ships at
+once; under load the lines of that gap share one transaction (one transaction per line would
+cost the worker's CPU what the agent needs)."""
 RESCAN_INTERVAL = 30.0
 """Seconds between looks at the folder's other files (a dead worker's spool)."""
 MAX_WAIT = 10.0
@@ -161,8 +166,10 @@ class Shipper:
     def _loop(self) -> None:
         wait = 0.0
         rescan_at = 0.0  # the first round ships every file of the folder
+        shipped_at = gap = 0.0
         while True:
             stopping = self._stop.is_set()
+            began = time.monotonic()
             try:
                 if time.monotonic() >= rescan_at or stopping:
                     self.drain()
@@ -183,9 +190,11 @@ class Shipper:
             if wait:
                 self._stop.wait(wait)
                 continue
+            shipped_at = time.monotonic()
+            gap = min(max(shipped_at - began, GATHER), SHIP_GAP)
             self._wake.wait(RESCAN_INTERVAL)
             self._wake.clear()
-            time.sleep(GATHER)
+            self._stop.wait(max(GATHER, shipped_at + gap - time.monotonic()))
 
     def _pending_runs(self) -> bool:
         with self._runs_lock:

@@ -180,8 +180,20 @@ def _statement(
 ) -> Any:
     shape = (model, "document", tuple(keys), names, update)
     stmt = _upserts.get(shape)
-    if stmt is not None:
-        return stmt
+    if stmt is None:
+        stmt = _upserts[shape] = text(_document_sql(model, conn, keys, names, update, "rows"))
+    return stmt
+
+
+def _document_sql(
+    model: type,
+    conn: Connection,
+    keys: Sequence[str],
+    names: tuple[str, ...],
+    update: bool,
+    parameter: str,
+) -> str:
+    """The upsert of ``model`` rows read from the JSON document bound to ``parameter``."""
     table = _table(model)
     quote = conn.dialect.identifier_preparer.quote
     values = []
@@ -202,7 +214,7 @@ def _statement(
     columns = ", ".join(quote(n) for n in names)
     sql = (
         f"INSERT INTO {quote(table.name)} ({columns}) SELECT {', '.join(values)} "
-        "FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r(v) "
+        f"FROM jsonb_array_elements(CAST(:{parameter} AS jsonb)) AS r(v) "
         f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO "
     )
     updated = [n for n in names if n not in keys]
@@ -210,8 +222,55 @@ def _statement(
         sql += "UPDATE SET " + ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in updated)
     else:
         sql += "NOTHING"
-    stmt = _upserts[shape] = text(sql)
-    return stmt
+    return sql
+
+
+Upsert = tuple[type, Sequence[str], list[dict[str, Any]], bool]
+"""A table's rows to upsert: model, key columns, rows, and whether a row updates one there
+(or leaves it alone)."""
+
+
+def upsert_many(conn: Connection, upserts: list[Upsert]) -> None:
+    """``upsert`` for several tables (each table's rows with keys none of the others have),
+    on PostgreSQL in one statement: one INSERT per table, each in a WITH clause, so a change
+    set costs one round trip, not one per table."""
+    upserts = [u for u in upserts if u[2]]
+    if conn.dialect.name == "postgresql":
+        upserts = _upsert_documents(conn, upserts)
+    for model, keys, rows, updates in upserts:
+        upsert(conn, model, rows, keys, update=updates)
+
+
+def _upsert_documents(conn: Connection, upserts: list[Upsert]) -> list[Upsert]:
+    """The upserts whose rows JSON carries exactly, done in one statement; returns the
+    others, for ``upsert`` row by row."""
+    parts: list[tuple[type, tuple[str, ...], tuple[str, ...], bool]] = []
+    documents: dict[str, str] = {}
+    left = []
+    for model, keys, rows, updates in upserts:
+        document = _document(rows, keys, updates)
+        if document is None:
+            left.append((model, keys, rows, updates))
+            continue
+        documents[f"rows{len(parts)}"] = document
+        parts.append((model, tuple(keys), tuple(rows[0]), updates))
+    if not parts:
+        return left
+    shape = ("documents", *parts)
+    stmt = _upserts.get(shape)
+    if stmt is None:
+        inserts = [
+            _document_sql(model, conn, keys, names, update, f"rows{i}")
+            for i, (model, keys, names, update) in enumerate(parts)
+        ]
+        sql = (
+            inserts[0]
+            if len(inserts) == 1
+            else "WITH " + ", ".join(f"w{i} AS ({q})" for i, q in enumerate(inserts)) + " SELECT 1"
+        )
+        stmt = _upserts[shape] = text(sql)
+    conn.execute(stmt, documents)
+    return left
 
 
 def _literal(name: str) -> str:
@@ -308,11 +367,26 @@ def lock_runs(conn: Connection, namespace: str, workflow_ids: Sequence[str]) -> 
 
 
 def write_rows(conn: Connection, rows: Rows) -> None:
-    for name, (model, keys) in KEYS.items():
-        ordered = sorted(rows.get(name, []), key=lambda r: tuple(str(r[k]) for k in keys))
-        upsert(conn, model, ordered, keys, update=name not in _INSERT_ONLY)
+    upsert_many(
+        conn,
+        [
+            (
+                model,
+                keys,
+                sorted(rows.get(name, []), key=lambda r: tuple(str(r[k]) for k in keys)),
+                name not in _INSERT_ONLY,
+            )
+            for name, (model, keys) in KEYS.items()
+        ],
+    )
+    # Model totals come from model_calls alone: runs whose write has none keep theirs.
     changed = {r["run_id"] for name in ("tool_calls", "model_calls") for r in rows.get(name, [])}
-    update_run_totals(conn, sorted(storable(run_id) for run_id in changed))
+    with_models = {r["run_id"] for r in rows.get("model_calls", [])}
+    update_run_totals(
+        conn,
+        sorted(storable(run_id) for run_id in changed),
+        models=sorted(storable(run_id) for run_id in with_models),
+    )
     for move in storable(rows.get(MOVES, [])):
         for model in (AttemptRow, ArtifactRow):
             conn.execute(
@@ -352,20 +426,22 @@ _TOTALS_SQL = {
 }
 
 
-def update_run_totals(conn: Connection, run_ids: Sequence[str] | None) -> None:
+def update_run_totals(
+    conn: Connection, run_ids: Sequence[str] | None, *, models: Sequence[str] | None = None
+) -> None:
     """Set the call totals on the runs' rows (every run's when ``run_ids`` is None) from
-    their tool_calls and model_calls rows."""
-    if run_ids is not None and not run_ids:
-        return
+    their tool_calls and model_calls rows; the model totals only of ``models`` if given
+    (the runs whose model_calls rows changed)."""
     dialect = _TOTALS_SQL["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    for sql in _TOTALS:
-        if run_ids is None:
+    tools_sql, models_sql = _TOTALS
+    for sql, ids in ((tools_sql, run_ids), (models_sql, run_ids if models is None else models)):
+        if ids is None:
             conn.execute(text(sql.format(where="", **dialect)))
-        else:
-            stmt = text(sql.format(where="WHERE run_id IN :ids", **dialect))
-            stmt = stmt.bindparams(bindparam("ids", expanding=True))
-            for start in range(0, len(run_ids), 5000):
-                conn.execute(stmt, {"ids": list(run_ids[start : start + 5000])})
+            continue
+        stmt = text(sql.format(where="WHERE run_id IN :ids", **dialect))
+        stmt = stmt.bindparams(bindparam("ids", expanding=True))
+        for start in range(0, len(ids), 5000):
+            conn.execute(stmt, {"ids": list(ids[start : start + 5000])})
 
 
 def _kept_as(conn: Connection, entries: list[JournalEntry]) -> dict[tuple[str, str, str], str]:
@@ -399,9 +475,10 @@ def save_projection(conn: Connection, chain: RunChain) -> None:
 def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
     """Apply journal entries; a running-attempt line never overwrites a finished one.
 
-    Rows are written in three statements whatever the number of lines: start lines
-    (DO NOTHING), then end lines (DO UPDATE, the last line per attempt wins), then
-    artifacts (DO NOTHING, the first report wins).
+    Rows are written in three upserts whatever the number of lines (one statement on
+    PostgreSQL): start lines (DO NOTHING) of attempts whose end is not among them, end
+    lines (DO UPDATE, the last line per attempt wins), and artifacts (DO NOTHING, the
+    first report wins).
     """
     from runrecord.recorder._attest import attest_late
 
@@ -427,9 +504,16 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
         if entry.artifact is not None:
             made = artifact_row(entry.artifact, call_id)
             artifacts.setdefault(entry.artifact.artifact_id, made)
-    upsert(conn, AttemptRow, list(started.values()), keys, update=False)
-    upsert(conn, AttemptRow, list(finished.values()), keys, update=True)
-    upsert(conn, ArtifactRow, list(artifacts.values()), ["artifact_id"], update=False)
+    # A start line whose end is here too adds nothing: the end line's row is the whole row.
+    started = {key: row for key, row in started.items() if key not in finished}
+    upsert_many(
+        conn,
+        [
+            (AttemptRow, keys, list(started.values()), False),
+            (AttemptRow, keys, list(finished.values()), True),
+            (ArtifactRow, ("artifact_id",), list(artifacts.values()), False),
+        ],
+    )
     attest_late(conn, {e.run_id for e in entries})
     return count
 
