@@ -7,8 +7,8 @@
     in this process whose shipper writes attempts to the records (and NOTIFYs mirrors of
     new runs), with ``runrecord mirror run`` following them in a process of its own
     (``--in-process``: the mirror in the worker's process). Each activity notes when it
-    returned; a reader polls the records every 5 ms and notes when the call's row first
-    says ``succeeded``, and when its attempt row does. Lag is the difference: activity
+    returned; a reader (a process of its own) polls the records every 5 ms and notes when
+    the call's row first says ``succeeded``, and when its attempt row does. Lag is the difference: activity
     completion to a queryable row. The attempt rows' lag is the shipper's: what a machine
     that disappears with its disk loses is what was spooled within that time.
 (b) Rebuild: ``--rebuild-runs`` finished runs are re-projected from history and every row
@@ -28,16 +28,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from datetime import timedelta
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from temporalio import activity, workflow
@@ -48,7 +50,7 @@ from temporalio.worker import Worker
 # Workflow code runs in Temporal's sandbox, which re-imports the workflow's module for every
 # run: everything but temporalio itself is passed through, or each run re-imports it.
 with workflow.unsafe.imports_passed_through():
-    from sqlalchemy import text
+    from sqlalchemy import bindparam, text
 
     import runrecord
     from runrecord.recorder import Mirror, Shipper, open_engine, upgrade
@@ -80,7 +82,6 @@ class MirrorBench:
         return calls
 
 
-WATCHER_CPU: list[float] = []
 """CPU seconds of the reader thread, left out of the worker process's figure."""
 
 
@@ -99,40 +100,35 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def watch_rows(
-    url: str,
-    prefix: str,
-    seen: dict[tuple[str, str], float],
-    shipped: dict[tuple[str, str], float],
-    stop: threading.Event,
-):
-    """Poll the records every 5 ms; a run's calls run one after another, so when its count
-    of succeeded calls (or succeeded attempts) grows from k to k + 1, call k + 1 has just
-    become queryable."""
+def watch_rows(url: str, ids: list[str], calls: int, stop: Event, out: Connection) -> None:
+    """In a process of its own (so that it takes nothing from the worker's interpreter):
+    poll the records every 5 ms; a run's calls run one after another, so when its count of
+    succeeded calls (or succeeded attempts) grows from k to k + 1, call k + 1 has just become
+    queryable. Ends when every call's rows are seen (or when told); sends back
+    {(run, call): time} for call rows and for attempt rows."""
     engine = open_engine(url)
-    calls = text(
-        "SELECT run_id, count(*) FROM tool_calls WHERE status = 'succeeded' "
-        "AND run_id LIKE :prefix GROUP BY run_id"
-    )
-    attempts = text(
-        "SELECT run_id, count(*) FROM tool_call_attempts WHERE outcome = 'succeeded' "
-        "AND run_id LIKE :prefix GROUP BY run_id"
-    )
-    counts: dict[tuple[str, str], int] = {}
-    started = time.thread_time()
+    queries = [
+        text(
+            f"SELECT run_id, count(*) FROM {table} WHERE {column} = 'succeeded' "
+            "AND run_id IN :ids GROUP BY run_id"
+        ).bindparams(bindparam("ids", expanding=True))
+        for table, column in (("tool_calls", "status"), ("tool_call_attempts", "outcome"))
+    ]
+    found: list[dict[tuple[str, str], float]] = [{}, {}]
+    counts: dict[tuple[int, str], int] = {}
     with engine.connect() as conn:
-        while not stop.is_set():
-            for name, query, found in (("c", calls, seen), ("a", attempts, shipped)):
-                rows = conn.execute(query, {"prefix": f"{prefix}%"}).all()
+        while not stop.is_set() and min(map(len, found)) < len(ids) * calls:
+            for kind, query in enumerate(queries):
+                rows = conn.execute(query, {"ids": ids}).all()
                 conn.commit()
                 now = time.time()
                 for run_id, count in rows:
-                    for n in range(counts.get((name, run_id), 0) + 1, int(count) + 1):
-                        found.setdefault((run_id, str(n)), now)
-                    counts[(name, run_id)] = int(count)
+                    for n in range(counts.get((kind, run_id), 0) + 1, int(count) + 1):
+                        found[kind].setdefault((run_id, str(n)), now)
+                    counts[(kind, run_id)] = int(count)
             time.sleep(0.005)
     engine.dispose()
-    WATCHER_CPU.append(time.thread_time() - started)
+    out.send(found)
 
 
 def start_mirror_process(url: str, address: str, home: Path) -> subprocess.Popen[str]:
@@ -173,10 +169,14 @@ async def measure_lag(
         if separate
         else None
     )
-    seen: dict[tuple[str, str], float] = {}
-    shipped: dict[tuple[str, str], float] = {}
-    stop_watch = threading.Event()
-    watcher = threading.Thread(target=watch_rows, args=(url, prefix, seen, shipped, stop_watch))
+    ids = [f"{prefix}{n}" for n in range(runs)]
+    spawn = multiprocessing.get_context("spawn")
+    stop_watch = spawn.Event()
+    results, sent = spawn.Pipe(duplex=False)
+    watcher = spawn.Process(
+        target=watch_rows, args=(url, ids, calls, stop_watch, sent), daemon=True
+    )
+    watcher.start()
     stop = asyncio.Event()
     cpu = time.process_time()
     mirror_cpu = process_cpu(process.pid) if process is not None else 0.0
@@ -188,22 +188,17 @@ async def measure_lag(
         max_concurrent_activities=runs,
     ):
         following = None if process else asyncio.create_task(mirror.run(stop))
-        watcher.start()
-        ids = [f"{prefix}{n}" for n in range(runs)]
         await asyncio.gather(
             *(client.execute_workflow(MirrorBench.run, calls, id=i, task_queue=queue) for i in ids)
         )
-        deadline = time.monotonic() + 30
-        while (len(seen) < runs * calls or len(shipped) < runs * calls) and (
-            time.monotonic() < deadline
-        ):
-            await asyncio.sleep(0.05)
+        if await asyncio.to_thread(results.poll, 30) is False:
+            stop_watch.set()  # 30 s after the last run ended: what is not seen is missing
+        seen, shipped = await asyncio.to_thread(results.recv)
         stop.set()
         if following is not None:
             await following
-    stop_watch.set()
     watcher.join()
-    cpu = time.process_time() - cpu - sum(WATCHER_CPU)
+    cpu = time.process_time() - cpu
     if process is not None:
         mirror_cpu = process_cpu(process.pid) - mirror_cpu
         process.send_signal(signal.SIGINT)
