@@ -8,9 +8,10 @@
     new runs), with ``runrecord mirror run`` following them in a process of its own
     (``--in-process``: the mirror in the worker's process). Each activity notes when it
     returned; a reader (a process of its own) polls the records every 5 ms and notes when
-    the call's row first says ``succeeded``, and when its attempt row does. Lag is the difference: activity
-    completion to a queryable row. The attempt rows' lag is the shipper's: what a machine
-    that disappears with its disk loses is what was spooled within that time.
+    the call's row first says ``succeeded``, and when its attempt row does. Lag is the
+    difference: activity completion to a queryable row. The attempt rows' lag is the
+    shipper's: what a machine that disappears with its disk loses is what was spooled
+    within that time.
 (b) Rebuild: ``--rebuild-runs`` finished runs are re-projected from history and every row
     rewritten (``Mirror.rebuild`` with ``--concurrency``, as ``runrecord mirror rebuild``),
     and, side by side in the same process, the raw baseline: the same histories fetched
@@ -117,6 +118,9 @@ def watch_rows(url: str, ids: list[str], calls: int, stop: Event, out: Connectio
     found: list[dict[tuple[str, str], float]] = [{}, {}]
     counts: dict[tuple[int, str], int] = {}
     with engine.connect() as conn:
+        conn.execute(queries[0], {"ids": ids}).all()
+        conn.commit()
+        out.send("ready")
         while not stop.is_set() and min(map(len, found)) < len(ids) * calls:
             for kind, query in enumerate(queries):
                 rows = conn.execute(query, {"ids": ids}).all()
@@ -177,6 +181,8 @@ async def measure_lag(
         target=watch_rows, args=(url, ids, calls, stop_watch, sent), daemon=True
     )
     watcher.start()
+    if not results.poll(120) or results.recv() != "ready":  # its imports take a while
+        raise SystemExit("the records reader did not start")
     stop = asyncio.Event()
     cpu = time.process_time()
     mirror_cpu = process_cpu(process.pid) if process is not None else 0.0
