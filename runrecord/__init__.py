@@ -4,28 +4,7 @@ from typing import TYPE_CHECKING
 
 from runrecord._lazy import lazy_exports
 
-# Each public name and the module that defines it, imported on first use.
-_EXPORTS = {
-    "ApprovalExpired": "runrecord.workflows",
-    "MCPServerSpec": "runrecord.activities",
-    "MCPToolPolicy": "runrecord.activities",
-    "ModelSpec": "runrecord.records",
-    "Policy": "runrecord.workflows",
-    "Prompt": "runrecord.activities",
-    "RunRecord": "runrecord.records",
-    "RunRecordInterceptor": "runrecord.worker",
-    "RunRecordPlugin": "runrecord.worker",
-    "SideEffect": "runrecord.records",
-    "ToolDenied": "runrecord.workflows",
-    "agent": "runrecord.workflows",
-    "artifact": "runrecord.activities",
-    "call_model": "runrecord.activities",
-    "tool": "runrecord.activities",
-    "turn": "runrecord.worker",
-}
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from runrecord.activities import (
         MCPServerSpec,
         MCPToolPolicy,
@@ -38,22 +17,21 @@ if TYPE_CHECKING:
     from runrecord.worker import RunRecordInterceptor, RunRecordPlugin, turn
     from runrecord.workflows import ApprovalExpired, Policy, ToolDenied, agent
 
-__all__ = [
-    "ApprovalExpired",
-    "MCPServerSpec",
-    "MCPToolPolicy",
-    "ModelSpec",
-    "Policy",
-    "Prompt",
-    "RunRecord",
-    "RunRecordInterceptor",
-    "RunRecordPlugin",
-    "SideEffect",
-    "ToolDenied",
-    "agent",
-    "artifact",
-    "call_model",
-    "tool",
-    "turn",
-]
+__getattr__, __dir__, _EXPORTS = lazy_exports(
+    __name__,
+    {
+        "runrecord.activities": (
+            "MCPServerSpec",
+            "MCPToolPolicy",
+            "Prompt",
+            "artifact",
+            "call_model",
+            "tool",
+        ),
+        "runrecord.records": ("ModelSpec", "RunRecord", "SideEffect"),
+        "runrecord.worker": ("RunRecordInterceptor", "RunRecordPlugin", "turn"),
+        "runrecord.workflows": ("ApprovalExpired", "Policy", "ToolDenied", "agent"),
+    },
+)
+__all__ = list(_EXPORTS)
 __version__ = "0.1.0"

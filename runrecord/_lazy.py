@@ -7,15 +7,16 @@ command never loads temporalio or mcp, a workflow module never loads SQLAlchemy.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
 def lazy_exports(
-    package: str, exports: Mapping[str, str]
-) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for ``package``, whose names ``exports`` maps to the
-    module defining each."""
+    package: str, by_module: Mapping[str, Sequence[str]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]], dict[str, str]]:
+    """``__getattr__`` and ``__dir__`` for ``package``, whose public names ``by_module`` lists
+    under the module defining them; and each name's module."""
+    exports = {name: module for module, names in by_module.items() for name in names}
 
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
@@ -30,4 +31,4 @@ def lazy_exports(
     def __dir__() -> list[str]:
         return sorted({*vars(sys.modules[package]), *exports})
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, exports

@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -243,32 +244,35 @@ _KEY = typer.Option(
 )
 
 
-def approve(
-    run_id: str = RUN_ARGUMENT,
-    call: str = _WAITING_CALL,
-    reason: str = _REASON,
-    reason_file: str = REASON_FILE_OPTION,
-    name: str = _AS,
-    key: Path = _KEY,
-) -> None:
+def _decision_command(decision: str, doc: str) -> Callable[..., None]:
+    """``approve`` or ``deny``: one command, told which decision it sends."""
+
+    def command(
+        run_id: str = RUN_ARGUMENT,
+        call: str = _WAITING_CALL,
+        reason: str = _REASON,
+        reason_file: str = REASON_FILE_OPTION,
+        name: str = _AS,
+        key: Path = _KEY,
+    ) -> None:
+        _decide(decision, run_id, call, reason, reason_file, name, key)
+
+    command.__name__ = command.__qualname__ = decision
+    command.__doc__ = doc
+    return command
+
+
+approve = _decision_command(
+    "approve",
     """Approve a call waiting in RUN: the run checks the decision and runs the tool.
 
     Exits non-zero, with the run's reason, when the run refuses the decision (unknown or
     already decided call, expired request, approver not allowed, bad signature).
-    """
-    _decide("approve", run_id, call, reason, reason_file, name, key)
-
-
-def deny(
-    run_id: str = RUN_ARGUMENT,
-    call: str = _WAITING_CALL,
-    reason: str = _REASON,
-    reason_file: str = REASON_FILE_OPTION,
-    name: str = _AS,
-    key: Path = _KEY,
-) -> None:
-    """Deny a call waiting in RUN: the agent gets a ToolDenied error (unhandled: escalated)."""
-    _decide("deny", run_id, call, reason, reason_file, name, key)
+    """,
+)
+deny = _decision_command(
+    "deny", "Deny a call waiting in RUN: the agent gets a ToolDenied error (unhandled: escalated)."
+)
 
 
 def approvals(

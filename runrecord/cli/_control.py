@@ -58,6 +58,18 @@ from runrecord.workflows import Policy
 _APPROVALS = (APPROVE_SIGNAL, DENY_SIGNAL)
 
 
+@dataclass(frozen=True)
+class ResetResult:
+    """What a reset did: the Temporal run it replaced and the new one, the event it went back
+    to, and how many later signals it sent again or withheld."""
+
+    old_temporal_run_id: str
+    new_temporal_run_id: str
+    event_id: int
+    resent: int
+    withheld: int
+
+
 async def pause_run(client: Client, run_id: str, *, by: str, reason: str) -> None:
     state = await describe_run(client, run_id)
     require_open(state, "pause it")
@@ -201,15 +213,6 @@ async def rollback_report(client: Client, run_id: str, timeout: float) -> Rollba
             return Rollback.model_validate(cause.details[0])
         raise RunRecordError(f"run {run_id!r} ended without a rollback: {cause}") from None
     raise RunRecordError(f"run {run_id!r} finished before the rollback started")
-
-
-@dataclass(frozen=True)
-class ResetResult:
-    old_temporal_run_id: str
-    new_temporal_run_id: str
-    event_id: int
-    resent: int
-    withheld: int
 
 
 async def reset_run(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from runrecord.cli._options import AsJson, filter_option
 from runrecord.cli._query import (
-    JSON_HELP,
     TIME_HELP,
     add_row,
-    echo_json,
+    answered,
     money,
     records,
     show_table,
@@ -22,11 +22,11 @@ def cost(
     by: CostDimension = typer.Option(
         CostDimension.AGENT, "--by", case_sensitive=False, help="How to group the spend."
     ),
-    since: str = typer.Option(None, "--since", help=f"Runs started at or after. {TIME_HELP}"),
-    until: str = typer.Option(None, "--until", help=f"Runs started before. {TIME_HELP}"),
-    agent: str = typer.Option(None, "--agent", help="Only runs of this agent id."),
-    turn: str = typer.Option(None, "--turn", help="Only runs of this user turn."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    since: str = filter_option("--since", f"Runs started at or after. {TIME_HELP}"),
+    until: str = filter_option("--until", f"Runs started before. {TIME_HELP}"),
+    agent: str = filter_option("--agent", "Only runs of this agent id."),
+    turn: str = filter_option("--turn", "Only runs of this user turn."),
+    as_json: AsJson = False,
 ) -> None:
     """What runs spent (USD), most expensive first.
 
@@ -45,11 +45,7 @@ def cost(
             agent=agent,
             turn=turn,
         )
-    if as_json:
-        echo_json(lines)
-        return
-    if not lines:
-        typer.echo("no runs match")
+    if answered(lines, as_json, "no runs match"):
         return
     headers = [str(by), "runs", "calls", "own cost" if by is CostDimension.AGENT else "cost"]
     if by is CostDimension.AGENT:

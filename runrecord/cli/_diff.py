@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from runrecord.cli._options import AsJson
 from runrecord.cli._query import (
-    JSON_HELP,
     add_row,
     echo_json,
     millis,
@@ -23,7 +23,7 @@ def diff(
         help="The run to compare with. Default: the last succeeded run of the same agent "
         "that started before BAD.",
     ),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    as_json: AsJson = False,
 ) -> None:
     """Compare two runs, sub-agent runs included; the first line is the likeliest cause.
 

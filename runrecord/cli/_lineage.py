@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING
 import typer
 
 from runrecord._settings import RunRecordError
-from runrecord.cli._query import JSON_HELP, add_row, echo_json, records, show_table, stamp, table
+from runrecord.cli._options import AsJson
+from runrecord.cli._query import (
+    add_row,
+    answered,
+    echo_json,
+    records,
+    show_table,
+    stamp,
+    table,
+)
 
 if TYPE_CHECKING:
     from runrecord.recorder import CallRef
@@ -22,18 +31,14 @@ def _decided(call: CallRef) -> str:
 
 def artifacts(
     turn: str = typer.Option(..., "--turn", help="The user turn (its id, as in `runs`)."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    as_json: AsJson = False,
 ) -> None:
     """Every artifact created by a user turn, across all the agents it triggered."""
     from runrecord.recorder import turn_artifacts
 
     with records() as conn:
         found = turn_artifacts(conn, turn)
-    if as_json:
-        echo_json(found)
-        return
-    if not found:
-        typer.echo(f"no artifacts created by turn {turn!r}")
+    if answered(found, as_json, f"no artifacts created by turn {turn!r}"):
         return
     t = table("artifact", "kind", "uri", "agent", "run", "call", "approval", "created (UTC)")
     for item in found:
@@ -54,7 +59,7 @@ def artifacts(
 
 def lineage(
     artifact: str = typer.Argument(..., help="Artifact id (as `artifacts` shows), or its URI."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    as_json: AsJson = False,
 ) -> None:
     """Where an artifact came from and where it went.
 

@@ -57,6 +57,16 @@ def echo_json(items: Sequence[Record] | Record) -> None:
         typer.echo(json.dumps([i.to_json_dict() for i in items], indent=2))
 
 
+def answered(found: Sequence[Record], as_json: bool, nothing: str) -> bool:
+    """Print ``found`` as JSON, or ``nothing`` when nothing was found; False when the table
+    is still to print."""
+    if as_json:
+        echo_json(found)
+    elif not found:
+        typer.echo(nothing)
+    return as_json or not found
+
+
 def table(*columns: str) -> Table:
     from rich.table import Table
 

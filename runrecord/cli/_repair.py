@@ -6,6 +6,7 @@ The commands only; what they do is in ``_control``, imported when one runs.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import typer
@@ -31,34 +32,38 @@ _CALL = typer.Option(
 )
 
 
-def pause(
-    run_id: str = RUN_ARGUMENT,
-    reason: str = typer.Option(None, "--reason", help="Why: recorded with the pause."),
-    reason_file: str = REASON_FILE_OPTION,
-    name: str = _AS,
-    call: str = _CALL,
-) -> None:
+def _pause_command(paused: bool, doc: str) -> Callable[..., None]:
+    """``pause`` or ``resume``: one command, told which way it goes."""
+    what = "pause" if paused else "resume"
+
+    def command(
+        run_id: str = RUN_ARGUMENT,
+        reason: str = typer.Option(None, "--reason", help=f"Why: recorded with the {what}."),
+        reason_file: str = REASON_FILE_OPTION,
+        name: str = _AS,
+        call: str = _CALL,
+    ) -> None:
+        why = typed_reason(reason, reason_file, default=None if paused else "resumed")
+        if not why:
+            if paused:
+                raise RunRecordError("give a reason with --reason or --reason-file")
+            why = "resumed"
+        _pause_or_resume(paused, run_id, call, why, name)
+
+    command.__name__ = command.__qualname__ = what
+    command.__doc__ = doc
+    return command
+
+
+pause = _pause_command(
+    True,
     """Pause RUN with Temporal's native workflow pause: no new tool calls until resumed.
 
     With --call, pause only that pending call: its current attempt is cancelled and no
     other starts until it is resumed; the rest of the run goes on.
-    """
-    why = typed_reason(reason, reason_file)
-    if not why:
-        raise RunRecordError("give a reason with --reason or --reason-file")
-    _pause_or_resume(True, run_id, call, why, name)
-
-
-def resume(
-    run_id: str = RUN_ARGUMENT,
-    reason: str = typer.Option(None, "--reason", help="Why: recorded with the resume."),
-    reason_file: str = REASON_FILE_OPTION,
-    name: str = _AS,
-    call: str = _CALL,
-) -> None:
-    """Resume a paused RUN, or with --call one paused call of it."""
-    why = typed_reason(reason, reason_file, default="resumed") or "resumed"
-    _pause_or_resume(False, run_id, call, why, name)
+    """,
+)
+resume = _pause_command(False, "Resume a paused RUN, or with --call one paused call of it.")
 
 
 def _pause_or_resume(

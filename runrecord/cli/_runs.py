@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from runrecord.cli._options import AsJson, filter_option
 from runrecord.cli._query import (
-    JSON_HELP,
     TIME_HELP,
     add_row,
-    echo_json,
+    answered,
     millis,
     money,
     records,
@@ -21,46 +21,39 @@ from runrecord.records import ApprovalState, FinalStatus, SideEffect
 
 
 def runs(
-    side_effect: SideEffect = typer.Option(
-        None,
+    side_effect: SideEffect = filter_option(
         "--side-effect",
-        case_sensitive=False,
-        help="Runs that made a call of this class, e.g. `write`: runs that wrote files. "
+        "Runs that made a call of this class, e.g. `write`: runs that wrote files. "
         "Only calls that were let run count (not requested, denied or expired).",
-    ),
-    approval: ApprovalState = typer.Option(
-        None,
-        "--approval",
         case_sensitive=False,
-        help="Runs with a call in this approval state, e.g. `denied`.",
     ),
-    mcp_server: str = typer.Option(
-        None, "--mcp-server", help="Runs that called a tool of this MCP server."
+    approval: ApprovalState = filter_option(
+        "--approval",
+        "Runs with a call in this approval state, e.g. `denied`.",
+        case_sensitive=False,
     ),
-    mcp_available: str = typer.Option(
-        None,
-        "--mcp-available",
-        help="Runs whose tool registry offered this MCP server when they started.",
+    mcp_server: str = filter_option("--mcp-server", "Runs that called a tool of this MCP server."),
+    mcp_available: str = filter_option(
+        "--mcp-available", "Runs whose tool registry offered this MCP server when they started."
     ),
-    tool: str = typer.Option(None, "--tool", help="Runs that called this tool."),
-    agent: str = typer.Option(None, "--agent", help="Runs of this agent id."),
-    turn: str = typer.Option(None, "--turn", help="Runs triggered by this user turn."),
-    status: FinalStatus = typer.Option(
-        None, "--status", case_sensitive=False, help="Runs that ended (or stand) so."
+    tool: str = filter_option("--tool", "Runs that called this tool."),
+    agent: str = filter_option("--agent", "Runs of this agent id."),
+    turn: str = filter_option("--turn", "Runs triggered by this user turn."),
+    status: FinalStatus = filter_option(
+        "--status", "Runs that ended (or stand) so.", case_sensitive=False
     ),
-    model: str = typer.Option(
-        None, "--model", help="Runs configured with, or that called, this model (name)."
+    model: str = filter_option(
+        "--model", "Runs configured with, or that called, this model (name)."
     ),
-    prompt_version: str = typer.Option(
-        None,
+    prompt_version: str = filter_option(
         "--prompt-version",
-        help="Runs with this prompt version; `name@version` matches every template hash.",
+        "Runs with this prompt version; `name@version` matches every template hash.",
     ),
-    since: str = typer.Option(None, "--since", help=f"Started at or after. {TIME_HELP}"),
-    until: str = typer.Option(None, "--until", help=f"Started before. {TIME_HELP}"),
-    parent: str = typer.Option(None, "--parent", help="Sub-agent runs started by this run."),
+    since: str = filter_option("--since", f"Started at or after. {TIME_HELP}"),
+    until: str = filter_option("--until", f"Started before. {TIME_HELP}"),
+    parent: str = filter_option("--parent", "Sub-agent runs started by this run."),
     limit: int = typer.Option(50, "--limit", min=1, max=100_000, help="At most this many."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    as_json: AsJson = False,
 ) -> None:
     """List runs, newest first. Filters combine: every one given must hold.
 
@@ -90,11 +83,7 @@ def runs(
     )
     with records() as conn:
         found = find_runs(conn, run_filter)
-    if as_json:
-        echo_json(found)
-        return
-    if not found:
-        typer.echo("no runs match")
+    if answered(found, as_json, "no runs match"):
         return
     t = table("run", "agent", "status", "started (UTC)", "duration", "calls", "cost", "turn")
     for r in found:

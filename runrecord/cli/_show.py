@@ -63,15 +63,14 @@ def _run_label(record: RunRecord, ui_url: str | None) -> str:
         f"[bold]{agent}{version}[/bold]  run [cyan]{escape(record.run_id)}[/cyan]  "
         f"{_styled(record.final_status)}{duration}  {cost}"
     )
-    details = []
-    if record.model:
-        details.append(f"model {escape(record.model.provider)}/{escape(record.model.name)}")
-    if record.prompt_version:
-        details.append(f"prompt {escape(record.prompt_version)}")
-    if record.turn_id:
-        details.append(f"turn {escape(record.turn_id)}")
-    if record.rerun_of:
-        details.append(f"rerun of {escape(record.rerun_of)}")
+    model = f"{record.model.provider}/{record.model.name}" if record.model else None
+    shown = (
+        ("model", model),
+        ("prompt", record.prompt_version),
+        ("turn", record.turn_id),
+        ("rerun of", record.rerun_of),
+    )
+    details = [f"{what} {escape(value)}" for what, value in shown if value]
     if details:
         label += "\n  " + "  ".join(details)
     for server in record.mcp_servers:
@@ -93,12 +92,12 @@ def _run_label(record: RunRecord, ui_url: str | None) -> str:
 
 def _tokens(model: ModelCall) -> str:
     parts = [f"{model.input_tokens} in", f"{model.output_tokens} out"]
-    if model.cache_read_tokens:
-        parts.append(f"{model.cache_read_tokens} cache read")
-    if model.cache_write_tokens:
-        parts.append(f"{model.cache_write_tokens} cache write")
-    if model.reasoning_tokens:
-        parts.append(f"{model.reasoning_tokens} reasoning")
+    optional = (
+        (model.cache_read_tokens, "cache read"),
+        (model.cache_write_tokens, "cache write"),
+        (model.reasoning_tokens, "reasoning"),
+    )
+    parts += [f"{count} {what}" for count, what in optional if count]
     return "tokens " + ", ".join(parts)
 
 

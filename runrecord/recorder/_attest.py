@@ -27,6 +27,7 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,53 +74,30 @@ REWRITTEN, INSERT_ONLY, ATTEMPTS = "rewritten", "insert_only", "attempts"
 
 @dataclass(frozen=True)
 class _Table:
-    name: str
     model: type[Base]
-    keys: tuple[str, ...]
     run_column: str
     kind: str
 
+    @cached_property
+    def name(self) -> str:
+        return self.model.__tablename__
+
+    @cached_property
+    def keys(self) -> tuple[str, ...]:
+        """The primary key's columns, in _tables.py's order (a leaf's key lists them so)."""
+        return tuple(c.name for c in self.model.__table__.primary_key.columns)  # type: ignore[attr-defined]
+
 
 TABLES: tuple[_Table, ...] = (
-    _Table("runs", RunRow, ("run_id",), "run_id", REWRITTEN),
-    _Table(
-        "temporal_runs",
-        TemporalRunRow,
-        ("namespace", "workflow_id", "temporal_run_id"),
-        "workflow_id",
-        REWRITTEN,
-    ),
-    _Table("tool_calls", ToolCallRow, ("run_id", "tool_call_id"), "run_id", REWRITTEN),
-    _Table("model_calls", ModelCallRow, ("run_id", "tool_call_id"), "run_id", REWRITTEN),
-    _Table(
-        "tool_call_attempts",
-        AttemptRow,
-        ("run_id", "tool_call_id", "temporal_run_id", "attempt"),
-        "run_id",
-        ATTEMPTS,
-    ),
-    _Table(
-        "activity_operations",
-        ActivityOperationRow,
-        ("run_id", "tool_call_id", "operation", "at"),
-        "run_id",
-        INSERT_ONLY,
-    ),
-    _Table("artifacts", ArtifactRow, ("artifact_id",), "run_id", INSERT_ONLY),
-    _Table(
-        "lineage_edges",
-        LineageEdgeRow,
-        ("artifact_id", "consumer_run_id", "consumer_tool_call_id"),
-        "consumer_run_id",
-        INSERT_ONLY,
-    ),
-    _Table(
-        "run_events",
-        RunEventRow,
-        ("namespace", "workflow_id", "temporal_run_id", "event_id"),
-        "workflow_id",
-        INSERT_ONLY,
-    ),
+    _Table(RunRow, "run_id", REWRITTEN),
+    _Table(TemporalRunRow, "workflow_id", REWRITTEN),
+    _Table(ToolCallRow, "run_id", REWRITTEN),
+    _Table(ModelCallRow, "run_id", REWRITTEN),
+    _Table(AttemptRow, "run_id", ATTEMPTS),
+    _Table(ActivityOperationRow, "run_id", INSERT_ONLY),
+    _Table(ArtifactRow, "run_id", INSERT_ONLY),
+    _Table(LineageEdgeRow, "consumer_run_id", INSERT_ONLY),
+    _Table(RunEventRow, "workflow_id", INSERT_ONLY),
 )
 KINDS = {t.name: t.kind for t in TABLES}
 

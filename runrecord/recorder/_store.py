@@ -325,44 +325,27 @@ def write_rows(conn: Connection, rows: Rows) -> None:
 
 # A run's totals from its calls, in the same transaction as the calls. Runs without calls
 # keep the columns' defaults (0, {}); a call row is never deleted.
-_TOTALS = {
-    "postgresql": (
-        """UPDATE runs SET tool_call_count = a.calls, own_cost = a.cost, tool_totals = b.tools
-        FROM (SELECT run_id, count(*) AS calls, coalesce(sum(cost), 0) AS cost
-              FROM tool_calls {where} GROUP BY run_id) AS a,
-             (SELECT run_id, jsonb_object_agg(tool, jsonb_build_array(n, s)) AS tools
-              FROM (SELECT run_id, tool, count(*) AS n, coalesce(sum(cost), 0) AS s
-                    FROM tool_calls {where} GROUP BY run_id, tool) AS per_tool
-              GROUP BY run_id) AS b
-        WHERE runs.run_id = a.run_id AND runs.run_id = b.run_id""",
-        """UPDATE runs SET model_totals = m.models
-        FROM (SELECT run_id, jsonb_object_agg(model, jsonb_build_array(n, s, tin, tout))
-                         AS models
-              FROM (SELECT run_id, model, count(*) AS n, coalesce(sum(cost), 0) AS s,
-                           coalesce(sum(input_tokens), 0) AS tin,
-                           coalesce(sum(output_tokens), 0) AS tout
-                    FROM model_calls {where} GROUP BY run_id, model) AS per_model
-              GROUP BY run_id) AS m
-        WHERE runs.run_id = m.run_id""",
-    ),
-    "sqlite": (
-        """UPDATE runs SET tool_call_count = a.calls, own_cost = a.cost, tool_totals = b.tools
-        FROM (SELECT run_id, count(*) AS calls, coalesce(sum(cost), 0.0) AS cost
-              FROM tool_calls {where} GROUP BY run_id) AS a,
-             (SELECT run_id, json_group_object(tool, json_array(n, s)) AS tools
-              FROM (SELECT run_id, tool, count(*) AS n, coalesce(sum(cost), 0.0) AS s
-                    FROM tool_calls {where} GROUP BY run_id, tool) AS per_tool
-              GROUP BY run_id) AS b
-        WHERE runs.run_id = a.run_id AND runs.run_id = b.run_id""",
-        """UPDATE runs SET model_totals = m.models
-        FROM (SELECT run_id, json_group_object(model, json_array(n, s, tin, tout)) AS models
-              FROM (SELECT run_id, model, count(*) AS n, coalesce(sum(cost), 0.0) AS s,
-                           coalesce(sum(input_tokens), 0) AS tin,
-                           coalesce(sum(output_tokens), 0) AS tout
-                    FROM model_calls {where} GROUP BY run_id, model) AS per_model
-              GROUP BY run_id) AS m
-        WHERE runs.run_id = m.run_id""",
-    ),
+_TOTALS = (
+    """UPDATE runs SET tool_call_count = a.calls, own_cost = a.cost, tool_totals = b.tools
+    FROM (SELECT run_id, count(*) AS calls, coalesce(sum(cost), {zero}) AS cost
+          FROM tool_calls {where} GROUP BY run_id) AS a,
+         (SELECT run_id, {object_agg}(tool, {array}(n, s)) AS tools
+          FROM (SELECT run_id, tool, count(*) AS n, coalesce(sum(cost), {zero}) AS s
+                FROM tool_calls {where} GROUP BY run_id, tool) AS per_tool
+          GROUP BY run_id) AS b
+    WHERE runs.run_id = a.run_id AND runs.run_id = b.run_id""",
+    """UPDATE runs SET model_totals = m.models
+    FROM (SELECT run_id, {object_agg}(model, {array}(n, s, tin, tout)) AS models
+          FROM (SELECT run_id, model, count(*) AS n, coalesce(sum(cost), {zero}) AS s,
+                       coalesce(sum(input_tokens), 0) AS tin,
+                       coalesce(sum(output_tokens), 0) AS tout
+                FROM model_calls {where} GROUP BY run_id, model) AS per_model
+          GROUP BY run_id) AS m
+    WHERE runs.run_id = m.run_id""",
+)
+_TOTALS_SQL = {
+    "postgresql": {"object_agg": "jsonb_object_agg", "array": "jsonb_build_array", "zero": "0"},
+    "sqlite": {"object_agg": "json_group_object", "array": "json_array", "zero": "0.0"},
 }
 
 
@@ -371,12 +354,12 @@ def update_run_totals(conn: Connection, run_ids: Sequence[str] | None) -> None:
     their tool_calls and model_calls rows."""
     if run_ids is not None and not run_ids:
         return
-    statements = _TOTALS["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    for sql in statements:
+    dialect = _TOTALS_SQL["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    for sql in _TOTALS:
         if run_ids is None:
-            conn.execute(text(sql.format(where="")))
+            conn.execute(text(sql.format(where="", **dialect)))
         else:
-            stmt = text(sql.format(where="WHERE run_id IN :ids"))
+            stmt = text(sql.format(where="WHERE run_id IN :ids", **dialect))
             stmt = stmt.bindparams(bindparam("ids", expanding=True))
             for start in range(0, len(run_ids), 5000):
                 conn.execute(stmt, {"ids": list(run_ids[start : start + 5000])})

@@ -3,207 +3,155 @@
 import sqlalchemy as sa
 from alembic import op
 
+from runrecord.recorder.migrations._columns import (
+    BIGINT,
+    BOOL,
+    CALL_KEY,
+    FLOAT,
+    ID,
+    INT,
+    LABEL,
+    NAME,
+    TEXT,
+    WORD,
+    call_key,
+    not_null,
+    nullable,
+    span,
+)
 from runrecord.recorder.migrations._types import JSON, WHEN
 
 revision = "0001"
 down_revision = None
+
+_TABLES = (
+    "artifacts",
+    "journal_cursors",
+    "model_calls",
+    "runs",
+    "tool_call_attempts",
+    "tool_calls",
+)
 
 
 def upgrade() -> None:
 
     op.create_table(
         "artifacts",
-        sa.Column("artifact_id", sa.String(length=64), nullable=False),
-        sa.Column("run_id", sa.String(length=255), nullable=False),
-        sa.Column("tool_call_id", sa.String(length=64), nullable=False),
-        sa.Column("attempt", sa.Integer(), nullable=False),
-        sa.Column("kind", sa.String(length=32), nullable=False),
-        sa.Column("uri", sa.Text(), nullable=False),
-        sa.Column("sha256", sa.String(length=64), nullable=True),
-        sa.Column("size", sa.BigInteger(), nullable=True),
-        sa.Column("agent_id", sa.String(length=255), nullable=True),
-        sa.Column("turn_id", sa.String(length=255), nullable=True),
-        sa.Column("created_at", WHEN, nullable=True),
         sa.PrimaryKeyConstraint("artifact_id"),
+        not_null("artifact_id", ID),
+        *call_key(),
+        not_null("attempt", INT),
+        not_null("kind", LABEL),
+        not_null("uri", TEXT),
+        nullable("sha256", ID),
+        nullable("size", BIGINT),
+        nullable("agent_id", NAME),
+        nullable("turn_id", NAME),
+        nullable("created_at", WHEN),
     )
-    with op.batch_alter_table("artifacts", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_artifacts_run_id"), ["run_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_artifacts_turn_id"), ["turn_id"], unique=False)
+    _indexed("artifacts", "run_id", "turn_id")
 
     op.create_table(
         "journal_cursors",
-        sa.Column("file", sa.String(length=512), nullable=False),
-        sa.Column("offset", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", WHEN, nullable=False),
         sa.PrimaryKeyConstraint("file"),
+        not_null("file", sa.String(length=512)),
+        not_null("offset", BIGINT),
+        not_null("updated_at", WHEN),
     )
     op.create_table(
         "model_calls",
-        sa.Column("run_id", sa.String(length=255), nullable=False),
-        sa.Column("tool_call_id", sa.String(length=64), nullable=False),
-        sa.Column("provider", sa.String(length=64), nullable=False),
-        sa.Column("model", sa.String(length=255), nullable=False),
-        sa.Column("prompt_version", sa.String(length=255), nullable=True),
-        sa.Column("input_tokens", sa.Integer(), nullable=False),
-        sa.Column("output_tokens", sa.Integer(), nullable=False),
-        sa.Column("cost", sa.Float(), nullable=False),
-        sa.Column("latency_ms", sa.Integer(), nullable=True),
-        sa.PrimaryKeyConstraint("run_id", "tool_call_id"),
+        sa.PrimaryKeyConstraint(*CALL_KEY),
+        *call_key(),
+        not_null("provider", ID),
+        not_null("model", NAME),
+        nullable("prompt_version", NAME),
+        not_null("input_tokens", INT),
+        not_null("output_tokens", INT),
+        not_null("cost", FLOAT),
+        nullable("latency_ms", INT),
     )
-    with op.batch_alter_table("model_calls", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_model_calls_model"), ["model"], unique=False)
+    _indexed("model_calls", "model")
 
     op.create_table(
         "runs",
-        sa.Column("run_id", sa.String(length=255), nullable=False),
-        sa.Column("namespace", sa.String(length=255), nullable=False),
-        sa.Column("workflow_type", sa.String(length=255), nullable=False),
-        sa.Column("task_queue", sa.String(length=255), nullable=True),
-        sa.Column("agent_id", sa.String(length=255), nullable=True),
-        sa.Column("agent_version", sa.String(length=255), nullable=True),
-        sa.Column("turn_id", sa.String(length=255), nullable=True),
-        sa.Column(
-            "model",
-            JSON,
-            nullable=True,
-        ),
-        sa.Column("prompt_version", sa.String(length=255), nullable=True),
-        sa.Column(
-            "tool_registry",
-            JSON,
-            nullable=False,
-        ),
-        sa.Column("final_status", sa.String(length=32), nullable=False),
-        sa.Column("failure", sa.Text(), nullable=True),
-        sa.Column("parent_run_id", sa.String(length=255), nullable=True),
-        sa.Column("root_run_id", sa.String(length=255), nullable=True),
-        sa.Column("depth", sa.Integer(), nullable=False),
-        sa.Column(
-            "temporal_run_ids",
-            JSON,
-            nullable=False,
-        ),
-        sa.Column(
-            "child_run_ids",
-            JSON,
-            nullable=False,
-        ),
-        sa.Column("started_at", WHEN, nullable=True),
-        sa.Column("ended_at", WHEN, nullable=True),
-        sa.Column("last_event_id", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", WHEN, nullable=False),
         sa.PrimaryKeyConstraint("run_id"),
+        not_null("run_id", NAME),
+        not_null("namespace", NAME),
+        not_null("workflow_type", NAME),
+        nullable("task_queue", NAME),
+        nullable("agent_id", NAME),
+        nullable("agent_version", NAME),
+        nullable("turn_id", NAME),
+        nullable("model", JSON),
+        nullable("prompt_version", NAME),
+        not_null("tool_registry", JSON),
+        not_null("final_status", LABEL),
+        nullable("failure", TEXT),
+        nullable("parent_run_id", NAME),
+        nullable("root_run_id", NAME),
+        not_null("depth", INT),
+        not_null("temporal_run_ids", JSON),
+        not_null("child_run_ids", JSON),
+        *span(),
+        not_null("last_event_id", BIGINT),
+        not_null("updated_at", WHEN),
     )
-    with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_runs_agent_id"), ["agent_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_runs_final_status"), ["final_status"], unique=False)
-        batch_op.create_index(batch_op.f("ix_runs_parent_run_id"), ["parent_run_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_runs_root_run_id"), ["root_run_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_runs_started_at"), ["started_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_runs_turn_id"), ["turn_id"], unique=False)
+    _indexed(
+        "runs", "agent_id", "final_status", "parent_run_id", "root_run_id", "started_at", "turn_id"
+    )
 
     op.create_table(
         "tool_call_attempts",
-        sa.Column("run_id", sa.String(length=255), nullable=False),
-        sa.Column("tool_call_id", sa.String(length=64), nullable=False),
-        sa.Column("attempt", sa.Integer(), nullable=False),
-        sa.Column("started_at", WHEN, nullable=True),
-        sa.Column("ended_at", WHEN, nullable=True),
-        sa.Column("outcome", sa.String(length=16), nullable=False),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("worker_identity", sa.String(length=255), nullable=True),
-        sa.PrimaryKeyConstraint("run_id", "tool_call_id", "attempt"),
+        sa.PrimaryKeyConstraint(*CALL_KEY, "attempt"),
+        *call_key(),
+        not_null("attempt", INT),
+        *span(),
+        not_null("outcome", WORD),
+        nullable("error", TEXT),
+        nullable("worker_identity", NAME),
     )
     op.create_table(
         "tool_calls",
-        sa.Column("run_id", sa.String(length=255), nullable=False),
-        sa.Column("tool_call_id", sa.String(length=64), nullable=False),
-        sa.Column("temporal_run_id", sa.String(length=64), nullable=True),
-        sa.Column("activity_id", sa.String(length=255), nullable=True),
-        sa.Column("scheduled_event_id", sa.BigInteger(), nullable=False),
-        sa.Column("tool", sa.String(length=255), nullable=False),
-        sa.Column("side_effect", sa.String(length=16), nullable=False),
-        sa.Column("idempotent", sa.Boolean(), nullable=False),
-        sa.Column("irreversible", sa.Boolean(), nullable=False),
-        sa.Column("compensator", sa.String(length=255), nullable=True),
-        sa.Column("schema_hash", sa.String(length=64), nullable=True),
-        sa.Column("approval_state", sa.String(length=16), nullable=False),
-        sa.Column(
-            "approval",
-            JSON,
-            nullable=True,
-        ),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column(
-            "input_refs",
-            JSON,
-            nullable=False,
-        ),
-        sa.Column(
-            "output_refs",
-            JSON,
-            nullable=False,
-        ),
-        sa.Column(
-            "timeouts",
-            JSON,
-            nullable=False,
-        ),
-        sa.Column(
-            "retry_policy",
-            JSON,
-            nullable=True,
-        ),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("last_failure", sa.Text(), nullable=True),
-        sa.Column("timeout_type", sa.String(length=32), nullable=True),
-        sa.Column("scheduled_at", WHEN, nullable=True),
-        sa.Column("started_at", WHEN, nullable=True),
-        sa.Column("ended_at", WHEN, nullable=True),
-        sa.Column("duration_ms", sa.BigInteger(), nullable=True),
-        sa.Column("worker_identity", sa.String(length=255), nullable=True),
-        sa.Column("cost", sa.Float(), nullable=False),
-        sa.PrimaryKeyConstraint("run_id", "tool_call_id"),
+        sa.PrimaryKeyConstraint(*CALL_KEY),
+        *call_key(),
+        nullable("temporal_run_id", ID),
+        nullable("activity_id", NAME),
+        not_null("scheduled_event_id", BIGINT),
+        not_null("tool", NAME),
+        not_null("side_effect", WORD),
+        not_null("idempotent", BOOL),
+        not_null("irreversible", BOOL),
+        nullable("compensator", NAME),
+        nullable("schema_hash", ID),
+        not_null("approval_state", WORD),
+        nullable("approval", JSON),
+        not_null("status", WORD),
+        not_null("input_refs", JSON),
+        not_null("output_refs", JSON),
+        not_null("timeouts", JSON),
+        nullable("retry_policy", JSON),
+        not_null("attempts", INT),
+        nullable("last_failure", TEXT),
+        nullable("timeout_type", LABEL),
+        nullable("scheduled_at", WHEN),
+        *span(),
+        nullable("duration_ms", BIGINT),
+        nullable("worker_identity", NAME),
+        not_null("cost", FLOAT),
     )
-    with op.batch_alter_table("tool_calls", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_tool_calls_approval_state"), ["approval_state"], unique=False
-        )
-        batch_op.create_index(
-            "ix_tool_calls_run_event", ["run_id", "scheduled_event_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_tool_calls_side_effect"), ["side_effect"], unique=False
-        )
-        batch_op.create_index(batch_op.f("ix_tool_calls_tool"), ["tool"], unique=False)
+    _indexed("tool_calls", "approval_state", "side_effect", "tool")
+    op.create_index("ix_tool_calls_run_event", "tool_calls", ["run_id", "scheduled_event_id"])
 
 
 def downgrade() -> None:
+    # A table's indexes go with it.
+    for table in _TABLES[::-1]:
+        op.drop_table(table)
 
-    with op.batch_alter_table("tool_calls", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_tool_calls_tool"))
-        batch_op.drop_index(batch_op.f("ix_tool_calls_side_effect"))
-        batch_op.drop_index("ix_tool_calls_run_event")
-        batch_op.drop_index(batch_op.f("ix_tool_calls_approval_state"))
 
-    op.drop_table("tool_calls")
-    op.drop_table("tool_call_attempts")
-    with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_runs_turn_id"))
-        batch_op.drop_index(batch_op.f("ix_runs_started_at"))
-        batch_op.drop_index(batch_op.f("ix_runs_root_run_id"))
-        batch_op.drop_index(batch_op.f("ix_runs_parent_run_id"))
-        batch_op.drop_index(batch_op.f("ix_runs_final_status"))
-        batch_op.drop_index(batch_op.f("ix_runs_agent_id"))
-
-    op.drop_table("runs")
-    with op.batch_alter_table("model_calls", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_model_calls_model"))
-
-    op.drop_table("model_calls")
-    op.drop_table("journal_cursors")
-    with op.batch_alter_table("artifacts", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_artifacts_turn_id"))
-        batch_op.drop_index(batch_op.f("ix_artifacts_run_id"))
-
-    op.drop_table("artifacts")
+def _indexed(table: str, *columns: str) -> None:
+    """An index on each of ``columns``, named as _tables.py names it."""
+    with op.batch_alter_table(table, schema=None) as batch_op:
+        for column in columns:
+            batch_op.create_index(batch_op.f(f"ix_{table}_{column}"), [column], unique=False)

@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from runrecord.recorder.migrations._types import JSON
+from runrecord.recorder.migrations._columns import ID, NAME, json_list, not_null, nullable
 
 revision = "0002"
 down_revision = "0001"
@@ -13,31 +13,17 @@ def upgrade() -> None:
 
     op.create_table(
         "lineage_edges",
-        sa.Column("artifact_id", sa.String(length=64), nullable=False),
-        sa.Column("consumer_run_id", sa.String(length=255), nullable=False),
-        sa.Column("consumer_tool_call_id", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("artifact_id", "consumer_run_id", "consumer_tool_call_id"),
+        not_null("artifact_id", ID),
+        not_null("consumer_run_id", NAME),
+        not_null("consumer_tool_call_id", ID),
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "consumes",
-                JSON,
-                nullable=False,
-                server_default="[]",
-            )
-        )
+        batch_op.add_column(json_list("consumes"))
 
     with op.batch_alter_table("tool_calls", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("mcp_server", sa.String(length=255), nullable=True))
-        batch_op.add_column(
-            sa.Column(
-                "consumes",
-                JSON,
-                nullable=False,
-                server_default="[]",
-            )
-        )
+        batch_op.add_column(nullable("mcp_server", NAME))
+        batch_op.add_column(json_list("consumes"))
         batch_op.create_index(batch_op.f("ix_tool_calls_mcp_server"), ["mcp_server"], unique=False)
 
 

@@ -1,8 +1,8 @@
 """mcp calls: network flag, MCP call details, schema drift, servers a run listed"""
 
-import sqlalchemy as sa
 from alembic import op
 
+from runrecord.recorder.migrations._columns import flag, json_list, nullable
 from runrecord.recorder.migrations._types import JSON
 
 revision = "0003"
@@ -11,16 +11,12 @@ down_revision = "0002"
 
 def upgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("mcp_servers", JSON, nullable=False, server_default="[]"))
+        batch_op.add_column(json_list("mcp_servers"))
 
     with op.batch_alter_table("tool_calls", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("network", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-        batch_op.add_column(sa.Column("mcp", JSON, nullable=True))
-        batch_op.add_column(
-            sa.Column("schema_drift", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+        batch_op.add_column(flag("network"))
+        batch_op.add_column(nullable("mcp", JSON))
+        batch_op.add_column(flag("schema_drift"))
         batch_op.create_index(
             batch_op.f("ix_tool_calls_schema_drift"), ["schema_drift"], unique=False
         )

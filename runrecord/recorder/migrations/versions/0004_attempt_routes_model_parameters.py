@@ -1,9 +1,8 @@
 """attempt routes, model call parameters, local tool calls"""
 
-import sqlalchemy as sa
 from alembic import op
 
-from runrecord.recorder.migrations._types import JSON
+from runrecord.recorder.migrations._columns import NAME, flag, json_map, nullable
 
 revision = "0004"
 down_revision = "0003"
@@ -11,22 +10,13 @@ down_revision = "0003"
 
 def upgrade() -> None:
     with op.batch_alter_table("tool_call_attempts", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("route", sa.String(length=255), nullable=True))
+        batch_op.add_column(nullable("route", NAME))
 
     with op.batch_alter_table("model_calls", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "parameters",
-                JSON,
-                nullable=False,
-                server_default="{}",
-            )
-        )
+        batch_op.add_column(json_map("parameters"))
 
     with op.batch_alter_table("tool_calls", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("local", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+        batch_op.add_column(flag("local"))
 
 
 def downgrade() -> None:

@@ -1,7 +1,8 @@
 """journal cursors count the lines set aside, with the last one's problem"""
 
-import sqlalchemy as sa
 from alembic import op
+
+from runrecord.recorder.migrations._columns import BIGINT, TEXT, count, nullable
 
 revision = "0008"
 down_revision = "0007"
@@ -9,10 +10,8 @@ down_revision = "0007"
 
 def upgrade() -> None:
     with op.batch_alter_table("journal_cursors", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("lines_set_aside", sa.BigInteger(), nullable=False, server_default="0")
-        )
-        batch_op.add_column(sa.Column("last_set_aside", sa.Text(), nullable=True))
+        batch_op.add_column(count("lines_set_aside", BIGINT))
+        batch_op.add_column(nullable("last_set_aside", TEXT))
 
 
 def downgrade() -> None:

@@ -6,7 +6,7 @@ whether a price was known
 import sqlalchemy as sa
 from alembic import op
 
-from runrecord.recorder.migrations._types import JSON
+from runrecord.recorder.migrations._columns import ID, INT, count, flag, json_list, nullable
 
 revision = "0011"
 down_revision = "0010"
@@ -25,22 +25,13 @@ _TOKENS = ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 def upgrade() -> None:
     with op.batch_alter_table("tool_calls") as batch_op:
         for name, length in _CALL_TEXT.items():
-            batch_op.add_column(sa.Column(name, sa.String(length=length), nullable=True))
+            batch_op.add_column(nullable(name, sa.String(length=length)))
     with op.batch_alter_table("model_calls") as batch_op:
         for name in _TOKENS:
-            batch_op.add_column(sa.Column(name, sa.Integer(), nullable=False, server_default="0"))
-        batch_op.add_column(sa.Column("finish_reason", sa.String(length=64), nullable=True))
-        batch_op.add_column(
-            sa.Column(
-                "tools_offered",
-                JSON,
-                nullable=False,
-                server_default="[]",
-            )
-        )
-        batch_op.add_column(
-            sa.Column("priced", sa.Boolean(), nullable=False, server_default=sa.true())
-        )
+            batch_op.add_column(count(name, INT))
+        batch_op.add_column(nullable("finish_reason", ID))
+        batch_op.add_column(json_list("tools_offered"))
+        batch_op.add_column(flag("priced", default=True))
 
 
 def downgrade() -> None:

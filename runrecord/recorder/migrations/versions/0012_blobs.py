@@ -5,6 +5,7 @@
 import sqlalchemy as sa
 from alembic import op
 
+from runrecord.recorder.migrations._columns import BIGINT, ID, not_null
 from runrecord.recorder.migrations._types import WHEN
 
 revision = "0012"
@@ -14,12 +15,12 @@ down_revision = "0011"
 def upgrade() -> None:
     op.create_table(
         "blobs",
-        sa.Column("sha256", sa.String(length=64), nullable=False),
-        sa.Column("content", sa.LargeBinary(), nullable=False),
-        sa.Column("size", sa.BigInteger(), nullable=False),
-        sa.Column("created_at", WHEN, nullable=False),
-        sa.Column("used_at", WHEN, nullable=False),
         sa.PrimaryKeyConstraint("sha256"),
+        not_null("sha256", ID),
+        not_null("content", sa.LargeBinary()),
+        not_null("size", BIGINT),
+        not_null("created_at", WHEN),
+        not_null("used_at", WHEN),
     )
     op.create_index("ix_blobs_used_at", "blobs", ["used_at"])
 

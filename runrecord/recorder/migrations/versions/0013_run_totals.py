@@ -6,10 +6,9 @@ the totals equal to the run's tool_calls and model_calls rows (``update_run_tota
 this migration fills them for the runs already recorded, with the same statements.
 """
 
-import sqlalchemy as sa
 from alembic import op
 
-from runrecord.recorder.migrations._types import JSON
+from runrecord.recorder.migrations._columns import FLOAT, INT, count, json_map
 
 revision = "0013"
 down_revision = "0012"
@@ -34,12 +33,10 @@ def upgrade() -> None:
     from runrecord.recorder._store import update_run_totals
 
     with op.batch_alter_table("runs") as batch_op:
-        batch_op.add_column(
-            sa.Column("tool_call_count", sa.Integer(), server_default="0", nullable=False)
-        )
-        batch_op.add_column(sa.Column("own_cost", sa.Float(), server_default="0", nullable=False))
-        batch_op.add_column(sa.Column("tool_totals", JSON, server_default="{}", nullable=False))
-        batch_op.add_column(sa.Column("model_totals", JSON, server_default="{}", nullable=False))
+        batch_op.add_column(count("tool_call_count", INT))
+        batch_op.add_column(count("own_cost", FLOAT))
+        batch_op.add_column(json_map("tool_totals"))
+        batch_op.add_column(json_map("model_totals"))
     update_run_totals(op.get_bind(), None)
     postgres = op.get_bind().dialect.name == "postgresql"
     if postgres:

@@ -5,6 +5,7 @@ on PostgreSQL a trigger refuses UPDATE and DELETE of both (append-only)
 import sqlalchemy as sa
 from alembic import op
 
+from runrecord.recorder.migrations._columns import ID, INT, NAME, WORD, not_null, nullable
 from runrecord.recorder.migrations._types import JSON, WHEN
 
 revision = "0014"
@@ -23,24 +24,24 @@ def upgrade() -> None:
     op.create_table(
         "mirror_keys",
         sa.Column("key_id", sa.String(length=64), primary_key=True),
-        sa.Column("public_key", sa.String(length=64), nullable=False),
-        sa.Column("host", sa.String(length=255), nullable=True),
-        sa.Column("created_at", WHEN, nullable=False),
+        not_null("public_key", ID),
+        nullable("host", NAME),
+        not_null("created_at", WHEN),
     )
     op.create_table(
         "attestations",
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
-        sa.Column("key_id", sa.String(length=64), nullable=False),
-        sa.Column("run_id", sa.String(length=255), nullable=False),
-        sa.Column("namespace", sa.String(length=255), nullable=False),
-        sa.Column("reason", sa.String(length=16), nullable=False),
-        sa.Column("digest", sa.String(length=64), nullable=False),
-        sa.Column("row_count", sa.Integer(), nullable=False),
-        sa.Column("leaves", JSON, nullable=False),
-        sa.Column("previous", sa.String(length=64), nullable=False),
-        sa.Column("entry_hash", sa.String(length=64), nullable=False),
-        sa.Column("signature", sa.String(length=128), nullable=False),
-        sa.Column("created_at", WHEN, nullable=False),
+        not_null("key_id", ID),
+        not_null("run_id", NAME),
+        not_null("namespace", NAME),
+        not_null("reason", WORD),
+        not_null("digest", ID),
+        not_null("row_count", INT),
+        not_null("leaves", JSON),
+        not_null("previous", ID),
+        not_null("entry_hash", ID),
+        not_null("signature", sa.String(length=128)),
+        not_null("created_at", WHEN),
     )
     op.create_index("ix_attestations_run_seq", "attestations", ["run_id", "seq"])
     op.create_index("ix_attestations_key_seq", "attestations", ["key_id", "seq"])
