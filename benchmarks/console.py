@@ -19,19 +19,17 @@ import os
 import random
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from queries import DEFAULT_ADMIN, Generator, Loader, libpq, percentile  # noqa: E402
+from queries import DEFAULT_ADMIN, Generator, build, libpq, new_database, percentile  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from runrecord.console import ConsoleConfig, create_app  # noqa: E402
@@ -72,21 +70,15 @@ def main() -> None:
     name = None
     url = args.url
     if url is None:
-        name = f"runrecord_console_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(libpq(args.admin_url), autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = make_url(args.admin_url).set(database=name).render_as_string(hide_password=False)
+        name, url = new_database(args.admin_url, "runrecord_console_bench")
     engine = open_engine(url)
     try:
         if name is not None:
+            build(engine, url, gen)
+        else:
             upgrade(engine)
-            started = time.perf_counter()
-            with Loader(url) as load:
-                gen.load(load)
-            with psycopg.connect(libpq(url), autocommit=True) as conn:
-                conn.execute("VACUUM ANALYZE")
-            counts = ", ".join(f"{n:,} {t}" for t, n in load.counts.items())
-            print(f"loaded {counts} in {time.perf_counter() - started:.0f} s")
+            with engine.connect() as conn:
+                gen.sample.read(conn)
 
         async def no_temporal() -> Any:
             raise RuntimeError("the timed pages read only the records database")

@@ -10,6 +10,8 @@ machine the wall clock includes waiting for a core) and drops the database.
 
     python benchmarks/queries.py [--runs 100000] [--calls 1000000] [--repeat 30]
         [--admin-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--keep]
+    python benchmarks/queries.py --url URL   # time again a database --keep kept (upgraded
+                                             # first; relative windows count from its build)
 
 Targets: every query p95 < 50 ms; the diff < 150 ms.
 """
@@ -119,6 +121,25 @@ class Sample:
     tools: list[str] = field(default_factory=list)
     prompts: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+
+    def read(self, conn: Connection, limit: int = 5000) -> datetime:
+        """Fill the lists the loader fills, from a database it built (``--url``); returns
+        when that database was built (its latest write), which relative windows count from."""
+        picks = {  # run ids are random hex: ordered by them, the first rows are a fair sample
+            "turns": "select turn_id from runs where depth = 0 order by run_id",
+            "roots": "select run_id from runs where depth = 0 order by run_id",
+            "parents": "select run_id from runs where child_run_ids::text <> '[]' order by run_id",
+            "failed": "select run_id from runs where depth = 0 and final_status = 'failed' "
+            "and run_id like 'run-%' order by run_id",
+            "artifacts": "select artifact_id from artifacts order by artifact_id",
+            "consumed": "select artifact_id from lineage_edges order by artifact_id",
+        }
+        for name, query in picks.items():
+            rows = conn.execute(text(f"{query} limit {limit}")).scalars().all()
+            setattr(self, name, list(rows))
+        built = conn.execute(text("select max(updated_at) from runs")).scalar_one()
+        conn.rollback()
+        return built  # type: ignore[no-any-return]
 
 
 class Loader:
@@ -757,6 +778,36 @@ def queries(
         yield f"cost --by {by} --since 24h (*)", lambda r, by=by: cost_by(conn, by, since=day)
 
 
+def new_database(admin_url: str, prefix: str) -> tuple[str, str]:
+    """A new, empty database of a name starting with ``prefix``: its name and URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(libpq(admin_url), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def build(engine: Any, url: str, gen: Generator) -> dict[str, int]:
+    """Migrate and load the database; the row counts per table."""
+    upgrade(engine)
+    started = time.perf_counter()
+    with Loader(url) as load:
+        gen.load(load)
+    loaded = time.perf_counter() - started
+    # What the mirror's writer keeps on each run's row as it writes its calls.
+    with engine.begin() as conn:
+        update_run_totals(conn, None)
+    totalled = time.perf_counter() - started - loaded
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    counts = ", ".join(f"{n:,} {t}" for t, n in load.counts.items())
+    vacuumed = time.perf_counter() - started - loaded - totalled
+    print(
+        f"loaded {counts} in {loaded:.0f} s (+ run totals {totalled:.0f} s, "
+        f"+ VACUUM ANALYZE {vacuumed:.0f} s)"
+    )
+    return load.counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -769,32 +820,29 @@ def main() -> None:
     )
     parser.add_argument("--all-time", action="store_true", help="also time unfiltered cost queries")
     parser.add_argument("--keep", action="store_true", help="keep the database (prints its URL)")
+    parser.add_argument(
+        "--url", help="time a database an earlier --keep built (upgraded first, then kept)"
+    )
     args = parser.parse_args()
 
-    name = f"runrecord_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq(args.admin_url), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(args.admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = open_engine(url)
-    try:
+    gen = Generator(args.runs, args.calls)
+    if args.url:
+        url, name = args.url, None
+        engine = open_engine(url)
         upgrade(engine)
-        gen = Generator(args.runs, args.calls)
-        started = time.perf_counter()
-        with Loader(url) as load:
-            gen.load(load)
-        loaded = time.perf_counter() - started
-        # What the mirror's writer keeps on each run's row as it writes its calls.
-        with engine.begin() as conn:
-            update_run_totals(conn, None)
-        totalled = time.perf_counter() - started - loaded
-        with psycopg.connect(libpq(url), autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
-        counts = ", ".join(f"{n:,} {t}" for t, n in load.counts.items())
-        vacuumed = time.perf_counter() - started - loaded - totalled
-        print(
-            f"loaded {counts} in {loaded:.0f} s (+ run totals {totalled:.0f} s, "
-            f"+ VACUUM ANALYZE {vacuumed:.0f} s)"
-        )
+        with engine.connect() as conn:
+            gen.now = gen.sample.read(conn)
+            counts = {
+                t: conn.execute(text(f"select count(*) from {t}")).scalar_one()
+                for t in ("runs", "tool_calls")
+            }
+        print(f"timing {counts['runs']:,} runs, {counts['tool_calls']:,} tool calls at {url}")
+    else:
+        name, url = new_database(args.admin_url, "runrecord_bench")
+        engine = open_engine(url)
+    try:
+        if name is not None:
+            counts = build(engine, url, gen)
         print(f"load average before timing: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
         results = []
         gc.freeze()  # as `runrecord` does before running a command
@@ -877,15 +925,15 @@ def main() -> None:
         print(f"{cli[0]:<52} {cli[1]:8.1f} {cli[2]:8.1f} {cli[3]:7.0f} {'':>7}  (process, info)")
         print(
             f"\n(*) the last 24 hours hold {runs_day:,} runs and {calls_day:,} tool calls "
-            f"({runs_day / max(1, load.counts['runs']):.0%} of the records): a report over them "
+            f"({runs_day / max(1, counts['runs']):.0%} of the records): a report over them "
             "reads every one of those calls."
         )
         print(f"diff-bad vs diff-good: {diff.explanation}  ({len(diff.changes)} changes)")
-        if args.keep:
+        if args.keep and name is not None:
             print(f"kept database: {url}")
     finally:
         engine.dispose()
-        if not args.keep:
+        if not args.keep and name is not None:
             with psycopg.connect(libpq(args.admin_url), autocommit=True) as admin:
                 admin.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))

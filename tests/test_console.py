@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -279,3 +282,103 @@ def test_an_approver_token_from_the_policy_signs_a_person_in(
         assert signed.status_code == 303
         page = http.get("/runs")
         assert page.status_code == 200 and "deciding as <strong>carol</strong>" in page.text
+
+
+# --- the runs list on either records database
+
+
+def _recorded_runs(engine: Engine, now: datetime) -> dict[str, datetime]:
+    """Thirty runs written as the mirror writes them: every third wrote a file; four share
+    a start time across the first page's end; the oldest four started two days ago."""
+    from runrecord.recorder._rows import call_row, run_row
+    from runrecord.recorder._store import update_run_totals, upsert
+    from runrecord.recorder._tables import RunRow, ToolCallRow
+    from runrecord.records import RunRecord, ToolCall
+
+    started: dict[str, datetime] = {}
+    for i in range(30):
+        at = now - timedelta(minutes=i)
+        if 22 <= i <= 25:
+            at = now - timedelta(minutes=22)
+        if i >= 26:
+            at = now - timedelta(days=2, minutes=i)
+        started[f"run-{i:02d}"] = at
+    with engine.begin() as conn:
+        for i, (run_id, at) in enumerate(started.items()):
+            record = RunRecord(
+                run_id=run_id,
+                workflow_type="Deployer",
+                agent_id="deployer",
+                final_status="succeeded",
+                started_at=at,
+                ended_at=at + timedelta(seconds=3),
+                root_run_id=run_id,
+            )
+            upsert(conn, RunRow, [run_row(record, last_event_id=9, now=now)], ["run_id"])
+            call = ToolCall(
+                tool_call_id="1",
+                tool="write_file" if i % 3 == 0 else "read_file",
+                side_effect="write" if i % 3 == 0 else "read",
+                status="succeeded",
+                scheduled_at=at,
+            )
+            upsert(conn, ToolCallRow, [call_row(run_id, call, 5)], ["run_id", "tool_call_id"])
+        update_run_totals(conn, list(started))
+    return started
+
+
+def _listed(html: str) -> list[str]:
+    return re.findall(r'<a class="mono" href="/runs/([^"]+)">', html)
+
+
+def _next(html: str) -> str | None:
+    found = re.search(r'<a href="(/runs\?[^"]+)" id="next">', html)
+    return unescape(found.group(1)) if found else None
+
+
+@pytest.mark.parametrize("store", ["postgresql", "sqlite"])
+def test_the_runs_list_filters_and_pages_alike_on_postgresql_and_sqlite(
+    store: str, database_url: str, tmp_path: Path
+) -> None:
+    from starlette.testclient import TestClient
+
+    from runrecord.recorder import open_engine, upgrade
+
+    url = database_url if store == "postgresql" else f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    engine = open_engine(url)
+    upgrade(engine)
+
+    async def no_temporal() -> Client:
+        raise AssertionError("the runs list never needs Temporal")
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    started = _recorded_runs(engine, now)
+    newest_first = sorted(started, key=lambda r: (started[r], r), reverse=True)
+    try:
+        with TestClient(create_app(ConsoleConfig(engine=engine, client=no_temporal))) as http:
+            first = http.get("/runs")
+            assert first.status_code == 200
+            assert _listed(first.text) == newest_first[:25]
+            older = _next(first.text)
+            assert older is not None
+            second = http.get(older)
+            assert second.status_code == 200
+            # Runs that started at the same moment as the first page's last are not skipped.
+            assert _listed(second.text) == newest_first[25:]
+            assert _next(second.text) is None
+
+            wrote = http.get("/runs", params={"side_effect": "write"})
+            writers = [r for r in newest_first if int(r.removeprefix("run-")) % 3 == 0]
+            assert _listed(wrote.text) == writers
+
+            # The quick filter "last 24 h", paged: the page after keeps the filter.
+            day = http.get("/runs?since=24h")
+            assert _listed(day.text) == newest_first[:25]
+            older = _next(day.text)
+            assert older is not None and "since=24h" in older
+            rest = http.get(older)
+            assert rest.status_code == 200
+            assert _listed(rest.text) == newest_first[25:26]
+            assert _next(rest.text) is None
+    finally:
+        engine.dispose()

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -34,6 +34,7 @@ CSRF_COOKIE = "runrecord_csrf"
 TOKEN_COOKIE = "runrecord_token"
 _TEMPLATES = Path(__file__).parent / "templates"
 _PAGE = 25
+_DECIDED = ("approved", "denied", "expired")
 
 # One-click filters: the seed's questions.
 QUICK_FILTERS: tuple[tuple[str, dict[str, str]], ...] = (
@@ -285,15 +286,23 @@ class Console:
             if key in values:
                 values[key] = parse_when(values[key], what=f"--{key}")
         before = _text(params.get("before"), "before", limit=64)
-        if before:
-            values["until"] = datetime.fromisoformat(before) - timedelta(microseconds=1)
+        if before:  # the page after the run (start time, run id) that ended the last one
+            at = datetime.fromisoformat(before)
+            after = _text(params.get("before_run"), "before run", limit=255) or ""
+            values["before"] = (
+                (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC),
+                after,
+            )
         found = await self.records(find_runs, RunFilter(**values, limit=_PAGE + 1))
         more = len(found) > _PAGE
         found = found[:_PAGE]
         keep = {k: v for k, v in chosen.items() if v}
         next_page = None
-        if more and found[-1].started_at is not None:
-            next_page = urlencode({**keep, "before": found[-1].started_at.isoformat()})
+        last = found[-1] if found else None
+        if more and last is not None and last.started_at is not None:
+            at = last.started_at  # SQLite gives UTC back without its zone
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+            next_page = urlencode({**keep, "before": at.isoformat(), "before_run": last.run_id})
         return self.page(
             request,
             "runs.html",
@@ -373,7 +382,8 @@ def _decided_calls(conn: Any, limit: int) -> list[dict[str, Any]]:
             ToolCallRow.approval,
             ToolCallRow.ended_at,
         )
-        .where(ToolCallRow.approval_state.in_(("approved", "denied", "expired")))
+        # Written into the SQL, so PostgreSQL always sees the index of decided calls applies.
+        .where(ToolCallRow.approval_state.in_(bindparam("decided", _DECIDED, literal_execute=True)))
         .order_by(ToolCallRow.ended_at.desc().nulls_last())
         .limit(limit * 4)
     ).all()

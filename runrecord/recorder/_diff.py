@@ -1,27 +1,32 @@
 """What changed between a good run and a bad one, across their sub-agent runs too.
 
-Both runs are read as RunRecords (``load_tree``). Configuration is compared field by
-field; tool calls and sub-agent runs are aligned as one sequence in execution order, so
-an inserted call does not make every later call look different. The explanation is the
-earliest change of the most telling kind (see ``_TIERS``).
+Both trees are read as ``load_tree`` reads them (the runs as RunRecords, costs rolled up),
+but of each tool call only what the diff compares, one query per table for a whole tree:
+runs may have thousands of calls. Configuration is compared field by field; tool calls and
+sub-agent runs are aligned as one sequence in execution order, so an inserted call does not
+make every later call look different. The explanation is the earliest change of the most
+telling kind (see ``_TIERS``).
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Text, cast, func, select
 
 from runrecord._settings import RunRecordError
-from runrecord.recorder._queries import check_text
-from runrecord.recorder._store import load_tree
-from runrecord.recorder._tables import RunRow
-from runrecord.records import Artifact, Cost, Record, RunRecord, ToolCall
+from runrecord.recorder._queries import MAX_DEPTH, _among, check_text
+from runrecord.recorder._rows import artifact_of, from_row
+from runrecord.recorder._store import roll_up_costs
+from runrecord.recorder._tables import ArtifactRow, AttemptRow, RunRow, ToolCallRow
+from runrecord.records import Approval, Artifact, Cost, MCPCall, Record, RunRecord, ToolCall
 
 # Lower tiers explain more: what the run was configured with comes before anything it did;
 # an approval, outcome or a call that appeared or vanished before a retry; a retry before
@@ -92,6 +97,126 @@ def short(value: Any) -> str:
     return _HEX.sub(lambda m: m.group(0)[:8] + "…", text)
 
 
+@dataclass(slots=True)
+class _Call:
+    """What the diff compares of a tool call (its attempts: history's and the journal's)."""
+
+    tool_call_id: str
+    tool: str
+    status: str
+    approval_state: str
+    approval: Approval | None
+    attempts: int
+    last_failure: str | None
+    mcp: MCPCall | None
+    input_refs: str | None  # the refs' JSON text: equal texts hold equal hashes
+    output_refs: str | None
+    cost: float
+    scheduled_at: datetime | None
+    worker_identity: str | None
+
+
+@dataclass
+class _Tree:
+    """A run and its sub-agent runs, root first, with their calls and artifacts by run."""
+
+    runs: list[RunRecord]
+    calls: dict[str, list[_Call]]
+    made: dict[str, dict[str, list[Artifact]]]
+
+
+def _runs(conn: Connection, run_id: str) -> list[RunRecord]:
+    """The run and its sub-agent runs in ``load_tree``'s order, one query per level."""
+    columns = RunRow.__table__.c
+    ordered: list[RunRecord] = []
+    seen: set[str] = set()
+    level = [run_id]
+    for _ in range(MAX_DEPTH + 1):
+        wanted = [r for r in dict.fromkeys(level) if r not in seen]
+        if not wanted:
+            break
+        found = {
+            row.run_id: row
+            for row in conn.execute(select(*columns).where(_among(conn, RunRow.run_id, wanted)))
+        }
+        records = []
+        for r in level:
+            if r in found and r not in seen:
+                seen.add(r)
+                records.append(from_row(RunRecord, found[r]))
+        ordered += records
+        level = [child for record in records for child in record.child_run_ids]
+    return ordered
+
+
+def _tree(conn: Connection, run_id: str) -> _Tree:
+    runs = _runs(conn, run_id)
+    if not runs:
+        return _Tree([], {}, {})
+    ids = [r.run_id for r in runs]
+    journaled = {
+        (run, call): int(last)
+        for run, call, last in conn.execute(
+            select(AttemptRow.run_id, AttemptRow.tool_call_id, func.max(AttemptRow.attempt))
+            .where(_among(conn, AttemptRow.run_id, ids))
+            .group_by(AttemptRow.run_id, AttemptRow.tool_call_id)
+        ).all()
+    }
+    c = ToolCallRow
+    calls: dict[str, list[_Call]] = {run: [] for run in ids}
+    for row in conn.execute(
+        select(
+            c.run_id,
+            c.tool_call_id,
+            c.tool,
+            c.status,
+            c.approval_state,
+            c.approval,
+            c.attempts,
+            c.last_failure,
+            c.mcp,
+            cast(c.input_refs, Text),
+            cast(c.output_refs, Text),
+            c.cost,
+            c.scheduled_at,
+            c.worker_identity,
+        )
+        .where(_among(conn, c.run_id, ids))
+        .order_by(c.run_id, c.scheduled_event_id)
+    ).all():
+        run, call_id, tool, status, state, approval, attempts, failure, mcp, *rest = row
+        inputs, outputs, cost, scheduled_at, worker = rest
+        calls[run].append(
+            _Call(
+                tool_call_id=call_id,
+                tool=tool,
+                status=status,
+                approval_state=state,
+                approval=None if approval is None else Approval.model_validate(approval),
+                attempts=max(attempts or 0, journaled.get((run, call_id), 0)),
+                last_failure=failure,
+                mcp=None if mcp is None else MCPCall.model_validate(mcp),
+                input_refs=inputs,
+                output_refs=outputs,
+                cost=cost or 0.0,
+                scheduled_at=scheduled_at,
+                worker_identity=worker,
+            )
+        )
+    made: dict[str, dict[str, list[Artifact]]] = {run: {} for run in ids}
+    for a in conn.execute(
+        select(*ArtifactRow.__table__.c)
+        .where(_among(conn, ArtifactRow.run_id, ids))
+        .order_by(ArtifactRow.run_id, ArtifactRow.created_at, ArtifactRow.artifact_id)
+    ).all():
+        made[a.run_id].setdefault(a.tool_call_id, []).append(artifact_of(a))
+    for record in runs:
+        own = round(sum(call.cost for call in calls[record.run_id]), 8)
+        record.cost = Cost(own=own, total=own)
+    roll_up_costs(runs)
+    return _Tree(runs, calls, made)
+
+
 def last_good_run(conn: Connection, run: RunRecord) -> str | None:
     """The latest succeeded run of the same agent that started before ``run``."""
     if run.started_at is None:
@@ -109,7 +234,7 @@ def last_good_run(conn: Connection, run: RunRecord) -> str | None:
     ).scalar()
 
 
-def _side(record: RunRecord) -> RunSide:
+def _side(record: RunRecord, calls: int) -> RunSide:
     duration = None
     if record.started_at and record.ended_at:
         duration = (record.ended_at - record.started_at) // timedelta(milliseconds=1)
@@ -119,14 +244,23 @@ def _side(record: RunRecord) -> RunSide:
         final_status=record.final_status,
         started_at=record.started_at,
         duration_ms=duration,
-        tool_calls=len(record.tool_calls),
+        tool_calls=calls,
         cost=record.cost,
     )
 
 
 def execution_order(record: RunRecord, runs: dict[str, RunRecord]) -> list[ToolCall | RunRecord]:
     """The run's tool calls with its sub-agent runs (those in ``runs``) where they started."""
-    steps: list[ToolCall | RunRecord] = list(record.tool_calls)
+    return _in_order(record, list(record.tool_calls), runs)
+
+
+_Step = TypeVar("_Step", ToolCall, _Call)
+
+
+def _in_order(
+    record: RunRecord, calls: list[_Step], runs: dict[str, RunRecord]
+) -> list[_Step | RunRecord]:
+    steps: list[_Step | RunRecord] = list(calls)
     for child_id in record.child_run_ids:
         child = runs.get(child_id)
         if child is None:
@@ -134,7 +268,7 @@ def execution_order(record: RunRecord, runs: dict[str, RunRecord]) -> list[ToolC
         at = len(steps)
         if child.started_at is not None:
             for i, step in enumerate(steps):
-                when = step.scheduled_at if isinstance(step, ToolCall) else step.started_at
+                when = step.started_at if isinstance(step, RunRecord) else step.scheduled_at
                 if when is not None and when > child.started_at:
                     at = i
                     break
@@ -142,8 +276,8 @@ def execution_order(record: RunRecord, runs: dict[str, RunRecord]) -> list[ToolC
     return steps
 
 
-def _key(step: ToolCall | RunRecord) -> tuple[str, str | None]:
-    return ("call", step.tool) if isinstance(step, ToolCall) else ("run", step.agent_id)
+def _key(step: _Call | RunRecord) -> tuple[str, str | None]:
+    return ("call", step.tool) if isinstance(step, _Call) else ("run", step.agent_id)
 
 
 def _align(good: list[Any], bad: list[Any]) -> list[tuple[str, int, int, int, int]]:
@@ -166,11 +300,11 @@ def _align(good: list[Any], bad: list[Any]) -> list[tuple[str, int, int, int, in
     return ops
 
 
-def _hash_list(call: ToolCall, outputs: bool = False) -> list[str]:
-    return [r.sha256 for r in (call.output_refs if outputs else call.input_refs)]
+def _hash_list(refs: str | None) -> list[str]:
+    return [str(r["sha256"]) for r in json.loads(refs or "[]") or []]
 
 
-def _approval_text(call: ToolCall) -> str:
+def _approval_text(call: _Call) -> str:
     by = call.approval.decided_by if call.approval else None
     return f"{call.approval_state}" + (f" by {by}" if by else "")
 
@@ -185,27 +319,26 @@ def _hashes_text(good: list[str], bad: list[str], noun: str) -> str:
 
 
 class _Differ:
-    def __init__(self, bad: list[RunRecord], good: list[RunRecord]) -> None:
-        self.bad = {r.run_id: r for r in bad}
-        self.good = {r.run_id: r for r in good}
-        self.root_bad = bad[0].run_id
+    def __init__(self, bad: _Tree, good: _Tree) -> None:
+        self.bad = {r.run_id: r for r in bad.runs}
+        self.good = {r.run_id: r for r in good.runs}
+        self.calls = {**good.calls, **bad.calls}
+        self._made = {**good.made, **bad.made}
+        self.root_bad = bad.runs[0].run_id
         self.changes: list[tuple[int, int, Change]] = []  # (tier, order, change)
         self.runs: list[RunPair] = []
         self._order = 0
-        self._made: dict[str, dict[str, list[Artifact]]] = {}
 
     def add(self, tier: str, change: Change) -> None:
         self._order += 1
         self.changes.append((_TIERS[tier], self._order, change))
 
     def made(self, run: RunRecord) -> dict[str, list[Artifact]]:
-        """The run's artifacts by the call that made them (looked up once per call)."""
-        by_call = self._made.get(run.run_id)
-        if by_call is None:
-            by_call = self._made[run.run_id] = {}
-            for artifact in run.artifacts:
-                by_call.setdefault(artifact.tool_call_id, []).append(artifact)
-        return by_call
+        """The run's artifacts by the call that made them."""
+        return self._made.get(run.run_id, {})
+
+    def side(self, run: RunRecord) -> RunSide:
+        return _side(run, len(self.calls.get(run.run_id, ())))
 
     def label(self, bad: RunRecord) -> str:
         return "" if bad.run_id == self.root_bad else f"{bad.agent_id} "
@@ -213,16 +346,16 @@ class _Differ:
     # --- one aligned pair of runs
 
     def pair(self, bad: RunRecord, good: RunRecord) -> None:
-        self.runs.append(RunPair(agent_id=bad.agent_id, bad=_side(bad), good=_side(good)))
+        self.runs.append(RunPair(agent_id=bad.agent_id, bad=self.side(bad), good=self.side(good)))
         self.config(bad, good)
-        bad_steps = execution_order(bad, self.bad)
-        good_steps = execution_order(good, self.good)
+        bad_steps = _in_order(bad, self.calls.get(bad.run_id, []), self.bad)
+        good_steps = _in_order(good, self.calls.get(good.run_id, []), self.good)
         for op, g1, g2, b1, b2 in _align(
             [_key(s) for s in good_steps], [_key(s) for s in bad_steps]
         ):
             if op == "equal":
                 for g, b in zip(good_steps[g1:g2], bad_steps[b1:b2], strict=True):
-                    if isinstance(g, ToolCall) and isinstance(b, ToolCall):
+                    if isinstance(g, _Call) and isinstance(b, _Call):
                         self.call(bad, good, b, g)
                     elif isinstance(g, RunRecord) and isinstance(b, RunRecord):
                         self.pair(b, g)
@@ -247,6 +380,29 @@ class _Differ:
             ),
         )
 
+    def one_side(
+        self,
+        tier: str,
+        kind: str,
+        b_run: RunRecord,
+        g_run: RunRecord,
+        /,
+        added: bool,
+        value: Any,
+        **fields: Any,
+    ) -> None:
+        """Something only one run has: the bad one (``added``) or the good one."""
+        self.change(
+            tier,
+            kind,
+            b_run,
+            g_run,
+            change="added" if added else "removed",
+            bad=value if added else None,
+            good=None if added else value,
+            **fields,
+        )
+
     def config(self, bad: RunRecord, good: RunRecord) -> None:
         who = self.label(bad)
 
@@ -263,6 +419,19 @@ class _Differ:
                     good=g,
                     summary=text or f"{who}{subject} changed {short(g)} → {short(b)}",
                 )
+
+        def entry(subject: str, what: str, b: Record, g: Record) -> None:
+            """Each field of a registry entry or server description, but its name."""
+            b_entry, g_entry = b.to_json_dict(), g.to_json_dict()
+            for key in b_entry:
+                if key != "name":
+                    field(
+                        f"{subject}.{key}",
+                        b_entry[key],
+                        g_entry.get(key),
+                        f"{who}{what} {key} changed "
+                        f"{short(g_entry.get(key))} → {short(b_entry[key])}",
+                    )
 
         field("agentVersion", bad.agent_version, good.agent_version)
         bm, gm = bad.model, good.model
@@ -283,29 +452,21 @@ class _Differ:
             b_tool, g_tool = b_tools.get(name), g_tools.get(name)
             if b_tool is None or g_tool is None:
                 present = b_tool is not None
-                self.change(
+                tool = b_tool or g_tool
+                assert tool is not None
+                self.one_side(
                     "config",
                     "config",
                     bad,
                     good,
-                    change="added" if present else "removed",
+                    added=present,
+                    value=tool.to_json_dict(),
                     subject=f"toolRegistry.{name}",
-                    bad=b_tool.to_json_dict() if b_tool else None,
-                    good=g_tool.to_json_dict() if g_tool else None,
                     summary=f"{who}tool {name} "
                     + ("added to the registry" if present else "no longer in the registry"),
                 )
                 continue
-            b_entry, g_entry = b_tool.to_json_dict(), g_tool.to_json_dict()
-            for key in b_entry:
-                if key != "name":
-                    field(
-                        f"toolRegistry.{name}.{key}",
-                        b_entry[key],
-                        g_entry.get(key),
-                        f"{who}tool {name} {key} changed "
-                        f"{short(g_entry.get(key))} → {short(b_entry[key])}",
-                    )
+            entry(f"toolRegistry.{name}", f"tool {name}", b_tool, g_tool)
         # MCP servers: those the registry offers tools of, and those the run listed.
         b_info = {m.name: m for m in bad.mcp_servers}
         g_info = {m.name: m for m in good.mcp_servers}
@@ -313,126 +474,105 @@ class _Differ:
         g_servers = {t.server for t in good.tool_registry if t.server} | set(g_info)
         for server in sorted(b_servers ^ g_servers):
             now = server in b_servers
-            self.change(
+            self.one_side(
                 "config",
                 "config",
                 bad,
                 good,
-                change="added" if now else "removed",
+                added=now,
+                value=server,
                 subject=f"mcpServer.{server}",
-                bad=server if now else None,
-                good=None if now else server,
                 summary=f"{who}MCP server {server} "
                 + ("now available" if now else "no longer available"),
             )
         for server in sorted(set(b_info) & set(g_info)):
-            b_server, g_server = b_info[server].to_json_dict(), g_info[server].to_json_dict()
-            for key in b_server:
-                if key != "name":
-                    field(
-                        f"mcpServer.{server}.{key}",
-                        b_server[key],
-                        g_server.get(key),
-                        f"{who}MCP server {server} {key} changed "
-                        f"{short(g_server.get(key))} → {short(b_server[key])}",
-                    )
+            entry(f"mcpServer.{server}", f"MCP server {server}", b_info[server], g_info[server])
 
-    def call(self, bad: RunRecord, good: RunRecord, b: ToolCall, g: ToolCall) -> None:
+    def call(self, bad: RunRecord, good: RunRecord, b: _Call, g: _Call) -> None:
         name = f"{self.label(bad)}call {b.tool_call_id} {b.tool}"
-        common = {
-            "change": "changed",
-            "subject": f"call {b.tool_call_id} {b.tool}",
-            "tool_call_id": b.tool_call_id,
-            "good_tool_call_id": g.tool_call_id,
-        }
-        if (b.approval_state, _approval_text(b)) != (g.approval_state, _approval_text(g)):
+
+        def differs(tier: str, key: str, b_value: Any, g_value: Any, summary: str) -> None:
             self.change(
-                "approval",
+                tier,
                 "call",
                 bad,
                 good,
-                bad={"approval": b.approval.to_json_dict() if b.approval else None},
-                good={"approval": g.approval.to_json_dict() if g.approval else None},
-                summary=f"{name} {_approval_text(b)} (was {_approval_text(g)})",
-                **common,
+                change="changed",
+                subject=f"call {b.tool_call_id} {b.tool}",
+                tool_call_id=b.tool_call_id,
+                good_tool_call_id=g.tool_call_id,
+                bad={key: b_value},
+                good={key: g_value},
+                summary=summary,
+            )
+
+        if (b.approval_state, _approval_text(b)) != (g.approval_state, _approval_text(g)):
+            differs(
+                "approval",
+                "approval",
+                b.approval.to_json_dict() if b.approval else None,
+                g.approval.to_json_dict() if g.approval else None,
+                f"{name} {_approval_text(b)} (was {_approval_text(g)})",
             )
         if b.status != g.status:
-            failure = b.retry_state.last_failure
-            self.change(
+            failure = b.last_failure
+            differs(
                 "outcome",
-                "call",
-                bad,
-                good,
-                bad={"status": b.status},
-                good={"status": g.status},
-                summary=f"{name} {b.status} (was {g.status})" + (f": {failure}" if failure else ""),
-                **common,
+                "status",
+                b.status,
+                g.status,
+                f"{name} {b.status} (was {g.status})" + (f": {failure}" if failure else ""),
             )
         b_mcp, g_mcp = b.mcp, g.mcp
         b_error = b_mcp.is_error if b_mcp else None
         g_error = g_mcp.is_error if g_mcp else None
         if b.status == g.status and bool(b_error) != bool(g_error):
-            self.change(
+            differs(
                 "outcome",
-                "call",
-                bad,
-                good,
-                bad={"isError": b_error},
-                good={"isError": g_error},
-                summary=f"{name} "
+                "isError",
+                b_error,
+                g_error,
+                f"{name} "
                 + ("returned an MCP error (was fine)" if b_error else "no longer returns an error"),
-                **common,
             )
         b_drift = b_mcp.drift if b_mcp else None
         if b_drift is not None and (g_mcp is None or g_mcp.drift is None):
-            self.change(
+            differs(
                 "outcome",
-                "call",
-                bad,
-                good,
-                bad={"drift": b_drift.to_json_dict()},
-                good={"drift": None},
-                summary=f"{name} tool schema drifted since the run started"
+                "drift",
+                b_drift.to_json_dict(),
+                None,
+                f"{name} tool schema drifted since the run started"
                 + (f" ({', '.join(b_drift.changed)})" if b_drift.changed else "")
                 + (", call refused" if b_drift.refused else ""),
-                **common,
             )
-        if b.retry_state.attempts != g.retry_state.attempts:
-            self.change(
+        if b.attempts != g.attempts:
+            differs(
                 "attempts",
-                "call",
-                bad,
-                good,
-                bad={"attempts": b.retry_state.attempts},
-                good={"attempts": g.retry_state.attempts},
-                summary=f"{name} took {_attempts(b.retry_state.attempts)} "
-                f"(was {g.retry_state.attempts})",
-                **common,
+                "attempts",
+                b.attempts,
+                g.attempts,
+                f"{name} took {_attempts(b.attempts)} (was {g.attempts})",
             )
-        for what, outputs in (("arguments", False), ("result", True)):
-            b_hashes, g_hashes = _hash_list(b, outputs), _hash_list(g, outputs)
-            if b_hashes != g_hashes and (not outputs or b.status == g.status):
+        for what, b_refs, g_refs in (
+            ("arguments", b.input_refs, g.input_refs),
+            ("result", b.output_refs, g.output_refs),
+        ):
+            if b_refs == g_refs or (what == "result" and b.status != g.status):
+                continue
+            b_hashes, g_hashes = _hash_list(b_refs), _hash_list(g_refs)
+            if b_hashes != g_hashes:
                 noun = "argument" if what == "arguments" else "result"
-                self.change(
+                differs(
                     what,
-                    "call",
-                    bad,
-                    good,
-                    bad={f"{noun}Hashes": b_hashes},
-                    good={f"{noun}Hashes": g_hashes},
-                    summary=f"{name} {what} changed ({_hashes_text(g_hashes, b_hashes, noun)})",
-                    **common,
+                    f"{noun}Hashes",
+                    b_hashes,
+                    g_hashes,
+                    f"{name} {what} changed ({_hashes_text(g_hashes, b_hashes, noun)})",
                 )
         if round(b.cost, 8) != round(g.cost, 8):
-            self.change(
-                "cost",
-                "call",
-                bad,
-                good,
-                bad={"cost": b.cost},
-                good={"cost": g.cost},
-                summary=f"{name} cost ${b.cost:.6f} (was ${g.cost:.6f})",
-                **common,
+            differs(
+                "cost", "cost", b.cost, g.cost, f"{name} cost ${b.cost:.6f} (was ${g.cost:.6f})"
             )
         self.artifacts(bad, good, b.tool_call_id, g.tool_call_id)
 
@@ -466,17 +606,16 @@ class _Differ:
             if b_art is None or g_art is None:
                 art = b_art or g_art
                 assert art is not None
-                self.change(
+                self.one_side(
                     "artifact",
                     "artifact",
                     bad,
                     good,
-                    change="added" if b_art else "removed",
+                    added=b_art is not None,
+                    value=art.to_json_dict(),
                     subject=f"artifact {art.kind} {art.uri}",
                     tool_call_id=b_call if b_art else None,
                     good_tool_call_id=g_call if g_art else None,
-                    bad=b_art.to_json_dict() if b_art else None,
-                    good=g_art.to_json_dict() if g_art else None,
                     summary=f"{who}{call} "
                     + ("made" if b_art else "no longer made")
                     + f" {art.kind} {art.uri}",
@@ -504,16 +643,15 @@ class _Differ:
                 )
 
     def unmatched(
-        self, bad: RunRecord, good: RunRecord, step: ToolCall | RunRecord, *, added: bool
+        self, bad: RunRecord, good: RunRecord, step: _Call | RunRecord, *, added: bool
     ) -> None:
         """A step only one run took: new in the bad run (``added``) or missing from it."""
         who = self.label(bad)
-        change = "added" if added else "removed"
 
         def on_its_side(value: Any) -> dict[str, Any]:
             return {"bad": value, "good": None} if added else {"bad": None, "good": value}
 
-        if isinstance(step, ToolCall):
+        if isinstance(step, _Call):
             c = step
             ids = on_its_side(c.tool_call_id)
             if added:
@@ -523,16 +661,16 @@ class _Differ:
                 )
             else:
                 text = f"call {c.tool} is missing (the good run's call {c.tool_call_id})"
-            self.change(
+            self.one_side(
                 "sequence",
                 "call",
                 bad,
                 good,
-                change=change,
+                added=added,
+                value={"tool": c.tool, "status": c.status},
                 subject=f"call {c.tool_call_id} {c.tool}",
                 tool_call_id=ids["bad"],
                 good_tool_call_id=ids["good"],
-                **on_its_side({"tool": c.tool, "status": c.status}),
                 summary=who + text,
             )
             self.artifacts(bad, good, ids["bad"], ids["good"])
@@ -541,22 +679,22 @@ class _Differ:
             text = f"sub-agent {step.agent_id} is new (run {step.run_id}, {step.final_status})"
         else:
             text = f"sub-agent {step.agent_id} was not started (the good run started {step.run_id})"
-        self.change(
+        self.one_side(
             "sequence",
             "sub_agent",
             bad,
             good,
-            change=change,
+            added=added,
+            value={"runId": step.run_id},
             subject=f"sub-agent {step.agent_id}",
-            **on_its_side({"runId": step.run_id}),
             summary=who + text,
         )
-        self.runs.append(RunPair(agent_id=step.agent_id, **on_its_side(_side(step))))
+        self.runs.append(RunPair(agent_id=step.agent_id, **on_its_side(self.side(step))))
 
     def outcome(self, bad: RunRecord, good: RunRecord) -> None:
         who = self.label(bad)
-        b_workers = _workers(bad.tool_calls)
-        g_workers = _workers(good.tool_calls)
+        b_workers = _workers(self.calls.get(bad.run_id, []))
+        g_workers = _workers(self.calls.get(good.run_id, []))
         if b_workers and g_workers and b_workers != g_workers:
             self.change(
                 "worker",
@@ -601,7 +739,7 @@ def _attempts(n: int) -> str:
     return f"{n} attempt" + ("" if n == 1 else "s")
 
 
-def _workers(calls: Iterable[ToolCall]) -> set[str]:
+def _workers(calls: Iterable[_Call]) -> set[str]:
     return {c.worker_identity for c in calls if c.worker_identity}
 
 
@@ -609,23 +747,24 @@ def diff_runs(conn: Connection, bad_run_id: str, good_run_id: str | None = None)
     """Compare BAD with GOOD (default: the last succeeded run of BAD's agent before it)."""
     check_text(bad_run_id, "BAD")
     check_text(good_run_id, "GOOD")
-    bad = load_tree(conn, bad_run_id)
-    if not bad:
+    bad = _tree(conn, bad_run_id)
+    if not bad.runs:
         raise RunRecordError(f"no run {bad_run_id!r} in the records database")
+    root = bad.runs[0]
     if good_run_id is None:
-        good_run_id = last_good_run(conn, bad[0])
+        good_run_id = last_good_run(conn, root)
         if good_run_id is None:
             raise RunRecordError(
-                f"no succeeded run of agent {bad[0].agent_id!r} started before {bad_run_id!r}: "
+                f"no succeeded run of agent {root.agent_id!r} started before {bad_run_id!r}: "
                 "name the run to compare with as GOOD"
             )
     if good_run_id == bad_run_id:
         raise RunRecordError("BAD and GOOD are the same run")
-    good = load_tree(conn, good_run_id)
-    if not good:
+    good = _tree(conn, good_run_id)
+    if not good.runs:
         raise RunRecordError(f"no run {good_run_id!r} in the records database")
     differ = _Differ(bad, good)
-    differ.pair(bad[0], good[0])
+    differ.pair(root, good.runs[0])
     ranked = sorted(differ.changes, key=lambda t: (t[0], t[1]))
     explanation = (
         ranked[0][2].summary

@@ -7,13 +7,14 @@ that both agree.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 from sqlalchemy import (
     ARRAY,
     BigInteger,
@@ -34,7 +35,7 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.dialects.postgresql import array
+from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlalchemy.orm import Session
 
 from runrecord._settings import RunRecordError
@@ -90,12 +91,17 @@ class RunFilter:
     until: datetime | None = None
     parent: str | None = None
     limit: int = 50
+    before: tuple[datetime, str] | None = None
+    """Keyset pagination: only runs listed after this (start time, run id) — older, or as
+    old with a smaller run id, as the list orders them."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, str):
                 check_text(value, f"--{f.name.replace('_', '-')}")
+        if self.before is not None:
+            check_text(self.before[1], "the run a page starts after")
         if self.since and self.until and self.since > self.until:
             raise RunRecordError("--since is later than --until")
         if self.limit < 1:
@@ -267,6 +273,10 @@ def _own_conditions(f: RunFilter) -> list[ColumnElement[bool]]:
         where.append(RunRow.started_at < f.until)
     if f.parent:
         where.append(RunRow.parent_run_id == f.parent)
+    if f.before:
+        at, run_id = f.before
+        where.append(RunRow.started_at <= at)
+        where.append(or_(RunRow.started_at < at, RunRow.run_id < run_id))
     return where
 
 
@@ -279,10 +289,18 @@ _CHUNK = 5000  # ids per statement on SQLite: far below its limit on bound param
 MAX_DEPTH = 64  # delegation deeper than this is a corrupt parent loop, not a real tree
 
 
+_LISTED = 64  # more ids than this go to PostgreSQL as one JSON text
+
+
 def _among(conn: Connection, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:
-    if conn.dialect.name == "postgresql":  # one array parameter instead of thousands
+    if conn.dialect.name != "postgresql":
+        return column.in_(list(ids))  # type: ignore[no-any-return]
+    if len(ids) <= _LISTED:  # one array parameter instead of many
         return column == any_(literal(list(ids), ARRAY(String)))  # type: ignore[no-any-return]
-    return column.in_(list(ids))  # type: ignore[no-any-return]
+    # Thousands of ids (a day's delegation trees): as an array, each would be adapted here
+    # and estimated by the planner (milliseconds each way); as JSON text, neither.
+    listed = func.jsonb_array_elements_text(cast(literal(json.dumps(list(ids)), Text), JSONB))
+    return column.in_(select(listed))  # type: ignore[no-any-return]
 
 
 def _chunks(ids: Sequence[str], conn: Connection) -> Iterator[Sequence[str]]:
@@ -308,7 +326,7 @@ def delegation(conn: Connection, runs: Mapping[str, str | None]) -> dict[str, st
             select(RunRow.run_id, RunRow.parent_run_id).where(
                 _among(conn, RunRow.root_run_id, chunk), RunRow.parent_run_id.is_not(None)
             )
-        ):
+        ).all():
             if parent is not None:
                 children.setdefault(parent, []).append(child)
                 in_trees.add(child)
@@ -342,10 +360,10 @@ def _own_costs(conn: Connection, run_ids: Sequence[str] | None) -> dict[str, tup
         RunRow.tool_call_count > 0
     )
     if run_ids is None:
-        return {r: (int(n), float(c)) for r, n, c in conn.execute(query)}
+        return {r: (int(n), float(c)) for r, n, c in conn.execute(query).all()}
     own: dict[str, tuple[int, float]] = {}
     for chunk in _chunks(run_ids, conn):
-        rows = conn.execute(query.where(_among(conn, RunRow.run_id, chunk)))
+        rows = conn.execute(query.where(_among(conn, RunRow.run_id, chunk))).all()
         own.update({r: (int(n), float(c)) for r, n, c in rows})
     return own
 
@@ -361,7 +379,7 @@ def rolled_up_costs(
     parent_of: dict[str, str]
     if runs is None:
         links = select(RunRow.run_id, RunRow.parent_run_id).where(RunRow.parent_run_id.is_not(None))
-        parent_of = {run: parent for run, parent in conn.execute(links) if parent}
+        parent_of = {run: parent for run, parent in conn.execute(links).all() if parent}
         own = _own_costs(conn, None)
         wanted: Iterable[str] = set(own) | set(parent_of)
         in_scope = None
@@ -545,22 +563,18 @@ def cost_by(
     """
     dimension = CostDimension(by)
     where = run_conditions(conn, RunFilter(since=since, until=until, agent=agent, turn=turn))
-    picked: list[Any] = []
-    if where or dimension is CostDimension.AGENT:
-        # The own totals come with the runs (on PostgreSQL, from the started_at index alone).
-        picked = list(
-            conn.execute(
-                select(
-                    RunRow.run_id,
-                    RunRow.agent_id,
-                    RunRow.root_run_id,
-                    RunRow.tool_call_count,
-                    RunRow.own_cost,
-                ).where(*where)
-            )
-        )
-    roots = {run_id: root for run_id, _, root, _, _ in picked}
     if dimension is CostDimension.AGENT:
+        # The own totals come with the runs (on PostgreSQL, from the started_at index alone).
+        picked = conn.execute(
+            select(
+                RunRow.run_id,
+                RunRow.agent_id,
+                RunRow.root_run_id,
+                RunRow.tool_call_count,
+                RunRow.own_cost,
+            ).where(*where)
+        ).all()
+        roots = {run_id: root for run_id, _, root, _, _ in picked}
         own_costs = {r: (int(n), float(c)) for r, _, _, n, c in picked if n > 0}
         costs = rolled_up_costs(conn, roots, own_costs) if where else rolled_up_costs(conn, None)
         sums: dict[str | None, list[float]] = {}
@@ -572,8 +586,8 @@ def cost_by(
             line[1] += calls
             line[2] += own
             line[3] += total
-        answer = [
-            CostLine(
+        answer = _lines(
+            dict(
                 by=str(dimension),
                 key=agent_id,
                 runs=int(runs),
@@ -582,16 +596,17 @@ def cost_by(
                 total=round(total, 8),
             )
             for agent_id, (runs, calls, own, total) in sums.items()
-        ]
+        )
     else:
         picks: ColumnElement[bool] | None = None
         if where:
             picks = and_(*where)
+            roots = dict(conn.execute(select(RunRow.run_id, RunRow.root_run_id).where(picks)).all())
             below = [r for r in delegation(conn, roots) if r not in roots]
             if below:
                 picks = or_(picks, _among(conn, RunRow.run_id, below))
-        answer = [
-            CostLine(
+        answer = _lines(
+            dict(
                 by=str(dimension),
                 key=k,
                 runs=int(runs or 0),
@@ -603,10 +618,22 @@ def cost_by(
             )
             for k, runs, calls, spent, tin, tout in conn.execute(
                 _spend(dimension, picks, conn.dialect.name)
-            )
-        ]
-    answer.sort(key=lambda line: (-line.total, line.key or ""))
+            ).all()
+        )
     return answer
+
+
+_COST_LINES: Any = None
+
+
+def _lines(values: Iterable[dict[str, Any]]) -> list[CostLine]:
+    """CostLines, most expensive first, validated in one call (a report by turn may have
+    thousands of lines)."""
+    global _COST_LINES
+    if _COST_LINES is None:
+        _COST_LINES = TypeAdapter(list[CostLine])
+    ordered = sorted(values, key=lambda line: (-line["total"], line["key"] or ""))
+    return _COST_LINES.validate_python(ordered)  # type: ignore[no-any-return]
 
 
 def _spend(dimension: CostDimension, picks: ColumnElement[bool] | None, dialect: str) -> Any:

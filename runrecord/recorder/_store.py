@@ -516,6 +516,13 @@ def load_tree(conn: Connection, run_id: str) -> list[RunRecord]:
             if child is not None:
                 ordered.append(child)
         i += 1
+    roll_up_costs(ordered)
+    return ordered
+
+
+def roll_up_costs(ordered: list[RunRecord]) -> None:
+    """Give each run of a tree (root first, parents before children, each with its own cost)
+    its total and its cost per agent, sub-agent runs included."""
     by_id = {r.run_id: r for r in ordered}
     for record in reversed(ordered):
         children = [by_id[c] for c in record.child_run_ids if c in by_id]
@@ -531,4 +538,3 @@ def load_tree(conn: Connection, run_id: str) -> list[RunRecord]:
             total=round(total, 8),
             by_agent={agent: round(spent, 8) for agent, spent in sorted(by_agent.items())},
         )
-    return ordered

@@ -324,6 +324,12 @@ Index(
     func.runrecord_mcp_servers(RunRow.tool_registry),
     postgresql_using="gin",
 )
+# 0015: the approvals inbox's history, the latest decided calls first.
+Index(
+    "ix_tool_calls_decided",
+    ToolCallRow.ended_at.desc().nulls_last(),
+    postgresql_where=ToolCallRow.approval_state.in_(("approved", "denied", "expired")),
+)
 
 
 class BlobRow(Base):
