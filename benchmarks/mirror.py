@@ -80,6 +80,20 @@ class MirrorBench:
         return calls
 
 
+WATCHER_CPU: list[float] = []
+"""CPU seconds of the reader thread, left out of the worker process's figure."""
+
+
+def load() -> str:
+    return " ".join(f"{n:.2f}" for n in os.getloadavg())
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -105,6 +119,7 @@ def watch_rows(
         "AND run_id LIKE :prefix GROUP BY run_id"
     )
     counts: dict[tuple[str, str], int] = {}
+    started = time.thread_time()
     with engine.connect() as conn:
         while not stop.is_set():
             for name, query, found in (("c", calls, seen), ("a", attempts, shipped)):
@@ -117,6 +132,7 @@ def watch_rows(
                     counts[(name, run_id)] = int(count)
             time.sleep(0.005)
     engine.dispose()
+    WATCHER_CPU.append(time.thread_time() - started)
 
 
 def start_mirror_process(url: str, address: str, home: Path) -> subprocess.Popen[str]:
@@ -162,6 +178,8 @@ async def measure_lag(
     stop_watch = threading.Event()
     watcher = threading.Thread(target=watch_rows, args=(url, prefix, seen, shipped, stop_watch))
     stop = asyncio.Event()
+    cpu = time.process_time()
+    mirror_cpu = process_cpu(process.pid) if process is not None else 0.0
     async with Worker(
         client,
         task_queue=queue,
@@ -183,11 +201,19 @@ async def measure_lag(
         stop.set()
         if following is not None:
             await following
-    if process is not None:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
     stop_watch.set()
     watcher.join()
+    cpu = time.process_time() - cpu - sum(WATCHER_CPU)
+    if process is not None:
+        mirror_cpu = process_cpu(process.pid) - mirror_cpu
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    print(
+        f"CPU per tool call: worker process {cpu / (runs * calls) * 1e6:.0f} µs (its shipper "
+        f"and the client included, the reader left out)"
+        + (f", mirror process {mirror_cpu / (runs * calls) * 1e6:.0f} µs" if process else ""),
+        file=sys.stderr,
+    )
     engine.dispose()
     lags = {
         key: (seen[key] - done) * 1000
@@ -243,17 +269,19 @@ async def measure_rebuild(
     await fetch_raw(client, ids[:10])  # warm-up
     await mirror.rebuild(ids[:10], concurrency=concurrency)
     for n in range(rounds):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         events = await fetch_raw(client, ids)
         fetch_times.append(time.perf_counter() - started)
-        started = time.perf_counter()
+        fetch_cpu = time.process_time() - cpu
+        started, cpu = time.perf_counter(), time.process_time()
         report = await mirror.rebuild(ids, concurrency=concurrency)
         rebuild_times.append(time.perf_counter() - started)
+        rebuild_cpu = time.process_time() - cpu
         assert report.events == events, (report.events, events)
         assert report.runs == len(ids) and not report.refused, report
         print(
-            f"round {n + 1}: fetch {fetch_times[-1]:.2f} s, rebuild {rebuild_times[-1]:.2f} s "
-            f"({events} events, load {os.getloadavg()[0]:.2f})",
+            f"round {n + 1}: fetch {fetch_times[-1]:.2f} s (CPU {fetch_cpu:.2f} s), rebuild "
+            f"{rebuild_times[-1]:.2f} s (CPU {rebuild_cpu:.2f} s; {events} events, load {load()})",
             file=sys.stderr,
         )
     engine.dispose()
@@ -312,7 +340,7 @@ async def main() -> None:
         shipper.stop()
         shipper_engine.dispose()
         await env.shutdown()
-    print(f"machine load (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"machine load (1, 5, 15 min): {load()} on {os.cpu_count()} cores")
     if lags:
         print(f"lag: {len(lags)} calls of {args.runs} concurrent runs ({missing} not seen)")
         first = [lag for (_, call), lag in lags.items() if call == "1"]

@@ -25,10 +25,14 @@ It also times the activity interceptor alone: one attempt through ``RunRecordInt
 activity side (header decoded, policy checked, start and end lines written to the journal,
 the shipper woken) against the same call without it, in µs per attempt.
 
-Each case ends with ``ratio recorded/bare: <number>``; the interceptor's line is
-``interceptor: <n> µs per attempt``. The records database is RUNRECORD_DATABASE_URL if
-set (PostgreSQL in production: the mirror hears of new runs through NOTIFY), else an
-SQLite file in a temporary folder.
+Each batch is timed in wall and CPU seconds: this process's CPU (the worker with its
+shipper, and the client that starts the runs) and the mirror process's, per tool call. A
+round is one batch of each side back to back; a side's ratio to bare is the median over
+rounds of its batch's time over the bare batch's, so a burst of load from elsewhere moves
+one round, not the figure. Each case ends with ``ratio recorded/bare: <median>``; the
+interceptor's line is ``interceptor: <n> µs per attempt``. The records database is
+RUNRECORD_DATABASE_URL if set (PostgreSQL in production: the mirror hears of new runs
+through NOTIFY), else an SQLite file in a temporary folder.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -302,10 +307,33 @@ async def interceptor_cost(attempts: int, folder: Path) -> tuple[float, float]:
         journal.close()
 
 
+@dataclass
+class Batch:
+    """One timed batch: its side, wall and CPU seconds (this process: the worker, its
+    shipper and the client), and the mirror process's CPU seconds meanwhile."""
+
+    side: str
+    calls: int
+    wall: float
+    cpu: float
+    mirror_cpu: float = 0.0
+
+
+def load() -> str:
+    return " ".join(f"{n:.2f}" for n in os.getloadavg())
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def compare(
     address: str, args: argparse.Namespace, home: Path, case: Case
-) -> tuple[float, float, float, float]:
-    """Bare and recorded batches, alternating, so load from elsewhere hits both sides alike."""
+) -> tuple[list[Batch], float]:
+    """Bare and recorded batches, alternating, so load from elsewhere hits both sides alike;
+    returns every batch and the lag after the last one."""
     settings = Settings(
         home=home,
         database_url=os.environ.get("RUNRECORD_DATABASE_URL")
@@ -318,7 +346,7 @@ async def compare(
     bare_client = await Client.connect(address, plugins=case.plugins())
     bare_queue = f"bench-bare-{uuid.uuid4().hex[:6]}"
     module = case.module()
-    bare = recorded = worker_only = 0.0
+    batches: list[Batch] = []
     separate = None
     async with (
         Worker(bare_client, task_queue=bare_queue, workflows=case.workflows, activities=ACTIVITIES),
@@ -339,12 +367,14 @@ async def compare(
             if separate is not None:
                 sides.insert(batch % 3, "worker")
             for side in sides:
+                cpu = time.process_time()
+                mirror_cpu = process_cpu(separate.pid) if separate is not None else 0.0
                 if side == "bare":
-                    bare += await _run_all(
+                    wall = await _run_all(
                         bare_client, bare_queue, size, args.calls, args.concurrency, case
                     )
                 elif side == "recorded":
-                    recorded += await _recorded_batch(client, queue, mirror, size, args, case)
+                    wall = await _recorded_batch(client, queue, mirror, size, args, case)
                     recorded_runs += size
                 else:
                     # The worker's own share: the mirror process stopped while the batch
@@ -352,12 +382,22 @@ async def compare(
                     assert separate is not None
                     separate.send_signal(signal.SIGSTOP)
                     try:
-                        worker_only += await _run_all(
+                        wall = await _run_all(
                             client, queue, size, args.calls, args.concurrency, case
                         )
                     finally:
                         separate.send_signal(signal.SIGCONT)
                     recorded_runs += size
+                batches.append(
+                    Batch(
+                        side,
+                        size * args.calls,
+                        wall,
+                        time.process_time() - cpu,
+                        process_cpu(separate.pid) - mirror_cpu if separate is not None else 0.0,
+                    )
+                )
+                if side == "worker":
                     while await _mirrored_runs(mirror) < recorded_runs:
                         await asyncio.sleep(0.1)
             left -= size
@@ -381,7 +421,49 @@ async def compare(
     if separate is not None:
         separate.send_signal(signal.SIGINT)
         separate.wait(timeout=30)
-    return bare, recorded, worker_only, lag
+    return batches, lag
+
+
+def report(batches: list[Batch], layout: str) -> float:
+    """Per round (one batch of each side, back to back), each side's ratio to the bare batch;
+    the median over rounds is the figure, since load from elsewhere moves single rounds.
+    CPU is what recording costs the agent's machine: this process's CPU per tool call (the
+    worker with its shipper, and the client) and the mirror process's. Returns the
+    recorded/bare median."""
+    rounds: list[dict[str, Batch]] = []
+    for batch in batches:
+        if not rounds or batch.side in rounds[-1]:
+            rounds.append({})
+        rounds[-1][batch.side] = batch
+    names = {
+        "bare": "bare temporalio",
+        "recorded": f"recorded ({layout})",
+        "worker": "recorded, the mirror process stopped during the batch (the worker's own share)",
+    }
+    median = statistics.median
+    recorded = 0.0
+    for side, name in names.items():
+        mine = [b for b in batches if b.side == side]
+        if not mine:
+            continue
+        cpu_us = median(b.cpu / b.calls for b in mine) * 1e6
+        print(f"{name}: {sum(b.wall for b in mine):.2f} s in {len(mine)} batches")
+        line = f"  worker process CPU per tool call: {cpu_us:.0f} µs"
+        if any(b.mirror_cpu for b in mine):
+            line += f"; mirror process: {median(b.mirror_cpu / b.calls for b in mine) * 1e6:.0f} µs"
+        print(line)
+        if side == "bare":
+            continue
+        pairs = [(r[side], r["bare"]) for r in rounds if side in r and "bare" in r]
+        walls = [mine.wall / bare.wall for mine, bare in pairs]
+        cpus = [mine.cpu / bare.cpu for mine, bare in pairs]
+        print(
+            f"  ratio to bare: wall {median(walls):.3f} (median of {len(walls)} rounds, "
+            f"{min(walls):.2f} to {max(walls):.2f}), worker CPU {median(cpus):.3f}"
+        )
+        if side == "recorded":
+            recorded = median(walls)
+    return recorded
 
 
 async def main() -> None:
@@ -429,7 +511,7 @@ async def main() -> None:
                 f"{args.runs} runs x {args.calls} tool calls, {args.concurrency} runs in flight, "
                 f"dev server {address}; {layout}"
             )
-            print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+            print(f"load average before: {load()} on {os.cpu_count()} cores")
             without, with_it = await interceptor_cost(args.attempts, Path(home))
             print(
                 f"activity call alone: {without:.1f} µs bare, {with_it:.1f} µs through the "
@@ -438,18 +520,12 @@ async def main() -> None:
             print(f"interceptor: {with_it - without:.1f} µs per attempt")
             cases = list(CASES.values()) if args.case == "all" else [CASES[args.case]]
             for case in cases:
-                bare, recorded, worker_only, lag = await compare(address, args, Path(home), case)
-                print(f"[{case.name}]")
-                print(f"bare temporalio: {bare:.2f} s")
-                print(f"recorded ({layout}): {recorded:.2f} s")
-                if worker_only:
-                    print(
-                        f"recorded, the mirror process stopped during the batch (the worker's "
-                        f"own share): {worker_only:.2f} s, ratio {worker_only / bare:.3f}"
-                    )
+                batches, lag = await compare(address, args, Path(home), case)
+                print(f"[{case.name}] load average {load()}")
+                ratio = report(batches, layout)
                 print(f"every run and attempt in the records {lag:.2f} s after the last batch")
-                print(f"ratio recorded/bare: {recorded / bare:.3f}")
-            print(f"load average after: {os.getloadavg()[0]:.2f}")
+                print(f"ratio recorded/bare: {ratio:.3f}")
+            print(f"load average after: {load()}")
     finally:
         await env.shutdown()
 

@@ -432,42 +432,77 @@ def attest(
     """Attest a run's rows as they stand in this transaction; returns the digest, or None
     when the latest attestation already says the same, or when the rows hold a change this
     writer cannot vouch for (logged; ``verify`` reports it)."""
+    found = None if rows is None else {run_id: rows}
+    return attest_runs(conn, {run_id: reason}, key=key, rows=found).get(run_id)
+
+
+def attest_runs(
+    conn: Connection,
+    reasons: dict[str, str],
+    *,
+    key: MirrorKey | None = None,
+    rows: dict[str, PlainRows] | None = None,
+) -> dict[str, str]:
+    """``attest`` for several runs (``reasons``: why each is attested), in one round trip
+    for their latest attestations and one lock, whatever their number; returns the digests
+    written, by run."""
     key = key or mirror_key()
     if rows is None:
-        rows = runs_rows(conn, [run_id])[run_id]
-    if not rows["runs"]:
-        return None
-    namespace = rows["runs"][0]["namespace"]
-    leaves = leaves_of(rows)
-    digest = digest_of(leaves)
+        rows = runs_rows(conn, sorted(reasons))
+    current: dict[str, list[Leaf]] = {}
+    for run_id in sorted(reasons):
+        if rows[run_id]["runs"]:
+            current[run_id] = leaves_of(rows[run_id])
+    if not current:
+        return {}
+    digests = {run_id: digest_of(leaves) for run_id, leaves in current.items()}
     _lock(conn, key)
-    latest = conn.execute(
-        select(AttestationRow.digest, AttestationRow.leaves)
-        .where(AttestationRow.run_id == run_id)
-        .order_by(AttestationRow.seq.desc())
-        .limit(1)
-    ).first()
-    if latest is not None:
-        if latest.digest == digest:
-            return None
-        refused = violations(
-            run_id,
-            _leaves(latest.leaves),
-            leaves,
-            rewritten=reason != "late_rows",  # the journal writer writes no history rows
-            reset=reason == "reset",
+    ids = list(current)
+    latest: dict[str, Any] = {}
+    for start in range(0, len(ids), _IN_BATCH):
+        part = ids[start : start + _IN_BATCH]
+        latest.update(_latest(conn, part, AttestationRow.seq, AttestationRow.digest))
+    # The attested leaves are read only where the digest moved (a rebuild moves none).
+    moved = [row["seq"] for run_id, row in latest.items() if row["digest"] != digests[run_id]]
+    attested: dict[int, Any] = {}
+    for start in range(0, len(moved), _IN_BATCH):
+        attested.update(
+            conn.execute(
+                select(AttestationRow.seq, AttestationRow.leaves).where(
+                    AttestationRow.seq.in_(moved[start : start + _IN_BATCH])
+                )
+            ).all()
         )
-        if refused:
-            log.warning(
-                "attest: run %s not attested (%s): %s%s",
+    written: dict[str, str] = {}
+    for run_id, leaves in current.items():
+        reason = reasons[run_id]
+        if run_id in latest:
+            if latest[run_id]["digest"] == digests[run_id]:
+                continue
+            refused = violations(
                 run_id,
-                reason,
-                refused[0],
-                f" and {len(refused) - 1} more" if len(refused) > 1 else "",
+                _leaves(attested[latest[run_id]["seq"]]),
+                leaves,
+                rewritten=reason != "late_rows",  # the journal writer writes no history rows
+                reset=reason == "reset",
             )
-            return None
-    append(conn, key, run_id=run_id, namespace=namespace, reason=reason, leaves=leaves)
-    return digest
+            if refused:
+                log.warning(
+                    "attest: run %s not attested (%s): %s%s",
+                    run_id,
+                    reason,
+                    refused[0],
+                    f" and {len(refused) - 1} more" if len(refused) > 1 else "",
+                )
+                continue
+        namespace = rows[run_id]["runs"][0]["namespace"]
+        append(conn, key, run_id=run_id, namespace=namespace, reason=reason, leaves=leaves)
+        written[run_id] = digests[run_id]
+    return written
+
+
+_IN_BATCH = 5000
+"""Values per IN list."""
 
 
 def append(
@@ -552,9 +587,7 @@ def attest_written(conn: Connection, reasons: dict[str, str]) -> None:
     key = _usable_key()
     if key is None:
         return
-    found = runs_rows(conn, sorted(reasons))
-    for run_id in sorted(reasons):
-        attest(conn, run_id, reasons[run_id], key=key, rows=found[run_id])
+    attest_runs(conn, reasons, key=key)
 
 
 def attest_late(conn: Connection, run_ids: Iterable[str]) -> None:
@@ -577,9 +610,7 @@ def attest_late(conn: Connection, run_ids: Iterable[str]) -> None:
     key = _usable_key()
     if key is None:
         return
-    found = runs_rows(conn, closed_ids)
-    for run_id in closed_ids:
-        attest(conn, run_id, "late_rows", key=key, rows=found[run_id])
+    attest_runs(conn, dict.fromkeys(closed_ids, "late_rows"), key=key)
 
 
 def _usable_key() -> MirrorKey | None:
@@ -733,15 +764,15 @@ def verify(
     return report
 
 
-def _latest(conn: Connection, run_ids: Sequence[str]) -> dict[str, Any]:
+def _latest(conn: Connection, run_ids: Sequence[str], *columns: Any) -> dict[str, Any]:
+    """Each run's latest attestation (``columns`` of it, or all), by run id."""
     newest = (
         select(func.max(AttestationRow.seq))
         .where(AttestationRow.run_id.in_(list(run_ids)))
         .group_by(AttestationRow.run_id)
     )
-    found = conn.execute(
-        select(AttestationRow.__table__).where(AttestationRow.seq.in_(newest))
-    ).mappings()
+    wanted = [AttestationRow.run_id, *columns] if columns else [AttestationRow.__table__]
+    found = conn.execute(select(*wanted).where(AttestationRow.seq.in_(newest))).mappings()
     return {row["run_id"]: row for row in found}
 
 

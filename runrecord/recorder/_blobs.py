@@ -15,10 +15,12 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +30,7 @@ from runrecord._redaction import Redactor, default_redactor
 from runrecord._settings import RunRecordError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
 
 TEXT_TYPES = ("application/json", "text/plain")
 DATABASE_NAMES = ("postgres", "postgresql", "db")
@@ -115,16 +117,21 @@ class BlobStore(ABC):
         shas = [sha for sha in bodies if _SHA.match(sha)]
         if not shas:
             return 0
-        present = self._present(shas)
-        copies: dict[str, bytes] = {}
-        for sha in shas:
-            if present.get(sha, True):
-                copy = self.redacted(*bodies[sha])
-                if copy is not None:
-                    copies[sha] = copy
-        if copies:
-            self._write(copies)
+        with self._batch():
+            present = self._present(shas)
+            copies: dict[str, bytes] = {}
+            for sha in shas:
+                if present.get(sha, True):
+                    copy = self.redacted(*bodies[sha])
+                    if copy is not None:
+                        copies[sha] = copy
+            if copies:
+                self._write(copies)
         return sum(1 for sha in copies if sha not in present)
+
+    def _batch(self) -> AbstractContextManager[object]:
+        """Around one ``keep_many``: a backend may look and write in one session."""
+        return nullcontext()
 
     def redacted(self, canonical: bytes, media_type: str) -> bytes | None:
         if media_type == "application/json":
@@ -294,6 +301,26 @@ class DatabaseBlobStore(BlobStore):
         super().__init__(redactor)
         self.engine = engine
         self.where = f"records database {engine.url.render_as_string(hide_password=True)}"
+        self._session = threading.local()
+
+    @contextmanager
+    def _batch(self) -> Iterator[object]:
+        """One transaction for a ``keep_many``: looking and writing cost one connection."""
+        with self.engine.begin() as conn:
+            self._session.conn = conn
+            try:
+                yield conn
+            finally:
+                self._session.conn = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        conn = getattr(self._session, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.begin() as conn:
+            yield conn
 
     def check(self) -> None:
         from sqlalchemy import select
@@ -318,7 +345,7 @@ class DatabaseBlobStore(BlobStore):
 
         now = datetime.now(UTC)
         stale = now - timedelta(seconds=RENEW_AFTER)
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             query = select(BlobRow.sha256).where(BlobRow.sha256.in_(shas))
             found = set(conn.execute(query).scalars())
             if found:
@@ -344,7 +371,7 @@ class DatabaseBlobStore(BlobStore):
             from sqlalchemy.dialects.sqlite import insert
         # Two mirrors may write the same copy at once: the first one wins, both succeed.
         statement = insert(BlobRow).on_conflict_do_nothing(index_elements=["sha256"])
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             conn.execute(statement, rows)
 
     def _get(self, sha256: str) -> bytes | None:

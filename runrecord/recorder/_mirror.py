@@ -64,7 +64,10 @@ log = logging.getLogger("runrecord.mirror")
 PAGE_SIZE = 0  # the server default
 LONG_POLL = timedelta(seconds=70)
 _DONE_KEPT = 100_000
-WRITE_GATHER = 0.1  # seconds the writer waits for more changes before a transaction
+WRITE_GATHER = 0.02
+"""Seconds between one transaction's end and the next one's start while changes keep coming:
+a change after a quiet spell is written at once; under load, what arrives during a write
+and this gap is one transaction."""
 QUARANTINE_MAX_WAIT = 30.0  # seconds between tries of a run the records refuse, at most
 COPIES_HELD_MAX = 256 * 1024 * 1024  # bytes of payload copies held while the blob store is out
 
@@ -395,6 +398,7 @@ class Mirror:
         never holds the others back."""
         loop = asyncio.get_running_loop()
         backoff = self.poll_interval
+        last_write = -WRITE_GATHER
         while True:
             if not self._unsaved:
                 if stop.is_set():
@@ -408,9 +412,11 @@ class Mirror:
                 for w in waits:
                     w.cancel()
                 continue
-            # Let changes gather a moment: one transaction for many runs' pages costs the
-            # worker sharing this process far less than one per page.
-            await asyncio.sleep(WRITE_GATHER)
+            # Under load, let changes gather a moment: one transaction for many runs' pages
+            # costs far less than one per page. After a quiet spell, write at once.
+            gap = last_write + WRITE_GATHER - loop.time()
+            if gap > 0:
+                await asyncio.sleep(gap)
             ids, self._unsaved = sorted(self._unsaved), set()
             now = loop.time()
             # A quarantined run not yet due waits for its timer, which marks it unsaved again.
@@ -431,6 +437,7 @@ class Mirror:
                     self._release(w for w in batch if w not in refused)
                     done.update(batch)
                 backoff = self.poll_interval
+                last_write = loop.time()
             except Exception as err:  # the database may be down: fold on, write later
                 self._error(err)
                 self._unsaved.update(w for batch in batches for w in batch if w not in done)

@@ -508,7 +508,9 @@ class RunProjection:
         approval = header.approval
         if approval.applied_at is None and approval.decided_at:
             approval = approval.model_copy(update={"applied_at": approval.decided_at})
-        origin = header.model_copy(deep=True).origin()
+        origin = header.origin()  # lists are copied as the call validates them
+        if header.mcp is not None:
+            origin["mcp"] = header.mcp.model_copy(deep=True)
         return ToolCall(
             **{**origin, "tool_call_id": call_id},
             approval_state=header.approval.state,

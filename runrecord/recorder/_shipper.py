@@ -43,6 +43,10 @@ NOTIFY_CHANNEL = "runrecord_runs"
 "runId"}`` (JSON)."""
 GATHER = 0.005
 """Seconds the shipper waits after a wake-up for more lines, so a burst is one transaction."""
+SHIP_GAP = 0.05
+"""Seconds from one shipment's end to the next one's start while lines keep coming: after a
+quiet spell a line ships at once, under load the lines of this gap share one transaction
+(one transaction per line would cost the worker's CPU what the agent needs)."""
 RESCAN_INTERVAL = 30.0
 """Seconds between looks at the folder's other files (a dead worker's spool)."""
 MAX_WAIT = 10.0
@@ -161,6 +165,7 @@ class Shipper:
     def _loop(self) -> None:
         wait = 0.0
         rescan_at = 0.0  # the first round ships every file of the folder
+        shipped_at = -SHIP_GAP
         while True:
             stopping = self._stop.is_set()
             try:
@@ -183,9 +188,10 @@ class Shipper:
             if wait:
                 self._stop.wait(wait)
                 continue
+            shipped_at = time.monotonic()
             self._wake.wait(RESCAN_INTERVAL)
             self._wake.clear()
-            time.sleep(GATHER)
+            self._stop.wait(max(GATHER, shipped_at + SHIP_GAP - time.monotonic()))
 
     def _pending_runs(self) -> bool:
         with self._runs_lock:

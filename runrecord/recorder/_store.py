@@ -308,8 +308,14 @@ def write_rows(conn: Connection, rows: Rows) -> None:
     for name, (model, keys) in KEYS.items():
         ordered = sorted(rows.get(name, []), key=lambda r: tuple(str(r[k]) for k in keys))
         upsert(conn, model, ordered, keys, update=name not in _INSERT_ONLY)
+    # Model totals come from model_calls alone: runs whose write has none keep theirs.
     changed = {r["run_id"] for name in ("tool_calls", "model_calls") for r in rows.get(name, [])}
-    update_run_totals(conn, sorted(storable(run_id) for run_id in changed))
+    with_models = {r["run_id"] for r in rows.get("model_calls", [])}
+    update_run_totals(
+        conn,
+        sorted(storable(run_id) for run_id in changed),
+        models=sorted(storable(run_id) for run_id in with_models),
+    )
     for move in storable(rows.get(MOVES, [])):
         for model in (AttemptRow, ArtifactRow):
             conn.execute(
@@ -349,20 +355,22 @@ _TOTALS_SQL = {
 }
 
 
-def update_run_totals(conn: Connection, run_ids: Sequence[str] | None) -> None:
+def update_run_totals(
+    conn: Connection, run_ids: Sequence[str] | None, *, models: Sequence[str] | None = None
+) -> None:
     """Set the call totals on the runs' rows (every run's when ``run_ids`` is None) from
-    their tool_calls and model_calls rows."""
-    if run_ids is not None and not run_ids:
-        return
+    their tool_calls and model_calls rows; the model totals only of ``models`` if given
+    (the runs whose model_calls rows changed)."""
     dialect = _TOTALS_SQL["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    for sql in _TOTALS:
-        if run_ids is None:
+    tools_sql, models_sql = _TOTALS
+    for sql, ids in ((tools_sql, run_ids), (models_sql, run_ids if models is None else models)):
+        if ids is None:
             conn.execute(text(sql.format(where="", **dialect)))
-        else:
-            stmt = text(sql.format(where="WHERE run_id IN :ids", **dialect))
-            stmt = stmt.bindparams(bindparam("ids", expanding=True))
-            for start in range(0, len(run_ids), 5000):
-                conn.execute(stmt, {"ids": list(run_ids[start : start + 5000])})
+            continue
+        stmt = text(sql.format(where="WHERE run_id IN :ids", **dialect))
+        stmt = stmt.bindparams(bindparam("ids", expanding=True))
+        for start in range(0, len(ids), 5000):
+            conn.execute(stmt, {"ids": list(ids[start : start + 5000])})
 
 
 def _kept_as(conn: Connection, entries: list[JournalEntry]) -> dict[tuple[str, str, str], str]:
