@@ -367,6 +367,8 @@ def update_run_totals(
         if ids is None:
             conn.execute(text(sql.format(where="", **dialect)))
             continue
+        if not ids:
+            continue
         stmt = text(sql.format(where="WHERE run_id IN :ids", **dialect))
         stmt = stmt.bindparams(bindparam("ids", expanding=True))
         for start in range(0, len(ids), 5000):
