@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -188,6 +189,9 @@ async def scenario(
             for i in (1, 2)
         ]
     journal.close()
+    # A shipped journal file is removed: keep a copy for the SQLite records of the same runs.
+    kept_journal = journal.directory.with_name("journal-for-sqlite")
+    shutil.copytree(journal.directory, kept_journal)
     mirror = Mirror(client, engine, journal_dir=journal.directory)
     mirror.drain_journal()
     for root in roots:
@@ -212,7 +216,7 @@ async def scenario(
             turns=turns,
             roots=roots,
             client=client,
-            journal_dir=journal.directory,
+            journal_dir=kept_journal,
         )
     finally:
         engine.dispose()
