@@ -14,13 +14,12 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field
 from sqlalchemy import (
     ARRAY,
-    BigInteger,
+    Column,
     ColumnElement,
     Connection,
-    Float,
     Integer,
     String,
     Text,
@@ -33,14 +32,21 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    true,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from runrecord._settings import RunRecordError
 from runrecord.recorder._rows import artifact_of, from_row
-from runrecord.recorder._tables import ArtifactRow, ModelCallRow, RunRow, ToolCallRow
+from runrecord.recorder._tables import (
+    ArtifactRow,
+    ModelCallRow,
+    RunRow,
+    RunTotalRow,
+    ToolCallRow,
+)
 from runrecord.records import Approval, ApprovalState, Artifact, Cost, CostDimension, Record
 
 NOT_LET_RUN = (ApprovalState.REQUESTED, ApprovalState.DENIED, ApprovalState.EXPIRED)
@@ -598,13 +604,12 @@ def cost_by(
             for agent_id, (runs, calls, own, total) in sums.items()
         )
     else:
-        picks: ColumnElement[bool] | None = None
+        below: list[str] = []
         if where:
-            picks = and_(*where)
-            roots = dict(conn.execute(select(RunRow.run_id, RunRow.root_run_id).where(picks)).all())
+            roots = dict(
+                conn.execute(select(RunRow.run_id, RunRow.root_run_id).where(*where)).all()
+            )
             below = [r for r in delegation(conn, roots) if r not in roots]
-            if below:
-                picks = or_(picks, _among(conn, RunRow.run_id, below))
         answer = _lines(
             dict(
                 by=str(dimension),
@@ -617,28 +622,36 @@ def cost_by(
                 output_tokens=None if tout is None else int(tout),
             )
             for k, runs, calls, spent, tin, tout in conn.execute(
-                _spend(dimension, picks, conn.dialect.name)
+                _spend(conn, dimension, where, below)
             ).all()
         )
     return answer
 
 
-_COST_LINES: Any = None
-
-
 def _lines(values: Iterable[dict[str, Any]]) -> list[CostLine]:
-    """CostLines, most expensive first, validated in one call (a report by turn may have
-    thousands of lines)."""
-    global _COST_LINES
-    if _COST_LINES is None:
-        _COST_LINES = TypeAdapter(list[CostLine])
+    """CostLines, most expensive first. The values are built here with their types (a
+    report by turn may have thousands of lines): constructed, not validated again."""
     ordered = sorted(values, key=lambda line: (-line["total"], line["key"] or ""))
-    return _COST_LINES.validate_python(ordered)  # type: ignore[no-any-return]
+    return [CostLine.model_construct(**line) for line in ordered]
 
 
-def _spend(dimension: CostDimension, picks: ColumnElement[bool] | None, dialect: str) -> Any:
-    """key, runs, calls, cost, input tokens, output tokens — for the runs ``picks`` selects,
-    from the per-run totals on their rows (a run counts once for each of its keys)."""
+def _on_totals(condition: ColumnElement[bool]) -> Any:
+    """A condition on the run's start, agent or turn, on the copies in run_totals."""
+    runs, totals = RunRow.__table__, RunTotalRow.__table__
+
+    def swap(element: Any) -> Any:
+        if isinstance(element, Column) and element.table is runs:
+            return totals.c[element.name]  # a column run_totals does not copy: KeyError
+        return None
+
+    return replacement_traverse(condition, {}, swap)
+
+
+def _spend(
+    conn: Connection, dimension: CostDimension, where: list[ColumnElement[bool]], below: list[str]
+) -> Any:
+    """key, runs, calls, cost, input tokens, output tokens — for the runs ``where`` selects
+    and their sub-agent runs ``below`` (a run counts once for each of its keys)."""
     if dimension is CostDimension.TURN:
         query = select(
             RunRow.turn_id,
@@ -648,30 +661,24 @@ def _spend(dimension: CostDimension, picks: ColumnElement[bool] | None, dialect:
             cast(null(), Integer),
             cast(null(), Integer),
         ).group_by(RunRow.turn_id)
-        return query if picks is None else query.where(picks)
-    column = RunRow.model_totals if dimension is CostDimension.MODEL else RunRow.tool_totals
-    if dialect == "postgresql":
-        each = func.jsonb_each(column).table_valued("key", "value").alias("total")
-        key = each.c.key
-
-        def item(n: int, kind: Any) -> Any:
-            return cast(each.c.value.op("->>")(literal(n)), kind)
-    else:
-        each = func.json_each(column).table_valued("key", "value").alias("total")
-        key = each.c.key
-
-        def item(n: int, kind: Any) -> Any:
-            return cast(func.json_extract(each.c.value, f"$[{n}]"), kind)
-
-    tokens: list[Any] = (
-        [func.sum(item(2, BigInteger)), func.sum(item(3, BigInteger))]
-        if dimension is CostDimension.MODEL
-        else [cast(null(), Integer), cast(null(), Integer)]
-    )
-    query = (
-        select(key, func.count(), func.sum(item(0, BigInteger)), func.sum(item(1, Float)), *tokens)
-        .select_from(RunRow)
-        .join(each, true())
-        .group_by(key)
-    )
-    return query if picks is None else query.where(picks)
+        if not where:
+            return query
+        picks = and_(*where)
+        return query.where(or_(picks, _among(conn, RunRow.run_id, below)) if below else picks)
+    # The run filter on the copies of the run's start, agent and turn the totals carry: one
+    # index range of the totals; the sub-agent runs outside it are read by run id.
+    t = RunTotalRow
+    columns = (t.key, t.calls, t.cost, t.input_tokens, t.output_tokens)
+    kind = t.kind == ("model" if dimension is CostDimension.MODEL else "tool")
+    parts = [select(*columns).where(kind, *(_on_totals(c) for c in where))]
+    if below:
+        parts.append(select(*columns).where(kind, _among(conn, t.run_id, below)))
+    rows = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("totals")
+    return select(
+        rows.c.key,
+        func.count(),
+        func.sum(rows.c.calls),
+        func.sum(rows.c.cost),
+        func.sum(rows.c.input_tokens),
+        func.sum(rows.c.output_tokens),
+    ).group_by(rows.c.key)
