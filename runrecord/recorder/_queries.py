@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 from sqlalchemy import (
     ARRAY,
     Column,
@@ -604,12 +604,7 @@ def cost_by(
             for agent_id, (runs, calls, own, total) in sums.items()
         )
     else:
-        below: list[str] = []
-        if where:
-            roots = dict(
-                conn.execute(select(RunRow.run_id, RunRow.root_run_id).where(*where)).all()
-            )
-            below = [r for r in delegation(conn, roots) if r not in roots]
+        below = _below(conn, where) if where else []
         answer = _lines(
             dict(
                 by=str(dimension),
@@ -628,23 +623,69 @@ def cost_by(
     return answer
 
 
+_COST_LINES: Any = None
+
+
 def _lines(values: Iterable[dict[str, Any]]) -> list[CostLine]:
-    """CostLines, most expensive first. The values are built here with their types (a
-    report by turn may have thousands of lines): constructed, not validated again."""
+    """CostLines, most expensive first, validated in one call (a report by turn may have
+    thousands of lines)."""
+    global _COST_LINES
+    if _COST_LINES is None:
+        _COST_LINES = TypeAdapter(list[CostLine])
     ordered = sorted(values, key=lambda line: (-line["total"], line["key"] or ""))
-    return [CostLine.model_construct(**line) for line in ordered]
+    return _COST_LINES.validate_python(ordered)  # type: ignore[no-any-return]
 
 
-def _on_totals(condition: ColumnElement[bool]) -> Any:
-    """A condition on the run's start, agent or turn, on the copies in run_totals."""
-    runs, totals = RunRow.__table__, RunTotalRow.__table__
+def _rebound(condition: ColumnElement[bool], table: Any) -> Any:
+    """A condition on columns of runs, on the same-named columns of ``table`` (an alias of
+    runs, or run_totals with its copies of the run's start, agent and turn)."""
+    runs = RunRow.__table__
 
     def swap(element: Any) -> Any:
         if isinstance(element, Column) and element.table is runs:
-            return totals.c[element.name]  # a column run_totals does not copy: KeyError
+            return table.c[element.name]  # a column run_totals does not copy: KeyError
         return None
 
     return replacement_traverse(condition, {}, swap)
+
+
+def _below(conn: Connection, where: list[ColumnElement[bool]]) -> list[str]:
+    """The sub-agent runs, at any depth, of the runs ``where`` picks that it does not pick
+    itself (mostly none: sub-agents start with their parents).
+
+    The first level in one statement, from the delegation trees of the picked runs (or,
+    for a run recorded without a root id, from its id); deeper levels by parent id.
+    """
+    child = RunRow.__table__.alias("child")
+    picked = select(RunRow.run_id).where(*where)
+    outside = child.c.run_id.not_in(picked)
+    roots: Any = select(RunRow.root_run_id).where(*where)
+    if conn.dialect.name == "postgresql":
+        # One array of root ids: PostgreSQL then reads each tree from the index once,
+        # instead of hashing the whole root index.
+        listed = select(func.array_agg(RunRow.root_run_id)).where(*where).scalar_subquery()
+        roots = any_(cast(listed, ARRAY(String)))
+        in_trees = child.c.root_run_id == roots
+    else:
+        in_trees = child.c.root_run_id.in_(roots)
+    rootless = picked.where(RunRow.root_run_id.is_(None))
+    first = union_all(
+        select(child.c.run_id).where(in_trees, child.c.parent_run_id.in_(picked), outside),
+        select(child.c.run_id).where(child.c.parent_run_id.in_(rootless), outside),
+    )
+    frontier = list(dict.fromkeys(conn.execute(first).scalars()))
+    below = set(frontier)
+    for _ in range(MAX_DEPTH):
+        if not frontier:
+            break
+        found: list[str] = []
+        for chunk in _chunks(frontier, conn):
+            found += conn.execute(
+                select(child.c.run_id).where(_among(conn, child.c.parent_run_id, chunk), outside)
+            ).scalars()
+        frontier = [run for run in dict.fromkeys(found) if run not in below]
+        below.update(frontier)
+    return sorted(below)
 
 
 def _spend(
@@ -670,7 +711,7 @@ def _spend(
     t = RunTotalRow
     columns = (t.key, t.calls, t.cost, t.input_tokens, t.output_tokens)
     kind = t.kind == ("model" if dimension is CostDimension.MODEL else "tool")
-    parts = [select(*columns).where(kind, *(_on_totals(c) for c in where))]
+    parts = [select(*columns).where(kind, *(_rebound(c, t.__table__) for c in where))]
     if below:
         parts.append(select(*columns).where(kind, _among(conn, t.run_id, below)))
     rows = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("totals")
