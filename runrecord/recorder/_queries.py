@@ -395,6 +395,17 @@ def rolled_up_costs(
         known = known or {}
         own = {**known, **_own_costs(conn, [r for r in in_scope if r not in known])}
         wanted = runs
+    total = _roll_up(own, parent_of, in_scope)
+    nothing = (0, 0.0)
+    return {run: (*own.get(run, nothing), total.get(run, 0.0)) for run in wanted}
+
+
+def _roll_up(
+    own: Mapping[str, tuple[int, float]],
+    parent_of: Mapping[str, str],
+    in_scope: set[str] | None,
+) -> dict[str, float]:
+    """Each run's own cost plus that of every run below it, up to the runs in scope."""
     total = {run: spent for run, (_, spent) in own.items()}
     for run, (_, spent) in own.items():
         if not spent:
@@ -407,8 +418,7 @@ def rolled_up_costs(
             total[parent] = total.get(parent, 0.0) + spent
             seen.add(parent)
             parent = parent_of.get(parent)
-    nothing = (0, 0.0)
-    return {run: (*own.get(run, nothing), total.get(run, 0.0)) for run in wanted}
+    return total
 
 
 # --- the questions
@@ -553,6 +563,28 @@ def turn_artifacts(conn: Connection, turn_id: str) -> list[ArtifactOrigin]:
     ]
 
 
+def _picked_costs(
+    conn: Connection, picked: Sequence[Any], below: list[str]
+) -> dict[str, tuple[int, float, float]]:
+    """``rolled_up_costs`` of the picked runs (id, agent, parent, calls, own cost), given
+    the sub-agent runs below them that are not picked themselves."""
+    parent_of = {run: parent for run, _, parent, _, _ in picked if parent}
+    own = {run: (int(n), float(c)) for run, _, _, n, c in picked if n > 0}
+    for chunk in _chunks(below, conn):
+        for run, parent, n, c in conn.execute(
+            select(
+                RunRow.run_id, RunRow.parent_run_id, RunRow.tool_call_count, RunRow.own_cost
+            ).where(_among(conn, RunRow.run_id, chunk))
+        ).all():
+            if parent:
+                parent_of[run] = parent
+            if n > 0:
+                own[run] = (int(n), float(c))
+    total = _roll_up(own, parent_of, {run for run, *_ in picked} | set(below))
+    nothing = (0, 0.0)
+    return {run: (*own.get(run, nothing), total.get(run, 0.0)) for run, *_ in picked}
+
+
 def cost_by(
     conn: Connection,
     by: CostDimension | str,
@@ -570,19 +602,21 @@ def cost_by(
     dimension = CostDimension(by)
     where = run_conditions(conn, RunFilter(since=since, until=until, agent=agent, turn=turn))
     if dimension is CostDimension.AGENT:
-        # The own totals come with the runs (on PostgreSQL, from the started_at index alone).
+        # The own totals and parents come with the runs (on PostgreSQL, from the started_at
+        # index alone); the sub-agent runs outside the pick, if any, are read by id.
         picked = conn.execute(
             select(
                 RunRow.run_id,
                 RunRow.agent_id,
-                RunRow.root_run_id,
+                RunRow.parent_run_id,
                 RunRow.tool_call_count,
                 RunRow.own_cost,
             ).where(*where)
         ).all()
-        roots = {run_id: root for run_id, _, root, _, _ in picked}
-        own_costs = {r: (int(n), float(c)) for r, _, _, n, c in picked if n > 0}
-        costs = rolled_up_costs(conn, roots, own_costs) if where else rolled_up_costs(conn, None)
+        if where:
+            costs = _picked_costs(conn, picked, _below(conn, where))
+        else:
+            costs = rolled_up_costs(conn, None)
         sums: dict[str | None, list[float]] = {}
         nothing = (0, 0.0, 0.0)
         for run_id, agent_id, _, _, _ in picked:

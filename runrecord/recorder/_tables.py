@@ -303,6 +303,8 @@ Index(
         "turn_id",
         "tool_call_count",
         "own_cost",
+        # 0016: a cost report by agent rolls sub-agents up from here.
+        "parent_run_id",
     ],
 )
 Index(

@@ -27,6 +27,7 @@ revision = "0016"
 down_revision = "0015"
 
 _STARTED = ["run_id", "agent_id", "root_run_id", "turn_id", "tool_call_count", "own_cost"]
+_TOTALS_0013 = ["tool_totals", "model_totals"]
 
 # downgrade: the JSON sums again, from the rows
 _JSON = """UPDATE runs SET {column} = t.totals
@@ -73,7 +74,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_run_totals_turn_id", "run_totals", ["turn_id"], unique=False)
     if op.get_bind().dialect.name == "postgresql":
-        _started_index(_STARTED)
+        _started_index([*_STARTED, "parent_run_id"])
     with op.batch_alter_table("runs") as batch_op:
         batch_op.drop_column("model_totals")
         batch_op.drop_column("tool_totals")
@@ -94,5 +95,5 @@ def downgrade() -> None:
             _JSON.format(column=column, kind=kind, object_agg=agg["object_agg"], array=array)
         )
     if postgres:
-        _started_index(_STARTED + ["tool_totals", "model_totals"])
+        _started_index(_STARTED + _TOTALS_0013)
     op.drop_table("run_totals")
