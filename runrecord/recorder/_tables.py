@@ -63,6 +63,10 @@ class RunRow(Base):
     # writer (``update_run_totals``): cost reports read these; per tool and model: RunTotalRow.
     tool_call_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     own_cost: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # 0013's sums per tool and per model, no longer written since 0016 (RunTotalRow has
+    # them): kept because the runs rows attested before hash them; read nowhere.
+    tool_totals: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default="{}")
+    model_totals: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default="{}")
 
 
 class RunTotalRow(Base):

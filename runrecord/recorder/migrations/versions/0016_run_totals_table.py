@@ -1,11 +1,12 @@
 """run_totals: a run's calls summed per tool and per model, one row each, with the run's
-start, agent and turn; the JSON sums on runs (0013) go
+start, agent and turn; the JSON sums on runs (0013) leave the started_at index
 
 A cost report by tool or model over a time window reads one index range of these rows
 instead of unpacking the JSON sums of every run in it, and a totals update writes a few
 short rows instead of a new JSON value into the runs' covering index. The writer keeps the
 rows equal to the calls (``update_run_totals``); this migration fills them for the runs
-already recorded, with the writer's statements.
+already recorded, with the writer's statements. The JSON sums stay on runs, no longer
+written: the runs rows attested before hash them.
 """
 
 import sqlalchemy as sa
@@ -17,7 +18,6 @@ from runrecord.recorder.migrations._columns import (
     INT,
     NAME,
     WORD,
-    json_map,
     not_null,
     nullable,
 )
@@ -29,7 +29,6 @@ down_revision = "0015"
 _STARTED = ["run_id", "agent_id", "root_run_id", "turn_id", "tool_call_count", "own_cost"]
 _TOTALS_0013 = ["tool_totals", "model_totals"]
 
-# downgrade: the JSON sums again, from the rows
 _JSON = """UPDATE runs SET {column} = t.totals
 FROM (SELECT run_id, {object_agg}(key, {array}) AS totals
       FROM run_totals WHERE kind = '{kind}' GROUP BY run_id) AS t
@@ -75,16 +74,11 @@ def upgrade() -> None:
     op.create_index("ix_run_totals_turn_id", "run_totals", ["turn_id"], unique=False)
     if op.get_bind().dialect.name == "postgresql":
         _started_index([*_STARTED, "parent_run_id"])
-    with op.batch_alter_table("runs") as batch_op:
-        batch_op.drop_column("model_totals")
-        batch_op.drop_column("tool_totals")
 
 
 def downgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
-    with op.batch_alter_table("runs") as batch_op:
-        batch_op.add_column(json_map("tool_totals"))
-        batch_op.add_column(json_map("model_totals"))
+    # 0015 reads the JSON sums again: bring them up to date from the rows.
     agg = _DIALECT["postgresql" if postgres else "sqlite"]
     for column, kind, items in (
         ("tool_totals", "tool", "calls, cost"),
