@@ -680,7 +680,7 @@ def _rebound(condition: ColumnElement[bool], table: Any) -> Any:
             return table.c[element.name]  # a column run_totals does not copy: KeyError
         return None
 
-    return replacement_traverse(condition, {}, swap)
+    return replacement_traverse(condition, {}, swap)  # type: ignore[call-overload]
 
 
 def _below(conn: Connection, where: list[ColumnElement[bool]]) -> list[str]:
