@@ -355,7 +355,8 @@ _SUM = """INSERT INTO run_totals (run_id, kind, key, started_at, agent_id, turn_
 
 def _run_total_statements(kind: str, ids: bool) -> list[Any]:
     calls, key, tokens = _PER_KEY[kind]
-    where = "WHERE c.run_id IN :ids" if ids else ""
+    # Both sides by id: else PostgreSQL hashes every run to join a few.
+    where = "WHERE c.run_id IN :ids AND r.run_id IN :ids" if ids else ""
     return [
         text(_CLEAR.format(kind=kind, also="AND run_id IN :ids" if ids else "")),
         text(_SUM.format(kind=kind, key=key, tokens=tokens, calls=calls, where=where)),
