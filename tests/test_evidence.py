@@ -170,11 +170,15 @@ def test_gc_archive_moves_old_runs_to_bundles_and_keeps_attestations(
     demo: list[dict[str, object]], cli_env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
     attested = _sql(database_url, "SELECT count(*) FROM attestations")[0][0]
+    assert _sql(database_url, "SELECT count(*) FROM run_totals")[0][0] > 0
     archive = tmp_path / "archive"
     proc = runrecord("gc", "--older-than", "0s", "--archive", str(archive), "--json", env=cli_env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["archivedRuns"] == [demo[0]["runId"]]
     assert _sql(database_url, "SELECT count(*) FROM runs")[0][0] == 0
+    # An archived run's spend leaves the cost reports with its calls.
+    assert _sql(database_url, "SELECT count(*) FROM run_totals")[0][0] == 0
+    assert json.loads(runrecord("cost", "--by", "tool", "--json", env=cli_env).stdout) == []
     assert _sql(database_url, "SELECT count(*) FROM attestations")[0][0] == attested + len(demo)
     assert _verify(cli_env, "--all")[0] == 0
     (bundle,) = archive.iterdir()

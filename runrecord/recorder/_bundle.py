@@ -30,7 +30,7 @@ from runrecord.recorder._attest import (
 )
 from runrecord.recorder._blobs import BlobStore
 from runrecord.recorder._store import load_run, load_tree
-from runrecord.recorder._tables import AttestationRow, MirrorKeyRow
+from runrecord.recorder._tables import AttestationRow, MirrorKeyRow, RunTotalRow
 
 FORMAT = "runrecord-bundle/1"
 _PARTS = ("root", "tree", "records", "rows", "attestations", "chainLinks", "keys")
@@ -270,4 +270,6 @@ def archive_tree(conn: Connection, run_id: str, bundle: dict[str, Any]) -> int:
             owner = getattr(spec.model, spec.run_column)
             result = conn.execute(delete(spec.model).where(owner == archived_id))
             deleted += result.rowcount or 0
+        # Derived from the calls just deleted (not attested): cost reports count it no more.
+        conn.execute(delete(RunTotalRow).where(RunTotalRow.run_id == archived_id))
     return deleted

@@ -17,10 +17,9 @@ from typing import Any
 from pydantic import Field, TypeAdapter
 from sqlalchemy import (
     ARRAY,
-    BigInteger,
+    Column,
     ColumnElement,
     Connection,
-    Float,
     Integer,
     String,
     Text,
@@ -33,14 +32,21 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    true,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from runrecord._settings import RunRecordError
 from runrecord.recorder._rows import artifact_of, from_row
-from runrecord.recorder._tables import ArtifactRow, ModelCallRow, RunRow, ToolCallRow
+from runrecord.recorder._tables import (
+    ArtifactRow,
+    ModelCallRow,
+    RunRow,
+    RunTotalRow,
+    ToolCallRow,
+)
 from runrecord.records import Approval, ApprovalState, Artifact, Cost, CostDimension, Record
 
 NOT_LET_RUN = (ApprovalState.REQUESTED, ApprovalState.DENIED, ApprovalState.EXPIRED)
@@ -389,6 +395,17 @@ def rolled_up_costs(
         known = known or {}
         own = {**known, **_own_costs(conn, [r for r in in_scope if r not in known])}
         wanted = runs
+    total = _roll_up(own, parent_of, in_scope)
+    nothing = (0, 0.0)
+    return {run: (*own.get(run, nothing), total.get(run, 0.0)) for run in wanted}
+
+
+def _roll_up(
+    own: Mapping[str, tuple[int, float]],
+    parent_of: Mapping[str, str],
+    in_scope: set[str] | None,
+) -> dict[str, float]:
+    """Each run's own cost plus that of every run below it, up to the runs in scope."""
     total = {run: spent for run, (_, spent) in own.items()}
     for run, (_, spent) in own.items():
         if not spent:
@@ -401,8 +418,7 @@ def rolled_up_costs(
             total[parent] = total.get(parent, 0.0) + spent
             seen.add(parent)
             parent = parent_of.get(parent)
-    nothing = (0, 0.0)
-    return {run: (*own.get(run, nothing), total.get(run, 0.0)) for run in wanted}
+    return total
 
 
 # --- the questions
@@ -547,6 +563,28 @@ def turn_artifacts(conn: Connection, turn_id: str) -> list[ArtifactOrigin]:
     ]
 
 
+def _picked_costs(
+    conn: Connection, picked: Sequence[Any], below: list[str]
+) -> dict[str, tuple[int, float, float]]:
+    """``rolled_up_costs`` of the picked runs (id, agent, parent, calls, own cost), given
+    the sub-agent runs below them that are not picked themselves."""
+    parent_of = {run: parent for run, _, parent, _, _ in picked if parent}
+    own = {run: (int(n), float(c)) for run, _, _, n, c in picked if n > 0}
+    for chunk in _chunks(below, conn):
+        for run, parent, n, c in conn.execute(
+            select(
+                RunRow.run_id, RunRow.parent_run_id, RunRow.tool_call_count, RunRow.own_cost
+            ).where(_among(conn, RunRow.run_id, chunk))
+        ).all():
+            if parent:
+                parent_of[run] = parent
+            if n > 0:
+                own[run] = (int(n), float(c))
+    total = _roll_up(own, parent_of, {run for run, *_ in picked} | set(below))
+    nothing = (0, 0.0)
+    return {run: (*own.get(run, nothing), total.get(run, 0.0)) for run, *_ in picked}
+
+
 def cost_by(
     conn: Connection,
     by: CostDimension | str,
@@ -564,19 +602,21 @@ def cost_by(
     dimension = CostDimension(by)
     where = run_conditions(conn, RunFilter(since=since, until=until, agent=agent, turn=turn))
     if dimension is CostDimension.AGENT:
-        # The own totals come with the runs (on PostgreSQL, from the started_at index alone).
+        # The own totals and parents come with the runs (on PostgreSQL, from the started_at
+        # index alone); the sub-agent runs outside the pick, if any, are read by id.
         picked = conn.execute(
             select(
                 RunRow.run_id,
                 RunRow.agent_id,
-                RunRow.root_run_id,
+                RunRow.parent_run_id,
                 RunRow.tool_call_count,
                 RunRow.own_cost,
             ).where(*where)
         ).all()
-        roots = {run_id: root for run_id, _, root, _, _ in picked}
-        own_costs = {r: (int(n), float(c)) for r, _, _, n, c in picked if n > 0}
-        costs = rolled_up_costs(conn, roots, own_costs) if where else rolled_up_costs(conn, None)
+        if where:
+            costs = _picked_costs(conn, picked, _below(conn, where))
+        else:
+            costs = rolled_up_costs(conn, None)
         sums: dict[str | None, list[float]] = {}
         nothing = (0, 0.0, 0.0)
         for run_id, agent_id, _, _, _ in picked:
@@ -598,13 +638,7 @@ def cost_by(
             for agent_id, (runs, calls, own, total) in sums.items()
         )
     else:
-        picks: ColumnElement[bool] | None = None
-        if where:
-            picks = and_(*where)
-            roots = dict(conn.execute(select(RunRow.run_id, RunRow.root_run_id).where(picks)).all())
-            below = [r for r in delegation(conn, roots) if r not in roots]
-            if below:
-                picks = or_(picks, _among(conn, RunRow.run_id, below))
+        below = _below(conn, where) if where else []
         answer = _lines(
             dict(
                 by=str(dimension),
@@ -617,7 +651,7 @@ def cost_by(
                 output_tokens=None if tout is None else int(tout),
             )
             for k, runs, calls, spent, tin, tout in conn.execute(
-                _spend(dimension, picks, conn.dialect.name)
+                _spend(conn, dimension, where, below)
             ).all()
         )
     return answer
@@ -636,9 +670,63 @@ def _lines(values: Iterable[dict[str, Any]]) -> list[CostLine]:
     return _COST_LINES.validate_python(ordered)  # type: ignore[no-any-return]
 
 
-def _spend(dimension: CostDimension, picks: ColumnElement[bool] | None, dialect: str) -> Any:
-    """key, runs, calls, cost, input tokens, output tokens — for the runs ``picks`` selects,
-    from the per-run totals on their rows (a run counts once for each of its keys)."""
+def _rebound(condition: ColumnElement[bool], table: Any) -> Any:
+    """A condition on columns of runs, on the same-named columns of ``table`` (an alias of
+    runs, or run_totals with its copies of the run's start, agent and turn)."""
+    runs = RunRow.__table__
+
+    def swap(element: Any) -> Any:
+        if isinstance(element, Column) and element.table is runs:
+            return table.c[element.name]  # a column run_totals does not copy: KeyError
+        return None
+
+    return replacement_traverse(condition, {}, swap)  # type: ignore[call-overload]
+
+
+def _below(conn: Connection, where: list[ColumnElement[bool]]) -> list[str]:
+    """The sub-agent runs, at any depth, of the runs ``where`` picks that it does not pick
+    itself (mostly none: sub-agents start with their parents).
+
+    The first level in one statement, from the delegation trees of the picked runs (or,
+    for a run recorded without a root id, from its id); deeper levels by parent id.
+    """
+    child = RunRow.__table__.alias("child")
+    picked = select(RunRow.run_id).where(*where)
+    outside = child.c.run_id.not_in(picked)
+    roots: Any = select(RunRow.root_run_id).where(*where)
+    if conn.dialect.name == "postgresql":
+        # One array of root ids: PostgreSQL then reads each tree from the index once,
+        # instead of hashing the whole root index.
+        listed = select(func.array_agg(RunRow.root_run_id)).where(*where).scalar_subquery()
+        roots = any_(cast(listed, ARRAY(String)))
+        in_trees = child.c.root_run_id == roots
+    else:
+        in_trees = child.c.root_run_id.in_(roots)
+    rootless = picked.where(RunRow.root_run_id.is_(None))
+    first = union_all(
+        select(child.c.run_id).where(in_trees, child.c.parent_run_id.in_(picked), outside),
+        select(child.c.run_id).where(child.c.parent_run_id.in_(rootless), outside),
+    )
+    frontier = list(dict.fromkeys(conn.execute(first).scalars()))
+    below = set(frontier)
+    for _ in range(MAX_DEPTH):
+        if not frontier:
+            break
+        found: list[str] = []
+        for chunk in _chunks(frontier, conn):
+            found += conn.execute(
+                select(child.c.run_id).where(_among(conn, child.c.parent_run_id, chunk), outside)
+            ).scalars()
+        frontier = [run for run in dict.fromkeys(found) if run not in below]
+        below.update(frontier)
+    return sorted(below)
+
+
+def _spend(
+    conn: Connection, dimension: CostDimension, where: list[ColumnElement[bool]], below: list[str]
+) -> Any:
+    """key, runs, calls, cost, input tokens, output tokens — for the runs ``where`` selects
+    and their sub-agent runs ``below`` (a run counts once for each of its keys)."""
     if dimension is CostDimension.TURN:
         query = select(
             RunRow.turn_id,
@@ -648,30 +736,24 @@ def _spend(dimension: CostDimension, picks: ColumnElement[bool] | None, dialect:
             cast(null(), Integer),
             cast(null(), Integer),
         ).group_by(RunRow.turn_id)
-        return query if picks is None else query.where(picks)
-    column = RunRow.model_totals if dimension is CostDimension.MODEL else RunRow.tool_totals
-    if dialect == "postgresql":
-        each = func.jsonb_each(column).table_valued("key", "value").alias("total")
-        key = each.c.key
-
-        def item(n: int, kind: Any) -> Any:
-            return cast(each.c.value.op("->>")(literal(n)), kind)
-    else:
-        each = func.json_each(column).table_valued("key", "value").alias("total")
-        key = each.c.key
-
-        def item(n: int, kind: Any) -> Any:
-            return cast(func.json_extract(each.c.value, f"$[{n}]"), kind)
-
-    tokens: list[Any] = (
-        [func.sum(item(2, BigInteger)), func.sum(item(3, BigInteger))]
-        if dimension is CostDimension.MODEL
-        else [cast(null(), Integer), cast(null(), Integer)]
-    )
-    query = (
-        select(key, func.count(), func.sum(item(0, BigInteger)), func.sum(item(1, Float)), *tokens)
-        .select_from(RunRow)
-        .join(each, true())
-        .group_by(key)
-    )
-    return query if picks is None else query.where(picks)
+        if not where:
+            return query
+        picks = and_(*where)
+        return query.where(or_(picks, _among(conn, RunRow.run_id, below)) if below else picks)
+    # The run filter on the copies of the run's start, agent and turn the totals carry: one
+    # index range of the totals; the sub-agent runs outside it are read by run id.
+    t = RunTotalRow
+    columns = (t.key, t.calls, t.cost, t.input_tokens, t.output_tokens)
+    kind = t.kind == ("model" if dimension is CostDimension.MODEL else "tool")
+    parts = [select(*columns).where(kind, *(_rebound(c, t.__table__) for c in where))]
+    if below:
+        parts.append(select(*columns).where(kind, _among(conn, t.run_id, below)))
+    rows = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("totals")
+    return select(
+        rows.c.key,
+        func.count(),
+        func.sum(rows.c.calls),
+        func.sum(rows.c.cost),
+        func.sum(rows.c.input_tokens),
+        func.sum(rows.c.output_tokens),
+    ).group_by(rows.c.key)

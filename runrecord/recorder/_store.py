@@ -400,48 +400,60 @@ def write_rows(conn: Connection, rows: Rows) -> None:
             )
 
 
-# A run's totals from its calls, in the same transaction as the calls. Runs without calls
-# keep the columns' defaults (0, {}); a call row is never deleted.
-_TOTALS = (
-    """UPDATE runs SET tool_call_count = a.calls, own_cost = a.cost, tool_totals = b.tools
-    FROM (SELECT run_id, count(*) AS calls, coalesce(sum(cost), {zero}) AS cost
-          FROM tool_calls {where} GROUP BY run_id) AS a,
-         (SELECT run_id, {object_agg}(tool, {array}(n, s)) AS tools
-          FROM (SELECT run_id, tool, count(*) AS n, coalesce(sum(cost), {zero}) AS s
-                FROM tool_calls {where} GROUP BY run_id, tool) AS per_tool
-          GROUP BY run_id) AS b
-    WHERE runs.run_id = a.run_id AND runs.run_id = b.run_id""",
-    """UPDATE runs SET model_totals = m.models
-    FROM (SELECT run_id, {object_agg}(model, {array}(n, s, tin, tout)) AS models
-          FROM (SELECT run_id, model, count(*) AS n, coalesce(sum(cost), {zero}) AS s,
-                       coalesce(sum(input_tokens), 0) AS tin,
-                       coalesce(sum(output_tokens), 0) AS tout
-                FROM model_calls {where} GROUP BY run_id, model) AS per_model
-          GROUP BY run_id) AS m
-    WHERE runs.run_id = m.run_id""",
-)
-_TOTALS_SQL = {
-    "postgresql": {"object_agg": "jsonb_object_agg", "array": "jsonb_build_array", "zero": "0"},
-    "sqlite": {"object_agg": "json_group_object", "array": "json_array", "zero": "0.0"},
+# A run's totals from its calls, in the same transaction as the calls: its number of calls
+# and own cost on its row, and one run_totals row per tool and per model it used (with its
+# start, agent and turn, which cost reports filter on). A call row is never deleted.
+_COUNTS = """UPDATE runs SET tool_call_count = a.calls, own_cost = a.cost
+    FROM (SELECT run_id, count(*) AS calls, coalesce(sum(cost), 0.0) AS cost
+          FROM tool_calls {where} GROUP BY run_id) AS a
+    WHERE runs.run_id = a.run_id"""
+_PER_KEY = {
+    "tool": ("tool_calls", "tool", "NULL, NULL"),
+    "model": (
+        "model_calls",
+        "model",
+        "coalesce(sum(c.input_tokens), 0), coalesce(sum(c.output_tokens), 0)",
+    ),
 }
+_CLEAR = "DELETE FROM run_totals WHERE kind = '{kind}' {also}"
+_SUM = """INSERT INTO run_totals (run_id, kind, key, started_at, agent_id, turn_id,
+                        calls, cost, input_tokens, output_tokens)
+    SELECT c.run_id, '{kind}', c.{key}, r.started_at, r.agent_id, r.turn_id,
+           count(*), coalesce(sum(c.cost), 0.0), {tokens}
+    FROM {calls} AS c JOIN runs AS r ON r.run_id = c.run_id {where}
+    GROUP BY c.run_id, c.{key}, r.started_at, r.agent_id, r.turn_id"""
+
+
+def _run_total_statements(kind: str, ids: bool) -> list[Any]:
+    calls, key, tokens = _PER_KEY[kind]
+    # Both sides by id: else PostgreSQL hashes every run to join a few.
+    where = "WHERE c.run_id IN :ids AND r.run_id IN :ids" if ids else ""
+    return [
+        text(_CLEAR.format(kind=kind, also="AND run_id IN :ids" if ids else "")),
+        text(_SUM.format(kind=kind, key=key, tokens=tokens, calls=calls, where=where)),
+    ]
 
 
 def update_run_totals(
     conn: Connection, run_ids: Sequence[str] | None, *, models: Sequence[str] | None = None
 ) -> None:
-    """Set the call totals on the runs' rows (every run's when ``run_ids`` is None) from
-    their tool_calls and model_calls rows; the model totals only of ``models`` if given
-    (the runs whose model_calls rows changed)."""
-    dialect = _TOTALS_SQL["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    tools_sql, models_sql = _TOTALS
-    for sql, ids in ((tools_sql, run_ids), (models_sql, run_ids if models is None else models)):
+    """Set the call totals of the runs (every run's when ``run_ids`` is None) from their
+    tool_calls and model_calls rows; the model totals only of ``models`` if given (the
+    runs whose model_calls rows changed)."""
+    model_ids = run_ids if models is None else models
+    counts = text(_COUNTS.format(where="" if run_ids is None else "WHERE run_id IN :ids"))
+    for statements, ids in (
+        ([counts, *_run_total_statements("tool", run_ids is not None)], run_ids),
+        (_run_total_statements("model", model_ids is not None), model_ids),
+    ):
         if ids is None:
-            conn.execute(text(sql.format(where="", **dialect)))
+            for stmt in statements:
+                conn.execute(stmt)
             continue
-        stmt = text(sql.format(where="WHERE run_id IN :ids", **dialect))
-        stmt = stmt.bindparams(bindparam("ids", expanding=True))
         for start in range(0, len(ids), 5000):
-            conn.execute(stmt, {"ids": list(ids[start : start + 5000])})
+            chunk = {"ids": list(ids[start : start + 5000])}
+            for stmt in statements:
+                conn.execute(stmt.bindparams(bindparam("ids", expanding=True)), chunk)
 
 
 def _kept_as(conn: Connection, entries: list[JournalEntry]) -> dict[tuple[str, str, str], str]:

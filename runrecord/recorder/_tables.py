@@ -59,14 +59,35 @@ class RunRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # The run's own calls summed (migration 0013), kept equal to its tool_calls and
-    # model_calls rows by the writer (``update_run_totals``): cost reports read these.
+    # The run's own calls summed (migration 0013), kept equal to its tool_calls rows by the
+    # writer (``update_run_totals``): cost reports read these; per tool and model: RunTotalRow.
     tool_call_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     own_cost: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # 0013's sums per tool and per model, no longer written since 0016 (RunTotalRow has
+    # them): kept because the runs rows attested before hash them; read nowhere.
     tool_totals: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default="{}")
-    """tool -> [calls, cost]"""
     model_totals: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default="{}")
-    """model -> [calls, cost, input tokens, output tokens]"""
+
+
+class RunTotalRow(Base):
+    """A run's own calls summed per tool (``kind`` tool) or per model (``kind`` model), kept
+    equal to its tool_calls and model_calls rows by the writer (``update_run_totals``), with
+    the run's start, agent and turn copied so that a cost report over a time window is one
+    index range (migration 0016)."""
+
+    __tablename__ = "run_totals"
+
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    agent_id: Mapped[str | None] = mapped_column(String(255))
+    turn_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    calls: Mapped[int] = mapped_column(Integer)
+    cost: Mapped[float] = mapped_column(Float)
+    input_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    """None for a tool"""
+    output_tokens: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ToolCallRow(Base):
@@ -286,9 +307,15 @@ Index(
         "turn_id",
         "tool_call_count",
         "own_cost",
-        "tool_totals",
-        "model_totals",
+        # 0016: a cost report by agent rolls sub-agents up from here.
+        "parent_run_id",
     ],
+)
+Index(
+    "ix_run_totals_started",
+    RunTotalRow.kind,
+    RunTotalRow.started_at,
+    postgresql_include=["key", "calls", "cost", "input_tokens", "output_tokens", "agent_id"],
 )
 Index("ix_runs_root_run_id", RunRow.root_run_id, postgresql_include=["run_id", "parent_run_id"])
 # 0013: the runs a call filter matches, from the index alone (a rare tool or side effect
