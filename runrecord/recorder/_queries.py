@@ -601,6 +601,7 @@ def cost_by(
     """
     dimension = CostDimension(by)
     where = run_conditions(conn, RunFilter(since=since, until=until, agent=agent, turn=turn))
+    window = RunFilter(since=since, until=until) if agent is None and turn is None else None
     if dimension is CostDimension.AGENT:
         # The own totals and parents come with the runs (on PostgreSQL, from the started_at
         # index alone); the sub-agent runs outside the pick, if any, are read by id.
@@ -614,7 +615,7 @@ def cost_by(
             ).where(*where)
         ).all()
         if where:
-            costs = _picked_costs(conn, picked, _below(conn, where))
+            costs = _picked_costs(conn, picked, _below(conn, where, window))
         else:
             costs = rolled_up_costs(conn, None)
         sums: dict[str | None, list[float]] = {}
@@ -638,7 +639,7 @@ def cost_by(
             for agent_id, (runs, calls, own, total) in sums.items()
         )
     else:
-        below = _below(conn, where) if where else []
+        below = _below(conn, where, window) if where else []
         answer = _lines(
             dict(
                 by=str(dimension),
@@ -683,16 +684,27 @@ def _rebound(condition: ColumnElement[bool], table: Any) -> Any:
     return replacement_traverse(condition, {}, swap)  # type: ignore[call-overload]
 
 
-def _below(conn: Connection, where: list[ColumnElement[bool]]) -> list[str]:
+def _below(
+    conn: Connection, where: list[ColumnElement[bool]], window: RunFilter | None = None
+) -> list[str]:
     """The sub-agent runs, at any depth, of the runs ``where`` picks that it does not pick
     itself (mostly none: sub-agents start with their parents).
 
     The first level in one statement, from the delegation trees of the picked runs (or,
-    for a run recorded without a root id, from its id); deeper levels by parent id.
+    for a run recorded without a root id, from its id); deeper levels by parent id. When
+    ``where`` is only the time ``window``, a run outside it is one that started outside
+    it (or has no start): a short range of each tree in its (root, start) index.
     """
     child = RunRow.__table__.alias("child")
     picked = select(RunRow.run_id).where(*where)
-    outside = child.c.run_id.not_in(picked)
+    outside: ColumnElement[bool] = child.c.run_id.not_in(picked)
+    if window is not None:
+        started = child.c.started_at
+        outside = or_(
+            started.is_(None),
+            *([started < window.since] if window.since else []),
+            *([started >= window.until] if window.until else []),
+        )
     roots: Any = select(RunRow.root_run_id).where(*where)
     if conn.dialect.name == "postgresql":
         # One array of root ids: PostgreSQL then reads each tree from the index once,

@@ -287,7 +287,8 @@ class MirrorRow(Base):
 
 
 # Migration 0005: indexes for the operator's questions (docs/records.md, "SQL tables").
-# ix_tool_calls_run_event, ix_runs_started_at and ix_runs_root_run_id come from 0001; on
+# ix_tool_calls_run_event, ix_runs_started_at and ix_runs_root_run_id (0017: ix_runs_root_started)
+# come from 0001; on
 # PostgreSQL 0005 gives them INCLUDE columns, so the run filters' per-run checks, time
 # windows, delegation trees and cost roll-ups are read from the index alone.
 Index(
@@ -317,7 +318,13 @@ Index(
     RunTotalRow.started_at,
     postgresql_include=["key", "calls", "cost", "input_tokens", "output_tokens", "agent_id"],
 )
-Index("ix_runs_root_run_id", RunRow.root_run_id, postgresql_include=["run_id", "parent_run_id"])
+# 0017: a tree's runs in start order (sub-agents outside a cost report's time window).
+Index(
+    "ix_runs_root_started",
+    RunRow.root_run_id,
+    RunRow.started_at,
+    postgresql_include=["run_id", "parent_run_id"],
+)
 # 0013: the runs a call filter matches, from the index alone (a rare tool or side effect
 # is answered from its calls: their runs, then those runs' start times).
 for _column in ("tool", "side_effect", "approval_state", "mcp_server"):
