@@ -7,6 +7,7 @@ Temporal to build them from (headers, memo, signals, journal lines) is ``runreco
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -98,6 +99,24 @@ class Record(BaseModel):
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
+
+
+_LIST_ADAPTERS: dict[type[Record], Any] = {}
+
+
+def to_json_list(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """``to_json_dict`` of each record, in one call when they are all of one type (an answer
+    may hold thousands of records)."""
+    kinds = {type(r) for r in records}
+    if len(kinds) != 1:
+        return [r.to_json_dict() for r in records]
+    kind = kinds.pop()
+    adapter = _LIST_ADAPTERS.get(kind)
+    if adapter is None:
+        from pydantic import TypeAdapter
+
+        adapter = _LIST_ADAPTERS[kind] = TypeAdapter(list[kind])  # type: ignore[valid-type]
+    return adapter.dump_python(list(records), mode="json", by_alias=True)  # type: ignore[no-any-return]
 
 
 class Ref(Record):

@@ -719,6 +719,87 @@ def test_cost_rolls_sub_agents_up_into_the_agents_that_started_them(
     assert code == 0 and "with sub-agents" in out and "release-supervisor" in out
 
 
+def test_a_window_counts_sub_agents_stamped_before_it_and_long_reports_are_cut(
+    pg_admin_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """From a start time on, a sub-agent run counts with the run that started it even when
+    the clocks stamped it a little before the window, or not yet; a report by turn shows
+    the most expensive lines first, and says so when it leaves some out."""
+    from sqlalchemy import insert
+
+    from runrecord.recorder import open_engine, upgrade
+    from runrecord.recorder._tables import RunRow
+
+    now = datetime.now(UTC)
+
+    def run(run_id: str, agent: str, started: datetime | None, cost: float, **more: Any) -> Any:
+        links = {"parent_run_id": None, "root_run_id": None, "depth": 0}  # every row, every key
+        return dict(
+            links,
+            run_id=run_id,
+            workflow_type="Agent",
+            agent_id=agent,
+            final_status="succeeded",
+            started_at=started,
+            updated_at=now,
+            tool_call_count=1,
+            own_cost=cost,
+        ) | more
+
+    rows = [
+        run("boss-run", "boss", now - timedelta(minutes=30), 1.0, turn_id="t-1"),
+        run(
+            "helper-run",
+            "helper",
+            now - timedelta(minutes=65),  # stamped before the window: clocks apart
+            2.0,
+            turn_id="t-1",
+            parent_run_id="boss-run",
+            root_run_id="boss-run",
+            depth=1,
+        ),
+        run(
+            "helper-sub-run",
+            "helper",
+            None,  # no start recorded yet
+            4.0,
+            turn_id="t-1",
+            parent_run_id="helper-run",
+            root_run_id="boss-run",
+            depth=2,
+        ),
+        run("old-run", "boss", now - timedelta(hours=3), 8.0, turn_id="t-old"),
+    ]
+    rows += [
+        run(f"many-{i:03}", "many", now - timedelta(minutes=10), i / 1000, turn_id=f"t-{i:03}z")
+        for i in range(1, 151)
+    ]
+    with scratch_database(pg_admin_url) as url:
+        engine = open_engine(url)
+        try:
+            upgrade(engine)
+            with engine.begin() as conn:
+                conn.execute(insert(RunRow), rows)
+            monkeypatch.setenv("RUNRECORD_DATABASE_URL", url)
+            until = (now + timedelta(minutes=1)).isoformat()
+            for window in (["--since", "1h"], ["--since", "1h", "--until", until]):
+                agents = {c["key"]: c for c in cli_json(capsys, "cost", "--by", "agent", *window)}
+                assert set(agents) == {"boss", "many"}, window
+                boss = agents["boss"]
+                assert (boss["runs"], boss["cost"], boss["total"]) == (1, 1.0, 7.0), window
+                turns = cli_json(capsys, "cost", "--by", "turn", "--limit", "0", *window)
+                t1 = next(c for c in turns if c["key"] == "t-1")
+                assert (t1["runs"], t1["cost"]) == (3, 7.0), window
+                assert len(turns) == 151 and "t-old" not in {c["key"] for c in turns}, window
+            code, out, err = cli(capsys, "cost", "--by", "turn", "--since", "1h", "--json")
+            shown = json.loads(out)
+            assert code == 0 and "showing the 100 most expensive lines" in err
+            assert [c["key"] for c in shown[:3]] == ["t-1", "t-150z", "t-149z"]
+            assert len(shown) == 100 and shown[-1]["key"] == "t-052z"
+        finally:
+            engine.dispose()
+
+
 # --- bad input
 
 

@@ -31,6 +31,7 @@ from runrecord.cli._temporal import (
     list_runs,
     typed_reason,
 )
+from runrecord.records import to_json_list
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -286,7 +287,7 @@ def approvals(
 
     found = asyncio.run(main())
     if as_json:
-        typer.echo(json.dumps([r.to_json_dict() for r in found], indent=2))
+        typer.echo(json.dumps(to_json_list(found), indent=2))
         return
     if not found:
         typer.echo("No calls are waiting for approval.")

@@ -17,6 +17,10 @@ from runrecord.cli._query import (
 )
 from runrecord.records import CostDimension
 
+LINES = 100
+"""Lines a report shows unless told otherwise (``--limit``): a report by turn over a day
+may have thousands."""
+
 
 def cost(
     by: CostDimension = typer.Option(
@@ -26,6 +30,13 @@ def cost(
     until: str = filter_option("--until", f"Runs started before. {TIME_HELP}"),
     agent: str = filter_option("--agent", "Only runs of this agent id."),
     turn: str = filter_option("--turn", "Only runs of this user turn."),
+    limit: int = typer.Option(
+        LINES,
+        "--limit",
+        min=0,
+        max=10_000_000,
+        help="At most this many lines, the most expensive; 0 for every line.",
+    ),
     as_json: AsJson = False,
 ) -> None:
     """What runs spent (USD), most expensive first.
@@ -44,6 +55,13 @@ def cost(
             until=when(until, "--until"),
             agent=agent,
             turn=turn,
+            limit=limit + 1 if limit else None,  # one more: to say whether lines were left out
+        )
+    more = bool(limit) and len(lines) > limit
+    lines = lines[:limit] if limit else lines
+    if more:
+        typer.echo(
+            f"showing the {limit} most expensive lines; more match (--limit 0 for all)", err=True
         )
     if answered(lines, as_json, "no runs match"):
         return

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from runrecord._settings import RunRecordError, Settings
-from runrecord.records import Record
+from runrecord.records import Record, to_json_list
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -54,7 +54,7 @@ def echo_json(items: Sequence[Record] | Record) -> None:
     if isinstance(items, Record):
         typer.echo(json.dumps(items.to_json_dict(), indent=2))
     else:
-        typer.echo(json.dumps([i.to_json_dict() for i in items], indent=2))
+        typer.echo(json.dumps(to_json_list(items), indent=2))
 
 
 def answered(found: Sequence[Record], as_json: bool, nothing: str) -> bool:

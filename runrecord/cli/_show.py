@@ -12,7 +12,7 @@ import typer
 from runrecord._settings import RunRecordError, Settings
 from runrecord.cli._query import millis, records
 from runrecord.cli._stack import DEFAULT_UI
-from runrecord.records import ModelCall, RunRecord, ToolCall
+from runrecord.records import ModelCall, RunRecord, ToolCall, to_json_list
 
 if TYPE_CHECKING:
     from rich.tree import Tree
@@ -233,7 +233,7 @@ def print_records(records: list[RunRecord], *, as_json: bool, ui_url: str | None
     if as_json:
         for r in records:
             r.temporal_ui_url = ui_link(r, ui_url)
-        typer.echo(json.dumps([r.to_json_dict() for r in records], indent=2))
+        typer.echo(json.dumps(to_json_list(records), indent=2))
     else:
         from rich.console import Console
 

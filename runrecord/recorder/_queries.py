@@ -293,6 +293,9 @@ def run_conditions(conn: Connection, f: RunFilter) -> list[ColumnElement[bool]]:
 
 _CHUNK = 5000  # ids per statement on SQLite: far below its limit on bound parameters
 MAX_DEPTH = 64  # delegation deeper than this is a corrupt parent loop, not a real tree
+CLOCK_SKEW = timedelta(hours=1)
+"""How much earlier than the run that started it a sub-agent run may be stamped (clusters'
+clocks apart) and still be counted with it in a report from a start time on."""
 
 
 _LISTED = 64  # more ids than this go to PostgreSQL as one JSON text
@@ -408,10 +411,10 @@ def _roll_up(
     """Each run's own cost plus that of every run below it, up to the runs in scope."""
     total = {run: spent for run, (_, spent) in own.items()}
     for run, (_, spent) in own.items():
-        if not spent:
+        parent = parent_of.get(run)
+        if parent is None or not spent:
             continue
         seen = {run}
-        parent = parent_of.get(run)
         while parent is not None and parent not in seen:
             if in_scope is not None and parent not in in_scope:
                 break
@@ -563,13 +566,11 @@ def turn_artifacts(conn: Connection, turn_id: str) -> list[ArtifactOrigin]:
     ]
 
 
-def _picked_costs(
-    conn: Connection, picked: Sequence[Any], below: list[str]
-) -> dict[str, tuple[int, float, float]]:
-    """``rolled_up_costs`` of the picked runs (id, agent, parent, calls, own cost), given
-    the sub-agent runs below them that are not picked themselves."""
-    parent_of = {run: parent for run, _, parent, _, _ in picked if parent}
-    own = {run: (int(n), float(c)) for run, _, _, n, c in picked if n > 0}
+def _picked_totals(conn: Connection, picked: Sequence[Any], below: list[str]) -> dict[str, float]:
+    """Each picked run's (id, agent, parent, calls, own cost) cost with every sub-agent run
+    below it, given the sub-agent runs ``below`` them that are not picked themselves."""
+    parent_of = {row[0]: row[2] for row in picked if row[2]}
+    own = {row[0]: (row[3], row[4]) for row in picked if row[3] > 0}
     for chunk in _chunks(below, conn):
         for run, parent, n, c in conn.execute(
             select(
@@ -580,9 +581,7 @@ def _picked_costs(
                 parent_of[run] = parent
             if n > 0:
                 own[run] = (int(n), float(c))
-    total = _roll_up(own, parent_of, {run for run, *_ in picked} | set(below))
-    nothing = (0, 0.0)
-    return {run: (*own.get(run, nothing), total.get(run, 0.0)) for run, *_ in picked}
+    return _roll_up(own, parent_of, {row[0] for row in picked} | set(below))
 
 
 def cost_by(
@@ -593,8 +592,10 @@ def cost_by(
     until: datetime | None = None,
     agent: str | None = None,
     turn: str | None = None,
+    limit: int | None = None,
 ) -> list[CostLine]:
-    """Spend grouped by agent, model, turn or tool, most expensive first.
+    """Spend grouped by agent, model, turn or tool, most expensive first; with ``limit``,
+    only that many of the most expensive lines (the database sorts and cuts the report).
 
     The filters pick runs (by start time, agent, turn); their sub-agent runs are always
     counted with them, wherever and whenever they started.
@@ -615,18 +616,17 @@ def cost_by(
             ).where(*where)
         ).all()
         if where:
-            costs = _picked_costs(conn, picked, _below(conn, where, window))
+            totals = _picked_totals(conn, picked, _below(conn, where, window))
         else:
-            costs = rolled_up_costs(conn, None)
+            totals = {run: t for run, (_, _, t) in rolled_up_costs(conn, None).items()}
         sums: dict[str | None, list[float]] = {}
-        nothing = (0, 0.0, 0.0)
-        for run_id, agent_id, _, _, _ in picked:
-            calls, own, total = costs.get(run_id, nothing)
+        for run_id, agent_id, _, calls, own in picked:
             line = sums.setdefault(agent_id, [0, 0, 0.0, 0.0])
             line[0] += 1
-            line[1] += calls
-            line[2] += own
-            line[3] += total
+            if calls > 0:
+                line[1] += calls
+                line[2] += own
+            line[3] += totals.get(run_id, 0.0)
         answer = _lines(
             dict(
                 by=str(dimension),
@@ -640,22 +640,30 @@ def cost_by(
         )
     else:
         below = _below(conn, where, window) if where else []
-        answer = _lines(
-            dict(
-                by=str(dimension),
-                key=k,
-                runs=int(runs or 0),
-                calls=int(calls or 0),
-                cost=round(float(spent or 0.0), 8),
-                total=round(float(spent or 0.0), 8),
-                input_tokens=None if tin is None else int(tin),
-                output_tokens=None if tout is None else int(tout),
+        lines: list[dict[str, Any]] = []
+        name = dimension.value
+        query = _spend(conn, dimension, where, below)
+        if limit is not None:
+            key, spent = query.selected_columns[0], query.selected_columns[3]
+            query = query.order_by(func.coalesce(spent, 0.0).desc(), func.coalesce(key, "")).limit(
+                limit
             )
-            for k, runs, calls, spent, tin, tout in conn.execute(
-                _spend(conn, dimension, where, below)
-            ).all()
-        )
-    return answer
+        for k, runs, calls, spent, tokens_in, tokens_out in conn.execute(query).all():
+            cost = round(float(spent or 0.0), 8)
+            lines.append(
+                {
+                    "by": name,
+                    "key": k,
+                    "runs": int(runs or 0),  # sums of integers may come as decimals
+                    "calls": int(calls or 0),
+                    "cost": cost,
+                    "total": cost,
+                    "input_tokens": None if tokens_in is None else int(tokens_in),
+                    "output_tokens": None if tokens_out is None else int(tokens_out),
+                }
+            )
+        answer = _lines(lines)
+    return answer if limit is None else answer[:limit]
 
 
 _COST_LINES: Any = None
@@ -693,11 +701,23 @@ def _below(
     The first level in one statement, from the delegation trees of the picked runs (or,
     for a run recorded without a root id, from its id); deeper levels by parent id. When
     ``where`` is only the time ``window``, a run outside it is one that started outside
-    it (or has no start): a short range of each tree in its (root, start) index.
+    it (or has no start): a short range of each tree in its (root, start) index. With no
+    end to the window, only a run stamped just before it can have a picked parent, since
+    a sub-agent run starts after the run that started it (Temporal stamps both): one short
+    range of the start index, whatever the number of picked runs.
     """
     child = RunRow.__table__.alias("child")
     picked = select(RunRow.run_id).where(*where)
     outside: ColumnElement[bool] = child.c.run_id.not_in(picked)
+    if window is not None and window.since is not None and window.until is None:
+        started = child.c.started_at
+        early = and_(started >= window.since - CLOCK_SKEW, started < window.since)
+        first: Any = select(child.c.run_id).where(
+            or_(started.is_(None), early), child.c.parent_run_id.in_(picked)
+        )
+        return _descendants(
+            conn, child, list(dict.fromkeys(conn.execute(first).scalars())), outside
+        )
     if window is not None:
         started = child.c.started_at
         outside = or_(
@@ -719,7 +739,14 @@ def _below(
         select(child.c.run_id).where(in_trees, child.c.parent_run_id.in_(picked), outside),
         select(child.c.run_id).where(child.c.parent_run_id.in_(rootless), outside),
     )
-    frontier = list(dict.fromkeys(conn.execute(first).scalars()))
+    return _descendants(conn, child, list(dict.fromkeys(conn.execute(first).scalars())), outside)
+
+
+def _descendants(
+    conn: Connection, child: Any, frontier: list[str], outside: ColumnElement[bool]
+) -> list[str]:
+    """``frontier`` and the runs below it (``child``: an alias of runs), level by level,
+    that ``outside`` keeps."""
     below = set(frontier)
     for _ in range(MAX_DEPTH):
         if not frontier:
