@@ -406,9 +406,10 @@ async def test_records_do_not_wait_for_a_blob_store_that_is_out(
     aws_env: S3Server,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The mirror writes the rows, holds the copies, says so, and stores them once the
-    store answers again."""
+    """The mirror writes the rows, holds the copies, says so (in its log and in `mirror
+    status`), and stores them once the store answers again."""
     url = _s3_url()
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
     out = S3BlobStore(url)
@@ -426,8 +427,34 @@ async def test_records_do_not_wait_for_a_blob_store_that_is_out(
     assert set(mirror.copies_held) == refs and _stored(back) == []
     assert "holding payload copies and retrying, records go on" in caplog.text
     assert "unreachable" in (mirror.blob_store_error or "")
+    # Operators see the held copies in `runrecord mirror status`.
+    from runrecord.cli import main
+    from runrecord.recorder._membership import mirror_status
+
+    mirror._heartbeat()
+    with engine.connect() as conn:
+        (mine,) = [
+            m
+            for m in mirror_status(conn, "default")["mirrors"]
+            if m["mirrorId"] == mirror.mirror_id
+        ]
+    held = mine["payloadCopies"]
+    assert (held["held"], held["dropped"]) == (len(refs), 0) and held["bytes"] > 0
+    assert "unreachable" in held["error"]
+    monkeypatch.setenv("RUNRECORD_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    capsys.readouterr()
+    assert main(["mirror", "status"]) == 0
+    assert f"payload copies: {len(refs)} held (" in capsys.readouterr().out
 
     mirror.blobs = back
     mirror.keep_copies({})
     assert mirror.copies_held == {} and mirror.blob_store_error is None
     assert set(_stored(back)) == refs
+    mirror._heartbeat()
+    with engine.connect() as conn:
+        (mine,) = [
+            m
+            for m in mirror_status(conn, "default")["mirrors"]
+            if m["mirrorId"] == mirror.mirror_id
+        ]
+    assert mine["payloadCopies"] is None

@@ -240,7 +240,8 @@ def mirror_status_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show the running mirrors, the runs each follows with its lag, the runs each holds in
-    quarantine, recent errors, and the journal lines set aside.
+    quarantine, the payload copies each holds while the blob store is out, recent errors,
+    and the journal lines set aside.
 
     Lag is now minus the time of the last event projected for the run. A quarantined run
     is one whose rows the records database refuses; it is retried with backoff and
@@ -281,6 +282,17 @@ def mirror_status_command(
                 f"  quarantined {q['runId']}: {q['error']} "
                 f"(since {q['since']}, {q['attempts']} tries; retried with backoff)"
             )
+        copies = m.get("payloadCopies")
+        if copies:
+            line = f"  payload copies: {copies['held']} held ({copies['bytes']} bytes)"
+            if copies.get("error"):
+                line += f" while the blob store is out: {copies['error']}"
+            if copies["dropped"]:
+                line += (
+                    f"; {copies['dropped']} dropped (`runrecord mirror rebuild` writes them "
+                    "again while Temporal keeps the history)"
+                )
+            typer.echo(line)
         for error in m["errors"][-5:]:
             typer.echo(f"  error: {error}")
     if status["openRunsNotFollowed"]:

@@ -80,6 +80,7 @@ def heartbeat(
     followed: Iterable[Followed],
     quarantined: Iterable[Quarantined],
     errors: Sequence[str],
+    copies: dict[str, Any] | None = None,
 ) -> Membership:
     """Report this mirror alive, with what it does, and return its share of the runs among
     the mirrors alive on the namespace."""
@@ -106,6 +107,8 @@ def heartbeat(
             for q in quarantined
         ],
         "errors": list(errors[-20:]),
+        # Payload copies held in memory while the blob store is out, and those dropped.
+        "payloadCopies": copies,
     }
     upsert(
         conn,
@@ -180,6 +183,7 @@ def mirror_status(conn: Connection, namespace: str) -> dict[str, Any]:
                 "runsFollowed": len(runs),
                 "runs": runs,
                 "quarantined": list(state.get("quarantined") or []),
+                "payloadCopies": state.get("payloadCopies"),
                 "errors": list(state.get("errors") or []),
             }
         )
