@@ -158,7 +158,10 @@ _SECRET_FIELD = re.compile(
 )
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _PAIR_NAMES = ("name", "Name", "key", "Key")
-_KEY_CACHE = 4096
+_TEXT_CACHE = 4096
+_SHORT = 200
+"""Texts up to this long (keys of JSON objects among them) are remembered once redacted,
+``_TEXT_CACHE`` of them at most."""
 
 
 def shannon_entropy(value: str) -> float:
@@ -189,7 +192,7 @@ class Redactor:
             except re.error as err:
                 raise ValueError(f"invalid redaction pattern {pattern!r}: {err}") from None
         self.patterns = tuple(compiled)
-        self._keys: dict[str, str] = {}
+        self._texts: dict[str, str] = {}
 
     @classmethod
     def from_env(cls) -> Redactor:
@@ -199,12 +202,25 @@ class Redactor:
         """``text`` with every secret found in it replaced, then cut to ``limit`` characters."""
         if not text:
             return text
+        short = len(text) <= _SHORT
+        redacted = self._texts.get(text) if short else None
+        if redacted is None:
+            redacted = self._scan(text)
+            if short:
+                # Names, ids and statuses recur in every run: each is scanned once.
+                if len(self._texts) >= _TEXT_CACHE:
+                    self._texts.clear()
+                self._texts[text] = redacted
+        text = redacted
+        if limit is not None and len(text) > limit:
+            text = text[: max(limit - 3, 0)] + "..."
+        return text
+
+    def _scan(self, text: str) -> str:
         for pattern in (*_EXTRA, *self.patterns, *_PLUGIN_PATTERNS):
             needs = _PLUGIN_NEEDS.get(pattern)
             if needs is None or needs in text:
                 text = pattern.sub(_replace, text)
-        if limit is not None and len(text) > limit:
-            text = text[: max(limit - 3, 0)] + "..."
         return text
 
     def value(self, value: Any, field: str | None = None) -> Any:
@@ -219,19 +235,10 @@ class Redactor:
             return [self.value(v, field) for v in value]
         return value
 
-    def _key(self, key: str) -> str:
-        # The same few keys recur in every object of a list: redact each once.
-        redacted = self._keys.get(key)
-        if redacted is None:
-            if len(self._keys) >= _KEY_CACHE:
-                self._keys.clear()
-            redacted = self._keys[key] = self.text(key)
-        return redacted
-
     def _mapping(self, value: Mapping[Any, Any]) -> dict[Any, Any]:
         """Keys are redacted like texts; a key that held a secret becomes ``[REDACTED]``,
         numbered (``[REDACTED]#2``) where two would collide, so no entry is lost."""
-        keys = {k: self._key(k) if isinstance(k, str) else k for k in value}
+        keys = {k: self.text(k) if isinstance(k, str) else k for k in value}
         kept = {k for k, redacted in keys.items() if k == redacted}
         # {"name": "AWS_SECRET_ACCESS_KEY", "value": "..."}: an environment list names its value.
         named = next((value[k] for k in _PAIR_NAMES if isinstance(value.get(k), str)), None)
