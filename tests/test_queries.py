@@ -719,6 +719,67 @@ def test_cost_rolls_sub_agents_up_into_the_agents_that_started_them(
     assert code == 0 and "with sub-agents" in out and "release-supervisor" in out
 
 
+_RECOUNT = """
+    SELECT run_id, 'tool', tool, count(*), coalesce(sum(cost), 0.0), NULL, NULL
+    FROM tool_calls GROUP BY run_id, tool
+    UNION ALL
+    SELECT run_id, 'model', model, count(*), coalesce(sum(cost), 0.0),
+           coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)
+    FROM model_calls GROUP BY run_id, model"""
+_TOTALS = """SELECT run_id, kind, key, calls, cost, input_tokens, output_tokens FROM run_totals"""
+
+
+def _same_totals(conn: Any) -> None:
+    recount = {tuple(r[:3]): tuple(r[3:]) for r in conn.execute(text(_RECOUNT))}
+    kept = {tuple(r[:3]): tuple(r[3:]) for r in conn.execute(text(_TOTALS))}
+    assert set(kept) == set(recount)
+    for key, (calls, cost, tokens_in, tokens_out) in recount.items():
+        assert kept[key][0] == calls and kept[key][1] == pytest.approx(cost), key
+        assert kept[key][2:] == (tokens_in, tokens_out), key
+    runs = conn.execute(
+        text(
+            "SELECT r.run_id FROM runs r WHERE r.tool_call_count <> "
+            "(SELECT count(*) FROM tool_calls c WHERE c.run_id = r.run_id)"
+        )
+    ).all()
+    assert runs == []
+
+
+def test_the_writer_keeps_every_run_total_equal_to_its_calls(scenario: Scenario) -> None:
+    """The totals cost reports read (per run, per tool, per model) are what the calls add
+    up to, after the mirror wrote them change set by change set; a call whose tool changes
+    moves its total to the new key, and the old key's row goes."""
+    from runrecord.recorder._store import update_run_totals
+
+    with scenario.engine.connect() as conn:
+        _same_totals(conn)
+        run_id, call_id, tool = conn.execute(
+            text("SELECT run_id, tool_call_id, tool FROM tool_calls ORDER BY run_id LIMIT 1")
+        ).one()
+        alone = conn.execute(
+            text("SELECT count(*) FROM tool_calls WHERE run_id = :r AND tool = :t"),
+            {"r": run_id, "t": tool},
+        ).scalar_one()
+        conn.execute(
+            text(
+                "UPDATE tool_calls SET tool = 'renamed-tool' "
+                "WHERE run_id = :r AND tool_call_id = :c"
+            ),
+            {"r": run_id, "c": call_id},
+        )
+        update_run_totals(conn, [run_id], models=[])
+        _same_totals(conn)
+        keys = {
+            k
+            for (k,) in conn.execute(
+                text("SELECT key FROM run_totals WHERE run_id = :r AND kind = 'tool'"),
+                {"r": run_id},
+            )
+        }
+        assert "renamed-tool" in keys and (tool in keys) == (alone > 1)
+        conn.rollback()
+
+
 def test_a_window_counts_sub_agents_stamped_before_it_and_long_reports_are_cut(
     pg_admin_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -734,17 +795,20 @@ def test_a_window_counts_sub_agents_stamped_before_it_and_long_reports_are_cut(
 
     def run(run_id: str, agent: str, started: datetime | None, cost: float, **more: Any) -> Any:
         links = {"parent_run_id": None, "root_run_id": None, "depth": 0}  # every row, every key
-        return dict(
-            links,
-            run_id=run_id,
-            workflow_type="Agent",
-            agent_id=agent,
-            final_status="succeeded",
-            started_at=started,
-            updated_at=now,
-            tool_call_count=1,
-            own_cost=cost,
-        ) | more
+        return (
+            dict(
+                links,
+                run_id=run_id,
+                workflow_type="Agent",
+                agent_id=agent,
+                final_status="succeeded",
+                started_at=started,
+                updated_at=now,
+                tool_call_count=1,
+                own_cost=cost,
+            )
+            | more
+        )
 
     rows = [
         run("boss-run", "boss", now - timedelta(minutes=30), 1.0, turn_id="t-1"),

@@ -434,6 +434,42 @@ def _run_total_statements(kind: str, ids: bool) -> list[Any]:
     ]
 
 
+# The same for given runs on PostgreSQL, in one statement (one round trip in every write,
+# not five): the totals of keys still there are upserted, those of keys gone deleted.
+_TOTALS_OF_RUNS = """WITH counts AS (
+    UPDATE runs SET tool_call_count = a.calls, own_cost = a.cost
+    FROM (SELECT run_id, count(*) AS calls, coalesce(sum(cost), 0.0) AS cost
+          FROM tool_calls WHERE run_id = ANY(CAST(:ids AS text[])) GROUP BY run_id) AS a
+    WHERE runs.run_id = a.run_id),
+  fresh AS (
+    SELECT c.run_id, 'tool' AS kind, c.tool AS key, r.started_at, r.agent_id, r.turn_id,
+           count(*) AS calls, coalesce(sum(c.cost), 0.0) AS cost,
+           CAST(NULL AS bigint) AS input_tokens, CAST(NULL AS bigint) AS output_tokens
+    FROM tool_calls AS c JOIN runs AS r ON r.run_id = c.run_id
+    WHERE c.run_id = ANY(CAST(:ids AS text[])) AND r.run_id = ANY(CAST(:ids AS text[]))
+    GROUP BY c.run_id, c.tool, r.started_at, r.agent_id, r.turn_id
+    UNION ALL
+    SELECT c.run_id, 'model', c.model, r.started_at, r.agent_id, r.turn_id,
+           count(*), coalesce(sum(c.cost), 0.0),
+           coalesce(sum(c.input_tokens), 0), coalesce(sum(c.output_tokens), 0)
+    FROM model_calls AS c JOIN runs AS r ON r.run_id = c.run_id
+    WHERE c.run_id = ANY(CAST(:models AS text[])) AND r.run_id = ANY(CAST(:models AS text[]))
+    GROUP BY c.run_id, c.model, r.started_at, r.agent_id, r.turn_id),
+  kept AS (
+    INSERT INTO run_totals (run_id, kind, key, started_at, agent_id, turn_id,
+                            calls, cost, input_tokens, output_tokens)
+    SELECT * FROM fresh
+    ON CONFLICT (run_id, kind, key) DO UPDATE SET
+        started_at = excluded.started_at, agent_id = excluded.agent_id,
+        turn_id = excluded.turn_id, calls = excluded.calls, cost = excluded.cost,
+        input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens)
+DELETE FROM run_totals AS t
+WHERE ((t.kind = 'tool' AND t.run_id = ANY(CAST(:ids AS text[])))
+       OR (t.kind = 'model' AND t.run_id = ANY(CAST(:models AS text[]))))
+  AND NOT EXISTS (SELECT 1 FROM fresh AS f
+                  WHERE f.run_id = t.run_id AND f.kind = t.kind AND f.key = t.key)"""
+
+
 def update_run_totals(
     conn: Connection, run_ids: Sequence[str] | None, *, models: Sequence[str] | None = None
 ) -> None:
@@ -441,6 +477,12 @@ def update_run_totals(
     tool_calls and model_calls rows; the model totals only of ``models`` if given (the
     runs whose model_calls rows changed)."""
     model_ids = run_ids if models is None else models
+    if run_ids is not None and conn.dialect.name == "postgresql":
+        if run_ids or model_ids:
+            conn.execute(
+                text(_TOTALS_OF_RUNS), {"ids": list(run_ids), "models": list(model_ids or [])}
+            )
+        return
     counts = text(_COUNTS.format(where="" if run_ids is None else "WHERE run_id IN :ids"))
     for statements, ids in (
         ([counts, *_run_total_statements("tool", run_ids is not None)], run_ids),
