@@ -474,6 +474,7 @@ def attest_runs(
             ).all()
         )
     written: dict[str, str] = {}
+    entries: list[tuple[str, str, str, list[Leaf]]] = []
     for run_id, leaves in current.items():
         reason = reasons[run_id]
         if run_id in latest:
@@ -495,9 +496,9 @@ def attest_runs(
                     f" and {len(refused) - 1} more" if len(refused) > 1 else "",
                 )
                 continue
-        namespace = rows[run_id]["runs"][0]["namespace"]
-        append(conn, key, run_id=run_id, namespace=namespace, reason=reason, leaves=leaves)
+        entries.append((run_id, rows[run_id]["runs"][0]["namespace"], reason, leaves))
         written[run_id] = digests[run_id]
+    append_all(conn, key, entries)
     return written
 
 
@@ -505,16 +506,14 @@ _IN_BATCH = 5000
 """Values per IN list."""
 
 
-def append(
-    conn: Connection,
-    key: MirrorKey,
-    *,
-    run_id: str,
-    namespace: str,
-    reason: str,
-    leaves: Sequence[Leaf],
+def append_all(
+    conn: Connection, key: MirrorKey, entries: Sequence[tuple[str, str, str, Sequence[Leaf]]]
 ) -> None:
-    """Append one signed attestation to the key's chain (the caller holds ``_lock``)."""
+    """Append signed attestations (run id, namespace, reason, leaves), in this order, to the
+    key's chain (the caller holds ``_lock``): the chain's head is read once, and each entry
+    names the one before it; one INSERT for all."""
+    if not entries:
+        return
     publish(conn, key)
     head = conn.execute(
         select(AttestationRow.entry_hash)
@@ -522,21 +521,24 @@ def append(
         .order_by(AttestationRow.seq.desc())
         .limit(1)
     ).scalar()
-    row: dict[str, Any] = {
-        "key_id": key.key_id,
-        "run_id": run_id,
-        "namespace": namespace,
-        "reason": reason,
-        "digest": digest_of(leaves),
-        "row_count": len(leaves),
-        "previous": head or "",
-        "created_at": datetime.now(UTC),
-    }
-    signed = canonical(entry_of(row))
-    row["entry_hash"] = hashlib.sha256(signed).hexdigest()
-    row["signature"] = key.sign(signed)
-    row["leaves"] = [list(leaf) for leaf in leaves]
-    conn.execute(insert(AttestationRow), [row])
+    rows: list[dict[str, Any]] = []
+    for run_id, namespace, reason, leaves in entries:
+        row: dict[str, Any] = {
+            "key_id": key.key_id,
+            "run_id": run_id,
+            "namespace": namespace,
+            "reason": reason,
+            "digest": digest_of(leaves),
+            "row_count": len(leaves),
+            "previous": head or "",
+            "created_at": datetime.now(UTC),
+        }
+        signed = canonical(entry_of(row))
+        row["entry_hash"] = head = hashlib.sha256(signed).hexdigest()
+        row["signature"] = key.sign(signed)
+        row["leaves"] = [list(leaf) for leaf in leaves]
+        rows.append(row)
+    conn.execute(insert(AttestationRow), rows)
 
 
 def _lock(conn: Connection, key: MirrorKey) -> None:

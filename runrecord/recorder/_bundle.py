@@ -251,21 +251,25 @@ def archive_tree(conn: Connection, run_id: str, bundle: dict[str, Any]) -> int:
     (reason ``archived``) of the rows that went into the bundle; attestations stay."""
     from sqlalchemy import delete
 
-    from runrecord.recorder._attest import _lock, append, leaves_of, mirror_key
+    from runrecord.recorder._attest import _lock, append_all, leaves_of, mirror_key
 
     key = mirror_key()
     _lock(conn, key)
+    append_all(
+        conn,
+        key,
+        [
+            (
+                archived_id,
+                run_rows["runs"][0]["namespace"] if run_rows["runs"] else "",
+                "archived",
+                leaves_of(run_rows),
+            )
+            for archived_id, run_rows in bundle["rows"].items()
+        ],
+    )
     deleted = 0
-    for archived_id, run_rows in bundle["rows"].items():
-        namespace = run_rows["runs"][0]["namespace"] if run_rows["runs"] else ""
-        append(
-            conn,
-            key,
-            run_id=archived_id,
-            namespace=namespace,
-            reason="archived",
-            leaves=leaves_of(run_rows),
-        )
+    for archived_id in bundle["rows"]:
         for spec in TABLES:
             owner = getattr(spec.model, spec.run_column)
             result = conn.execute(delete(spec.model).where(owner == archived_id))
