@@ -64,11 +64,11 @@ log = logging.getLogger("runrecord.mirror")
 PAGE_SIZE = 0  # the server default
 LONG_POLL = timedelta(seconds=70)
 _DONE_KEPT = 100_000
-WRITERS = 1
-"""Transactions in flight at once, each for runs the others are not writing: a change that
-arrives during a write goes out in the next free one, not after that write and a gap. While
-all are busy, what arrives meanwhile gathers into one transaction, so a slow database gets
-fewer, larger transactions."""
+WRITE_GATHER = (0.0, 0.02)
+"""Seconds between one transaction's end and the next one's start while changes keep coming,
+at least and at most: as long as the last transaction took, within these bounds. A change
+after a quiet spell is written at once; under load, what arrives during a write and the gap
+after it is one transaction, so a slow database gets fewer, larger transactions."""
 QUARANTINE_MAX_WAIT = 30.0  # seconds between tries of a run the records refuse, at most
 COPIES_HELD_MAX = 256 * 1024 * 1024  # bytes of payload copies held while the blob store is out
 
@@ -118,9 +118,6 @@ class Mirror:
         self._full_write: set[str] = set()
         self._unsaved: set[str] = set()
         self._writer_wake = asyncio.Event()
-        self._write_after = 0.0  # loop time before which no write starts (after an error)
-        self._write_backoff = poll_interval
-        self._write_failed = False
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Temporal runs followed to their end (bounded: oldest forgotten first).
         self._done: dict[tuple[str, str], None] = {}
@@ -396,68 +393,61 @@ class Mirror:
         self._writer_wake.set()
 
     async def _writer(self, stop: asyncio.Event) -> None:
-        """Write every run with unsaved changes as often as it can, in up to ``WRITERS``
-        transactions at once; a run's change sets go out one after the other.
+        """Write every run with unsaved changes, all in one transaction, as often as it can.
 
         A run the database refuses is quarantined: retried alone, with backoff, so it
         never holds the others back."""
         loop = asyncio.get_running_loop()
-        writing: dict[asyncio.Future[Any], set[str]] = {}
+        backoff = self.poll_interval
+        last_write = gap = 0.0
         while True:
-            busy = set().union(*writing.values())
-            ready = sorted(w for w in self._unsaved if w not in busy)
-            wait = self._write_after - loop.time()
-            if ready and len(writing) < WRITERS and wait <= 0:
-                self._unsaved.difference_update(ready)
-                writing[asyncio.ensure_future(self._write_batch(ready))] = set(ready)
-                continue
-            if stop.is_set() and not writing and (not self._unsaved or self._write_failed):
-                return
-            self._writer_wake.clear()
-            waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._writer_wake.wait())]
-            if not stop.is_set():
-                waits.append(asyncio.ensure_future(stop.wait()))
-            done, _ = await asyncio.wait(
-                [*waits, *writing],
-                timeout=wait if ready and wait > 0 else None,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            for w in waits:
-                w.cancel()
-            for task in done:
-                writing.pop(task, None)
-
-    async def _write_batch(self, ids: list[str]) -> None:
-        """One transaction for these runs (and one of its own for each quarantined run that
-        is due); on an error the runs are unsaved again and writing waits, backing off."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        # A quarantined run not yet due waits for its timer, which marks it unsaved again.
-        batches = [[w for w in ids if w not in self.quarantined]]
-        batches += [[w] for w in ids if w in self.quarantined and self.quarantined[w].due(now)]
-        done: set[str] = set()
-        try:
-            for batch in batches:
-                changes = [
-                    self._take(self._chains[w], everything=False)
-                    for w in batch
-                    if w in self._chains
+            if not self._unsaved:
+                if stop.is_set():
+                    return
+                self._writer_wake.clear()
+                waits = [
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(self._writer_wake.wait()),
                 ]
-                refused: dict[str, str] = {}
-                if changes:
-                    _, refused = await self._write(changes)
-                self._quarantine(refused)
-                self._release(w for w in batch if w not in refused)
-                done.update(batch)
-            self._write_backoff = self.poll_interval
-            self._write_failed = False
-        except Exception as err:  # the database may be down: fold on, write later
-            self._error(err)
-            self._unsaved.update(w for batch in batches for w in batch if w not in done)
-            self._write_after = loop.time() + self._write_backoff
-            self._write_backoff = min(self._write_backoff * 2, 10.0)
-            self._write_failed = True
-            self._writer_wake.set()
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+                continue
+            # Under load, let changes gather a moment: one transaction for many runs' pages
+            # costs far less than one per page. After a quiet spell, write at once.
+            wait = last_write + gap - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            began = loop.time()
+            ids, self._unsaved = sorted(self._unsaved), set()
+            now = loop.time()
+            # A quarantined run not yet due waits for its timer, which marks it unsaved again.
+            batches = [[w for w in ids if w not in self.quarantined]]
+            batches += [[w] for w in ids if w in self.quarantined and self.quarantined[w].due(now)]
+            done: set[str] = set()
+            try:
+                for batch in batches:
+                    changes = [
+                        self._take(self._chains[w], everything=False)
+                        for w in batch
+                        if w in self._chains
+                    ]
+                    refused: dict[str, str] = {}
+                    if changes:
+                        _, refused = await self._write(changes)
+                    self._quarantine(refused)
+                    self._release(w for w in batch if w not in refused)
+                    done.update(batch)
+                backoff = self.poll_interval
+                last_write = loop.time()
+                gap = min(max(last_write - began, WRITE_GATHER[0]), WRITE_GATHER[1])
+            except Exception as err:  # the database may be down: fold on, write later
+                self._error(err)
+                self._unsaved.update(w for batch in batches for w in batch if w not in done)
+                if stop.is_set():
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
 
     def _quarantine(self, refused: dict[str, str]) -> None:
         """Set refused runs aside, each with its error, and retry each later on its own."""
