@@ -343,15 +343,29 @@ def test_every_runs_filter_answers_like_its_view(
             {},
         ),
     ]
+    # Every way of searching (matching calls counted as rare / sparse / dense, and how many
+    # of the newest runs are looked at first): among the newest runs tested one by one,
+    # among them joined with the matching calls, and from the matching calls when the
+    # newest runs hold too few, or when the calls are rare.
+    searches = [
+        (0, 0, 2000),
+        (0, 9000, 2000),
+        (0, 9000, 3),
+        (0, 0, 1),
+        (0, 9000, 1),
+        (5000, 9000, 1),
+    ]
     for args, sql, params in cases:
         expected = view_ids(s, sql, **params)
         assert ids(cli_json(capsys, "runs", *args, "--limit", "1000")) == expected, args
-        # The search that starts from the matching calls, when the newest runs hold too few.
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(queries, "_RECENT", 1)
-            assert ids(cli_json(capsys, "runs", *args, "--limit", "3")) == set(
-                sorted(expected, key=started.__getitem__, reverse=True)[:3]
-            ), args
+        newest = set(sorted(expected, key=started.__getitem__, reverse=True)[:3])
+        for rare, dense, recent in searches:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(queries, "_RARE", rare)
+                patch.setattr(queries, "_DENSE", dense)
+                patch.setattr(queries, "_RECENT", recent)
+                found = ids(cli_json(capsys, "runs", *args, "--limit", "3"))
+            assert found == newest, (args, rare, dense, recent)
 
 
 def test_runs_filters_find_the_runs_that_did_it(

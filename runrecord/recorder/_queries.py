@@ -218,12 +218,13 @@ def _call_probe(*where: ColumnElement[bool]) -> _Probe:
     return _Probe(exists().where(ToolCallRow.run_id == RunRow.run_id, *where), calls=where)
 
 
-def _rare(conn: Connection, probe: _Probe) -> bool:
-    """Whether fewer than ``_RARE`` calls match: counted from an index, up to that many."""
+def _calls_matching(conn: Connection, probe: _Probe) -> int:
+    """How many calls match a filter on calls, counted from an index up to ``_DENSE``;
+    ``_DENSE`` for a filter on something else (it is tested run by run)."""
     if not probe.calls:
-        return False
-    some = select(literal(1)).select_from(ToolCallRow).where(*probe.calls).limit(_RARE)
-    return int(conn.execute(select(func.count()).select_from(some.subquery())).scalar_one()) < _RARE
+        return _DENSE
+    some = select(literal(1)).select_from(ToolCallRow).where(*probe.calls).limit(_DENSE)
+    return int(conn.execute(select(func.count()).select_from(some.subquery())).scalar_one())
 
 
 def _probes(conn: Connection, f: RunFilter) -> list[_Probe]:
@@ -429,6 +430,8 @@ def _roll_up(
 
 _RECENT = 2000  # runs tested one by one, newest first, before starting from the other side
 _RARE = 5000  # matching calls below which a call filter starts from its calls
+_DENSE = 9000  # matching calls from which the newest runs are tested one by one (where the two
+# plans cross on benchmarks/queries.py's 100,000 runs: below, too few of the newest 2,000 match)
 
 
 def _matching_rows(conn: Connection, f: RunFilter) -> list[Any]:
@@ -461,14 +464,33 @@ def _matching_rows(conn: Connection, f: RunFilter) -> list[Any]:
     probes = _probes(conn, f)
     if not probes:
         return list(conn.execute(query).all())
-    if not any(_rare(conn, p) for p in probes):
-        rows = _among_recent(conn, f, query, probes)
+    counts = [_calls_matching(conn, p) for p in probes]
+    if not any(n < _RARE for n in counts):
+        # Common: among the newest runs. Tested run by run, newest first, where the calls
+        # are dense; where they are not (one run in forty, say), that would test hundreds
+        # of runs: the matching calls and the newest runs are joined instead.
+        sparse = any(n < _DENSE for n in counts)
+        rows = _among_recent(conn, f, query, probes, joined=sparse)
         if rows is not None:
             return rows
-    # Rare, or too few among the newest: rank every match by start time first (two narrow
-    # columns, no LIMIT, so the planner starts from whichever side is smaller), then read
-    # the rows of the newest few.
+    # Rare, or too few among the newest: rank every match by start time first.
+    return _ranked(conn, f, query, probes)
+
+
+def _ranked(
+    conn: Connection,
+    f: RunFilter,
+    query: Any,
+    probes: list[_Probe],
+    *,
+    since: datetime | None = None,
+) -> list[Any]:
+    """The newest ``f.limit`` matches (started at or after ``since``, if given): every match
+    ranked by start time first (two narrow columns, no LIMIT, so the planner starts from
+    whichever side is smaller), then the rows of the newest few read."""
     ranked = select(RunRow.run_id, RunRow.started_at).where(*_own_conditions(f))
+    if since is not None:
+        ranked = ranked.where(RunRow.started_at >= since)
     for probe in probes:
         found = probe.condition if probe.runs is None else RunRow.run_id.in_(probe.runs)
         ranked = ranked.where(found)
@@ -481,8 +503,11 @@ def _matching_rows(conn: Connection, f: RunFilter) -> list[Any]:
     return list(conn.execute(query.where(RunRow.run_id.in_(newest))).all())
 
 
-def _among_recent(conn: Connection, f: RunFilter, query: Any, probes: list[_Probe]) -> Any:
-    """The answer if the newest runs hold enough of it (or are all there is), else None."""
+def _among_recent(
+    conn: Connection, f: RunFilter, query: Any, probes: list[_Probe], *, joined: bool
+) -> Any:
+    """The answer if the newest runs hold enough of it (or are all there is), else None;
+    ``joined``: ranked among them (``_ranked``) instead of tested one by one."""
     horizon = conn.execute(
         select(RunRow.started_at)
         .where(*_own_conditions(f))
@@ -490,6 +515,9 @@ def _among_recent(conn: Connection, f: RunFilter, query: Any, probes: list[_Prob
         .offset(_RECENT)
         .limit(1)
     ).scalar()
+    if joined:
+        rows = _ranked(conn, f, query, probes, since=horizon)
+        return rows if horizon is None or len(rows) == f.limit else None
     recent = query.where(*(p.condition for p in probes))
     if horizon is None:
         return list(conn.execute(recent).all())
