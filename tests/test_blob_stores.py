@@ -431,13 +431,14 @@ async def test_records_do_not_wait_for_a_blob_store_that_is_out(
     from runrecord.cli import main
     from runrecord.recorder._membership import mirror_status
 
+    secret = "sk-live-" + "9f3Kq7Lm2Xv8Rt4Wz6Yb1Nc5"
+    mirror.blob_store_error = f"{mirror.blob_store_error} (api_key={secret})"
+    mirror.errors.append(f"BlobStoreError: refused with token={secret}")
     mirror._heartbeat()
     with engine.connect() as conn:
-        (mine,) = [
-            m
-            for m in mirror_status(conn, "default")["mirrors"]
-            if m["mirrorId"] == mirror.mirror_id
-        ]
+        status = mirror_status(conn, "default")
+    (mine,) = [m for m in status["mirrors"] if m["mirrorId"] == mirror.mirror_id]
+    assert secret not in json.dumps(status)  # error texts are redacted before they are kept
     held = mine["payloadCopies"]
     assert (held["held"], held["dropped"]) == (len(refs), 0) and held["bytes"] > 0
     assert "unreachable" in held["error"]

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
+from runrecord._redaction import default_redactor
 from runrecord.recorder._store import upsert
 from runrecord.recorder._tables import JournalCursorRow, MirrorRow, RunRow
 
@@ -83,8 +84,12 @@ def heartbeat(
     copies: dict[str, Any] | None = None,
 ) -> Membership:
     """Report this mirror alive, with what it does, and return its share of the runs among
-    the mirrors alive on the namespace."""
+    the mirrors alive on the namespace. Error texts (an exception's, a database's refusal
+    quoting a value) are redacted before they reach the records."""
     now = datetime.now(UTC)
+    said = default_redactor().text
+    if copies is not None and copies.get("error"):
+        copies = {**copies, "error": said(copies["error"])}
     state = {
         "pollInterval": poll_interval,
         "followed": [
@@ -93,20 +98,20 @@ def heartbeat(
                 "temporalRunId": f.temporal_run_id,
                 "lastEventId": f.last_event_id,
                 "lastEventTime": f.last_event_time.isoformat() if f.last_event_time else None,
-                "error": f.error,
+                "error": said(f.error) if f.error else f.error,
             }
             for f in followed
         ],
         "quarantined": [
             {
                 "runId": q.workflow_id,
-                "error": q.error,
+                "error": said(q.error),
                 "since": q.since.isoformat(),
                 "attempts": q.attempts,
             }
             for q in quarantined
         ],
-        "errors": list(errors[-20:]),
+        "errors": [said(e) for e in errors[-20:]],
         # Payload copies held in memory while the blob store is out, and those dropped.
         "payloadCopies": copies,
     }
