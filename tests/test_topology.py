@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
 
@@ -357,3 +357,55 @@ def test_a_long_lived_worker_rotates_its_journal_and_keeps_only_what_is_unshippe
         shipper.stop()
         journal.close()
     assert [p.name for p in folder.glob("*.jsonl")] == [journal.path.name]
+
+
+def test_a_row_the_records_refuse_is_set_aside_and_the_running_shipper_goes_on(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # The lines of a shipment go in one statement; when the records refuse one row (here a
+    # trigger does), the shipment is undone and shipped again line by line.
+    refused = f"refused-{uuid.uuid4().hex[:6]}"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse_attempt() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                f"BEGIN IF NEW.run_id = '{refused}' THEN "
+                "RAISE EXCEPTION 'attempts refuse run %', NEW.run_id; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse_attempt BEFORE INSERT OR UPDATE ON tool_call_attempts "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_attempt()"
+            )
+        )
+    folder = tmp_path / "journal"
+    journal = Journal(folder)
+    shipper = Shipper(engine, folder, journal=journal)
+    kept = f"kept-{uuid.uuid4().hex[:6]}"
+    shipper.start()
+    try:
+        for entry in (_attempt_entry(kept, 1), _attempt_entry(refused, 1), _attempt_entry(kept, 2)):
+            journal.record(entry)
+        deadline = time.monotonic() + 30
+        while len(_attempts(engine, [kept])) < 2:
+            assert time.monotonic() < deadline, "the lines around the refused one not shipped"
+            time.sleep(0.05)
+        # The shipper's connection is still good after the refusal: later lines ship too.
+        journal.record(_attempt_entry(kept, 3))
+        while len(_attempts(engine, [kept])) < 3:
+            assert time.monotonic() < deadline, "a line after the refusal not shipped"
+            time.sleep(0.05)
+    finally:
+        shipper.stop()
+        journal.close()
+    assert _attempts(engine, [refused]) == {}
+    aside = (folder / "set-aside" / journal.path.name).read_bytes().splitlines()
+    assert len(aside) == 1 and refused.encode() in aside[0]
+    with engine.connect() as conn:
+        count, last = conn.execute(
+            text("SELECT lines_set_aside, last_set_aside FROM journal_cursors WHERE file = :f"),
+            {"f": journal.path.name},
+        ).one()
+    assert count == 1 and "attempts refuse run" in last

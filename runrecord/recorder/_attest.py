@@ -592,20 +592,25 @@ def attest_written(conn: Connection, reasons: dict[str, str]) -> None:
     attest_runs(conn, reasons, key=key)
 
 
-def attest_late(conn: Connection, run_ids: Iterable[str]) -> None:
-    """The journal writer's hook: re-attest closed, attested runs it wrote rows for."""
+def attest_late(
+    conn: Connection, run_ids: Iterable[str], *, closed: Iterable[str] | None = None
+) -> None:
+    """The journal writer's hook: re-attest closed, attested runs it wrote rows for.
+
+    ``closed``: those runs, if the writer looked them up already (ids as stored)."""
     from runrecord.recorder._store import storable
 
-    wanted = sorted({storable(run_id) for run_id in run_ids})  # ids as stored
-    if not wanted:
-        return
-    closed = conn.execute(
-        select(RunRow.run_id).where(
-            RunRow.run_id.in_(wanted),
-            RunRow.final_status.not_in(OPEN_STATUSES),
-            select(AttestationRow.seq).where(AttestationRow.run_id == RunRow.run_id).exists(),
-        )
-    ).scalars()
+    if closed is None:
+        wanted = sorted({storable(run_id) for run_id in run_ids})  # ids as stored
+        if not wanted:
+            return
+        closed = conn.execute(
+            select(RunRow.run_id).where(
+                RunRow.run_id.in_(wanted),
+                RunRow.final_status.not_in(OPEN_STATUSES),
+                select(AttestationRow.seq).where(AttestationRow.run_id == RunRow.run_id).exists(),
+            )
+        ).scalars()
     closed_ids = sorted(closed)
     if not closed_ids:
         return

@@ -19,7 +19,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, select, text
@@ -80,6 +81,34 @@ class Shipper:
         self._sizes: dict[str, int] = {}
         """Bytes of each file known to be shipped (skips a file that has not grown)."""
         self._notify = engine.dialect.name == "postgresql"
+        self._kept: Connection | None = None
+        """The shipper thread's connection, kept between shipments (see ``_connected``)."""
+        self._keep = False
+
+    @contextmanager
+    def _connected(self) -> Iterator[Connection]:
+        """A connection for one shipment. The shipper thread keeps one from shipment to
+        shipment: taking one from the pool pings the database first, a round trip each time.
+        A shipment that fails gives it back (a broken one is discarded)."""
+        if not self._keep:
+            with self.engine.connect() as conn:
+                yield conn
+            return
+        if self._kept is None:
+            self._kept = self.engine.connect()
+        try:
+            yield self._kept
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        conn, self._kept = self._kept, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a connection already broken has nothing left to give back
+                pass
 
     # --- shipping once (worker start, `runrecord journal drain`, tests)
 
@@ -109,7 +138,7 @@ class Shipper:
         unseen = [p.name for p in files if p.name not in self._sizes]
         if not unseen:
             return
-        with self.engine.connect() as conn:
+        with self._connected() as conn, conn.begin():
             found = conn.execute(
                 select(JournalCursorRow.file, JournalCursorRow.offset).where(
                     JournalCursorRow.file.in_(unseen)
@@ -124,11 +153,22 @@ class Shipper:
             return 0
         if self._sizes.get(path.name, -1) >= size:
             return 0
-        with self.engine.begin() as conn:
-            if not _lock_file(conn, path.name):
-                return 0  # another shipper has it now; it moves the cursor
-            applied, offset = _ship(conn, path)
-            self._send_notifications(conn)
+        try:
+            with self._connected() as conn, conn.begin():
+                shipped = _ship(conn, path)
+                if shipped is None:
+                    return 0  # another shipper has it now; it moves the cursor
+                applied, offset = shipped
+                self._send_notifications(conn)
+        except _Refused:
+            # Some line's row is refused: the transaction is undone, and the lines go again
+            # one by one, each in a savepoint, to find and set aside the refused ones.
+            with self._connected() as conn, conn.begin():
+                shipped = _ship(conn, path, line_by_line=True)
+                if shipped is None:
+                    return 0
+                applied, offset = shipped
+                self._send_notifications(conn)
         self._sizes[path.name] = offset
         self.lines_shipped += applied
         return applied
@@ -141,6 +181,7 @@ class Shipper:
         if self.journal is not None:
             self.journal.listen(self._woken)
         self._unsubscribe = listen(self._nudged)
+        self._keep = True
         self._thread = threading.Thread(target=self._loop, name="runrecord-shipper", daemon=True)
         self._thread.start()
 
@@ -164,6 +205,12 @@ class Shipper:
         self._wake.set()
 
     def _loop(self) -> None:
+        try:
+            self._ship_until_stopped()
+        finally:
+            self._release()
+
+    def _ship_until_stopped(self) -> None:
         wait = 0.0
         rescan_at = 0.0  # the first round ships every file of the folder
         shipped_at = gap = 0.0
@@ -177,7 +224,7 @@ class Shipper:
                 elif self.journal is not None:
                     self.drain(self.journal.files())
                 if self._pending_runs():
-                    with self.engine.begin() as conn:
+                    with self._connected() as conn, conn.begin():
                         self._send_notifications(conn)
                 if wait:
                     log.info("shipper: the records database answers again; spool shipped")
@@ -243,25 +290,45 @@ class Shipper:
         self.errors = [*self.errors[-99:], message]
 
 
-def _lock_file(conn: Connection, name: str) -> bool:
-    """One shipper per file at a time (PostgreSQL; SQLite lets one writer in anyway)."""
+class _Refused(Exception):
+    """The records refused a row of the lines shipped together (the transaction is undone)."""
+
+
+# The file's lock and its cursor in one round trip (PostgreSQL).
+_LOCK_AND_CURSOR = text(
+    'SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0)), c."offset", '
+    "c.lines_set_aside FROM (SELECT 1) AS one LEFT JOIN journal_cursors AS c ON c.file = :f"
+)
+
+
+def _locked_cursor(conn: Connection, name: str) -> tuple[int, int] | None:
+    """The file's cursor (``journal_cursor``), with the file locked for this transaction:
+    one shipper per file at a time. None if another shipper holds it (PostgreSQL; SQLite
+    lets one writer in anyway)."""
     if conn.dialect.name != "postgresql":
-        return True
-    got = conn.execute(
-        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"),
-        {"k": f"runrecord:journal:{name}"},
-    ).scalar_one()
-    return bool(got)
+        return journal_cursor(conn, name)
+    locked, offset, aside = conn.execute(
+        _LOCK_AND_CURSOR, {"k": f"runrecord:journal:{name}", "f": name}
+    ).one()
+    if not locked:
+        return None
+    return int(offset or 0), int(aside or 0)
 
 
-def _ship(conn: Connection, path: Path) -> tuple[int, int]:
+def _ship(conn: Connection, path: Path, *, line_by_line: bool = False) -> tuple[int, int] | None:
     """Apply a file's lines past its stored cursor and move the cursor, in ``conn``'s
-    transaction; returns the lines applied and the new offset.
+    transaction; returns the lines applied and the new offset, or None if another shipper
+    holds the file.
 
-    A line that cannot be applied (not a journal entry, or a row the database refuses)
-    is set aside: logged, copied to ``set-aside/<file>`` beside the journal, counted in
-    the file's cursor, and passed over, so the lines after it are shipped."""
-    offset, aside_count = journal_cursor(conn, path.name)
+    The lines go in one statement; if the records refuse a row, ``_Refused`` is raised and
+    the caller ships again ``line_by_line``: each line in a savepoint of its own. A line
+    that cannot be applied (not a journal entry, or a row the database refuses) is set
+    aside: logged, copied to ``set-aside/<file>`` beside the journal, counted in the file's
+    cursor, and passed over, so the lines after it are shipped."""
+    cursor = _locked_cursor(conn, path.name)
+    if cursor is None:
+        return None
+    offset, aside_count = cursor
     if path.stat().st_size <= offset:
         return 0, offset
     lines = list(read_from(path, offset))
@@ -269,13 +336,14 @@ def _ship(conn: Connection, path: Path) -> tuple[int, int]:
         return 0, offset
     readable = [(line, line.entry) for line in lines if line.entry is not None]
     problems = {line.start: line.problem for line in lines if line.problem is not None}
-    try:
-        with conn.begin_nested():
+    if not line_by_line:
+        try:
             applied = apply_journal(conn, [entry for _, entry in readable])
-    except Exception as err:
-        if is_outage(err):
-            raise
-        # Some line's row is refused: apply them one by one to find which.
+        except Exception as err:
+            if is_outage(err):
+                raise
+            raise _Refused from err
+    else:
         applied = 0
         for line, entry in readable:
             try:

@@ -498,9 +498,28 @@ def update_run_totals(
                 conn.execute(stmt.bindparams(bindparam("ids", expanding=True)), chunk)
 
 
-def _kept_as(conn: Connection, entries: list[JournalEntry]) -> dict[tuple[str, str, str], str]:
+# What a shipment looks up before it writes, in one round trip on PostgreSQL: which of the
+# `<id>~<run>` ids asked for are calls the records keep, and which runs are closed and
+# attested (``attest_late``). Ids as stored.
+_JOURNAL_LOOKUPS = text(
+    "SELECT t.run_id, t.tool_call_id FROM tool_calls AS t "
+    "JOIN unnest(CAST(:runs AS text[]), CAST(:calls AS text[])) AS w(run_id, tool_call_id) "
+    "ON t.run_id = w.run_id AND t.tool_call_id = w.tool_call_id "
+    "UNION ALL "
+    "SELECT r.run_id, NULL FROM runs AS r WHERE r.run_id = ANY(CAST(:run_ids AS text[])) "
+    "AND r.final_status <> ALL(CAST(:open AS text[])) "
+    "AND EXISTS (SELECT 1 FROM attestations AS a WHERE a.run_id = r.run_id)"
+)
+
+
+def _journal_lookups(
+    conn: Connection, entries: list[JournalEntry]
+) -> tuple[dict[tuple[str, str, str], str], list[str] | None]:
     """Journaled calls the records keep under ``<id>~<run>`` (their Temporal run was followed
-    by another of the same workflow id): (run, call, Temporal run) -> the id kept."""
+    by another of the same workflow id): (run, call, Temporal run) -> the id kept; and on
+    PostgreSQL, the entries' runs that are closed and attested (else None: ``attest_late``
+    looks them up)."""
+    from runrecord.recorder._attest import OPEN_STATUSES
     from runrecord.recorder._projection import kept_id
 
     wanted = {
@@ -508,17 +527,32 @@ def _kept_as(conn: Connection, entries: list[JournalEntry]) -> dict[tuple[str, s
         for e in entries
         if e.temporal_run_id
     }
-    if not wanted:
-        return {}
-    found = conn.execute(
-        select(ToolCallRow.run_id, ToolCallRow.tool_call_id).where(
-            tuple_(ToolCallRow.run_id, ToolCallRow.tool_call_id).in_(
-                sorted({(storable(run), storable(call)) for (run, _, _), call in wanted.items()})
-            )
+    pairs = sorted({(storable(run), storable(call)) for (run, _, _), call in wanted.items()})
+    closed: list[str] | None = None
+    if conn.dialect.name == "postgresql":
+        found = conn.execute(
+            _JOURNAL_LOOKUPS,
+            {
+                "runs": [run for run, _ in pairs],
+                "calls": [call for _, call in pairs],
+                "run_ids": sorted({storable(e.run_id) for e in entries}),
+                "open": sorted(OPEN_STATUSES),
+            },
+        ).all()
+        kept = {(run, call) for run, call in found if call is not None}
+        closed = sorted(run for run, call in found if call is None)
+    elif pairs:
+        kept = set(
+            conn.execute(
+                select(ToolCallRow.run_id, ToolCallRow.tool_call_id).where(
+                    tuple_(ToolCallRow.run_id, ToolCallRow.tool_call_id).in_(pairs)
+                )
+            ).tuples()
         )
-    )
-    kept = {(run, call) for run, call in found}
-    return {key: call for key, call in wanted.items() if (storable(key[0]), storable(call)) in kept}
+    else:
+        kept = set()
+    moved = {k: call for k, call in wanted.items() if (storable(k[0]), storable(call)) in kept}
+    return moved, closed
 
 
 def save_projection(conn: Connection, chain: RunChain) -> None:
@@ -542,7 +576,7 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
     finished: dict[tuple[str, str, str, int], dict[str, Any]] = {}
     artifacts: dict[str, dict[str, Any]] = {}
     entries = list(entries)
-    kept_as = _kept_as(conn, entries)
+    kept_as, closed = _journal_lookups(conn, entries)
     for entry in entries:
         count += 1
         made_in = entry.temporal_run_id or ""
@@ -568,7 +602,7 @@ def apply_journal(conn: Connection, entries: Iterable[JournalEntry]) -> int:
             (ArtifactRow, ("artifact_id",), list(artifacts.values()), False),
         ],
     )
-    attest_late(conn, {e.run_id for e in entries})
+    attest_late(conn, {e.run_id for e in entries}, closed=closed)
     return count
 
 
