@@ -6,8 +6,11 @@ command never loads temporalio or mcp, a workflow module never loads SQLAlchemy.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
 
@@ -32,3 +35,32 @@ def lazy_exports(
         return sorted({*vars(sys.modules[package]), *exports})
 
     return __getattr__, __dir__, exports
+
+
+class _Deferred(ModuleType):
+    """Stands in ``sys.modules`` for a module not imported yet; the first attribute asked of
+    it imports the module, which then replaces it there."""
+
+    def __getattr__(self, attribute: str) -> Any:
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        module = importlib.import_module(name)
+        return getattr(module, attribute)
+
+
+def defer_import(name: str) -> None:
+    """Let ``import name`` succeed at once and import the module when an attribute of it is
+    first used: for a dependency's dependency that runrecord never calls. A module already
+    imported, or not installed, is left as it is.
+
+    (``importlib.util.LazyLoader`` cannot serve here: the import statement itself reads the
+    module's ``__spec__``, which loads it.)"""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return
+    stand_in = _Deferred(name)
+    stand_in.__spec__ = spec
+    sys.modules[name] = stand_in

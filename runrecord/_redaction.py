@@ -19,6 +19,12 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
+from runrecord._lazy import defer_import
+
+# detect-secrets imports `requests` (a tenth of a second at start-up) to check a secret it
+# found against the service online, which runrecord never asks of it.
+defer_import("requests")
+
 from detect_secrets.plugins.artifactory import ArtifactoryDetector
 from detect_secrets.plugins.aws import AWSKeyDetector
 from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector

@@ -142,3 +142,23 @@ def test_a_database_without_a_schema_has_no_revision(database_url: str) -> None:
             require_current(engine)
     finally:
         engine.dispose()
+
+
+def test_redaction_puts_off_requests_until_it_is_used() -> None:
+    # detect-secrets imports `requests` only to check found secrets online, which runrecord
+    # never asks of it: the import waits for a use, and a use gets the real module.
+    probe = (
+        "import sys\n"
+        "from runrecord._redaction import Redactor\n"
+        "assert Redactor().text('ghp_' + 'a' * 36) == '[REDACTED]'\n"
+        "assert 'urllib3' not in sys.modules, 'requests was imported'\n"
+        "import requests\n"
+        "from requests.adapters import HTTPAdapter\n"
+        "assert requests.Session and HTTPAdapter and 'urllib3' in sys.modules\n"
+        "assert sys.modules['requests'].__version__ == requests.__version__\n"
+        "assert type(sys.modules['requests']).__name__ == 'module'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
