@@ -24,7 +24,7 @@ from temporalio.worker import Worker
 
 from runrecord._contract import JournalEntry
 from runrecord.cli._approvals import send_decision
-from runrecord.recorder import Mirror
+from runrecord.recorder import DatabaseBlobStore, Mirror
 from runrecord.recorder._store import storable
 from runrecord.records import Attempt, AttemptOutcome
 from runrecord.worker import Journal
@@ -138,6 +138,11 @@ async def test_a_nul_in_a_run_id_holds_no_other_run_back(
     assert record is not None and record.run_id == odd.replace("\x00", ESCAPED)
 
 
+def _copies(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM blobs")).scalar_one())
+
+
 async def test_a_run_the_database_refuses_is_quarantined_while_the_others_land(
     client: Client, journal: Journal, engine: Engine, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -159,7 +164,9 @@ async def test_a_run_the_database_refuses_is_quarantined_while_the_others_land(
                 "FOR EACH ROW EXECUTE FUNCTION refuse_one_run()"
             )
         )
-    async with agents_worker(client) as queue, following(client, engine, journal):
+    # Payload copies in the records database go in the rows' own transaction.
+    blobs = DatabaseBlobStore(engine)
+    async with agents_worker(client) as queue, following(client, engine, journal, blobs=blobs):
         ids = [f"{prefix}-{n}" for n in range(4)]
         for run_id in ids:
             await client.start_workflow(
@@ -185,11 +192,16 @@ async def test_a_run_the_database_refuses_is_quarantined_while_the_others_land(
         assert shown.returncode == 0, shown.stderr
         assert f"quarantined {refused}: " in shown.stdout
 
+        copies_while_refused = _copies(engine)
+
         # Retried with backoff: once the database takes the rows, the run lands and leaves
         # the quarantine.
         with engine.begin() as conn:
             conn.execute(text("DROP TRIGGER refuse_one_run ON tool_calls"))
         await until(caught_up(engine, [refused], 3), "the refused run, retried", timeout=90)
+        # Its payload copies (its inputs name its own file) were undone with its refused
+        # rows, and land with them.
+        assert _copies(engine) > copies_while_refused
 
         async def released() -> bool:
             return refused not in quarantined(await status(cli_env))

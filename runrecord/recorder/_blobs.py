@@ -306,12 +306,25 @@ class DatabaseBlobStore(BlobStore):
     @contextmanager
     def _batch(self) -> Iterator[object]:
         """One transaction for a ``keep_many``: looking and writing cost one connection."""
-        with self.engine.begin() as conn:
-            self._session.conn = conn
-            try:
-                yield conn
-            finally:
-                self._session.conn = None
+        if getattr(self._session, "conn", None) is not None:
+            yield self._session.conn  # the caller's transaction (``within``)
+            return
+        with self.engine.begin() as conn, self.within(conn):
+            yield conn
+
+    def shares_database(self, engine: Engine) -> bool:
+        """Whether this store is in ``engine``'s database (the records' own)."""
+        return self.engine is engine or self.engine.url == engine.url
+
+    @contextmanager
+    def within(self, conn: Connection) -> Iterator[None]:
+        """Keep copies in ``conn``'s transaction, not one of the store's own: a writer of
+        rows that point at the copies commits both at once, or neither."""
+        self._session.conn = conn
+        try:
+            yield
+        finally:
+            self._session.conn = None
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:

@@ -38,7 +38,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from runrecord._settings import RunRecordError
 from runrecord.recorder._attest import attest_written, reason_to_attest
-from runrecord.recorder._blobs import BlobStore, BlobStoreError
+from runrecord.recorder._blobs import BlobStore, BlobStoreError, DatabaseBlobStore
 from runrecord.recorder._database import is_outage, listen_url, refusal
 from runrecord.recorder._decoding import decode_events
 from runrecord.recorder._membership import Followed, Membership, Quarantined, heartbeat, leave
@@ -317,10 +317,17 @@ class Mirror:
 
     def _write_changes(self, changes: list[_Change]) -> tuple[set[str], dict[str, str]]:
         # Copies first: rows that point at a copy are written once it exists, or once the
-        # mirror holds it for a blob store that is out (the records never wait for it).
-        self.keep_copies({sha: body for change in changes for sha, body in change.bodies.items()})
+        # mirror holds it for a blob store that is out (the records never wait for it). A
+        # store in the records database keeps them in the rows' own transaction.
+        with_rows = isinstance(self.blobs, DatabaseBlobStore) and self.blobs.shares_database(
+            self.engine
+        )
+        if not with_rows:
+            self.keep_copies({sha: body for c in changes for sha, body in c.bodies.items()})
         try:
             with self.engine.begin() as conn:
+                if with_rows:
+                    self._keep_copies_in(conn, changes)
                 return write_changes(conn, self.namespace, changes), {}
         except Exception as err:
             if is_outage(err):
@@ -335,12 +342,23 @@ class Mirror:
             for change in sorted(changes, key=lambda c: c.workflow_id):
                 try:
                     with conn.begin_nested():
+                        if with_rows:
+                            self._keep_copies_in(conn, [change])
                         wrote |= write_changes(conn, self.namespace, [change])
                 except Exception as err:
                     if is_outage(err):
                         raise
                     refused[change.workflow_id] = refusal(err)
         return wrote, refused
+
+    def _keep_copies_in(self, conn: Connection, changes: list[_Change]) -> None:
+        """The changes' payload copies, in ``conn``'s transaction (a blob store in the records
+        database): one transaction a write, not two."""
+        assert isinstance(self.blobs, DatabaseBlobStore)
+        bodies = {sha: body for change in changes for sha, body in change.bodies.items()}
+        if bodies:
+            with self.blobs.within(conn):
+                self.blobs.keep_many(bodies)
 
     def keep_copies(self, bodies: dict[str, Body]) -> None:
         """Hand payload copies to the blob store, with any it could not take before.
