@@ -347,11 +347,9 @@ def stored_cursors(
 ) -> dict[str, dict[str, int]]:
     """How far each Temporal run of these runs has been projected into the records."""
     stored_ids = {storable(w): w for w in workflow_ids}  # Temporal takes a NUL in an id
-    found: Iterable[tuple[str, str, int]]
+    found: Iterable[Any]
     if conn.dialect.name == "postgresql":  # a statement built once: every write asks this
-        found = conn.execute(
-            _STORED_CURSORS, {"namespace": namespace, "ids": sorted(stored_ids)}
-        ).tuples()
+        found = conn.execute(_STORED_CURSORS, {"namespace": namespace, "ids": sorted(stored_ids)})
     else:
         found = conn.execute(
             select(
@@ -361,7 +359,7 @@ def stored_cursors(
             ).where(
                 TemporalRunRow.namespace == namespace, TemporalRunRow.workflow_id.in_(stored_ids)
             )
-        ).tuples()
+        )
     cursors: dict[str, dict[str, int]] = {}
     for stored_id, run_id, last in found:
         workflow_id = stored_ids[stored_id] if stored_id in stored_ids else stored_id
@@ -559,13 +557,12 @@ def _journal_lookups(
         kept = {(run, call) for run, call in found if call is not None}
         closed = sorted(run for run, call in found if call is None)
     elif pairs:
-        kept = set(
-            conn.execute(
-                select(ToolCallRow.run_id, ToolCallRow.tool_call_id).where(
-                    tuple_(ToolCallRow.run_id, ToolCallRow.tool_call_id).in_(pairs)
-                )
-            ).tuples()
-        )
+        found = conn.execute(
+            select(ToolCallRow.run_id, ToolCallRow.tool_call_id).where(
+                tuple_(ToolCallRow.run_id, ToolCallRow.tool_call_id).in_(pairs)
+            )
+        ).all()
+        kept = {(run, call) for run, call in found}
     else:
         kept = set()
     moved = {k: call for k, call in wanted.items() if (storable(k[0]), storable(call)) in kept}
