@@ -154,24 +154,24 @@ class Shipper:
         if self._sizes.get(path.name, -1) >= size:
             return 0
         try:
-            with self._connected() as conn, conn.begin():
-                shipped = _ship(conn, path)
-                if shipped is None:
-                    return 0  # another shipper has it now; it moves the cursor
-                applied, offset = shipped
-                self._send_notifications(conn)
+            shipped = self._ship_in_one_transaction(path, line_by_line=False)
         except _Refused:
             # Some line's row is refused: the transaction is undone, and the lines go again
             # one by one, each in a savepoint, to find and set aside the refused ones.
-            with self._connected() as conn, conn.begin():
-                shipped = _ship(conn, path, line_by_line=True)
-                if shipped is None:
-                    return 0
-                applied, offset = shipped
-                self._send_notifications(conn)
+            shipped = self._ship_in_one_transaction(path, line_by_line=True)
+        if shipped is None:
+            return 0  # another shipper has it now; it moves the cursor
+        applied, offset = shipped
         self._sizes[path.name] = offset
         self.lines_shipped += applied
         return applied
+
+    def _ship_in_one_transaction(self, path: Path, *, line_by_line: bool) -> tuple[int, int] | None:
+        with self._connected() as conn, conn.begin():
+            shipped = _ship(conn, path, line_by_line=line_by_line)
+            if shipped is not None:
+                self._send_notifications(conn)
+            return shipped
 
     # --- shipping continuously (the worker)
 
